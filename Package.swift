@@ -1,0 +1,81 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "montana-alliance",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "montana", targets: ["montana"]),
+        .executable(name: "montana-fuzz", targets: ["MontanaFuzz"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // Byte-exact codecs: no crypto, no I/O.
+        .target(name: "MontanaWire", swiftSettings: strict),
+        // Keys, identities, Noise_PQ XX, transport frames, preface, IBT proofs.
+        .target(name: "MontanaCrypto", dependencies: [
+            "MontanaWire",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
+        // Sans-I/O session layers: resumable transport, yamux, multistream-select.
+        .target(name: "MontanaSession", dependencies: [
+            "MontanaWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strict),
+        // SwiftNIO: carriers, preface handler, splice, session handlers.
+        .target(name: "MontanaTransport", dependencies: [
+            "MontanaCrypto", "MontanaSession", "MontanaWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ], swiftSettings: strict),
+        .target(name: "MontanaExit", dependencies: [
+            "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ], swiftSettings: strict),
+        .target(name: "MontanaClient", dependencies: [
+            "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ], swiftSettings: strict),
+        .target(name: "MontanaNode", dependencies: [
+            "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaExit", "MontanaClient", "MontanaWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "montana", dependencies: [
+            "MontanaNode", "MontanaCrypto", "MontanaWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
+        // One entry point per decoder, shared by the libFuzzer binary and the unit tests.
+        .target(name: "MontanaFuzzTargets", dependencies: ["MontanaCrypto", "MontanaWire", "MontanaSession"], swiftSettings: strict),
+        .executableTarget(name: "MontanaFuzz", dependencies: ["MontanaFuzzTargets"], swiftSettings: strict),
+        .testTarget(name: "MontanaWireTests", dependencies: ["MontanaWire"]),
+        .testTarget(name: "MontanaCryptoTests", dependencies: ["MontanaCrypto", "MontanaWire", "MontanaFuzzTargets"],
+                    resources: [.copy("Resources")]),
+        .testTarget(name: "MontanaSessionTests", dependencies: ["MontanaSession", "MontanaWire"]),
+        .testTarget(name: "MontanaExitTests", dependencies: ["MontanaExit", "MontanaWire"]),
+        .testTarget(name: "MontanaClientTests", dependencies: ["MontanaClient", "MontanaWire"]),
+    ]
+)

@@ -1,0 +1,2 @@
+import XCTest
+final class MontanaClientTestsPlaceholder: XCTestCase { func test_placeholder() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class MontanaCryptoTestsPlaceholder: XCTestCase { func test_placeholder() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class MontanaSessionTestsPlaceholder: XCTestCase { func test_placeholder() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class MontanaWireTestsPlaceholder: XCTestCase { func test_placeholder() {} }
