@@ -64,15 +64,17 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ], swiftSettings: strict),
+        // Conformance vectors: generates ours, checks any file in the shared schema.
+        .target(name: "MontanaConformance", dependencies: ["MontanaCrypto", "MontanaWire"], swiftSettings: strict),
         .executableTarget(name: "montana", dependencies: [
-            "MontanaNode", "MontanaCrypto", "MontanaWire",
+            "MontanaNode", "MontanaCrypto", "MontanaWire", "MontanaConformance",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         // One entry point per decoder, shared by the libFuzzer binary and the unit tests.
         .target(name: "MontanaFuzzTargets", dependencies: ["MontanaCrypto", "MontanaWire", "MontanaSession"], swiftSettings: strict),
         .executableTarget(name: "MontanaFuzz", dependencies: ["MontanaFuzzTargets"], swiftSettings: strict),
         .testTarget(name: "MontanaWireTests", dependencies: ["MontanaWire"]),
-        .testTarget(name: "MontanaCryptoTests", dependencies: ["MontanaCrypto", "MontanaWire", "MontanaFuzzTargets"],
+        .testTarget(name: "MontanaCryptoTests", dependencies: ["MontanaCrypto", "MontanaWire", "MontanaConformance", "MontanaFuzzTargets"],
                     resources: [.copy("Resources")]),
         .testTarget(name: "MontanaSessionTests", dependencies: ["MontanaSession", "MontanaWire"]),
         .testTarget(name: "MontanaExitTests", dependencies: ["MontanaExit", "MontanaWire"]),

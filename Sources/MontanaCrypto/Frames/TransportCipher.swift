@@ -141,6 +141,16 @@ public struct FrameDeframer: Sendable {
         return body
     }
 
+    /// Takes every buffered byte, complete frame or not (used when the framing changes, e.g.
+    /// from handshake messages to transport frames).
+    public mutating func takeAll() -> [UInt8] {
+        defer {
+            buffer.removeAll(keepingCapacity: true)
+            start = 0
+        }
+        return Array(buffer[start...])
+    }
+
     private mutating func compact() {
         if start > 0 {
             buffer.removeFirst(start)

@@ -66,7 +66,8 @@ public struct NoiseInitiator {
         self.entropy = entropy
     }
 
-    var transcript: [[UInt8]] { state.hashHistory }
+    /// Every value `h` took so far, for conformance vectors.
+    public var transcriptHashes: [[UInt8]] { state.hashHistory }
 
     /// msg1 = `0x01 ‖ e_i.pk`; only `e_i.pk` is hashed.
     public mutating func message1() throws -> [UInt8] {
@@ -152,7 +153,8 @@ public struct NoiseResponder {
         self.entropy = entropy
     }
 
-    var transcript: [[UInt8]] { state.hashHistory }
+    /// Every value `h` took so far, for conformance vectors.
+    public var transcriptHashes: [[UInt8]] { state.hashHistory }
 
     public mutating func readMessage1(_ message: [UInt8]) throws {
         guard step == .start else { throw NoiseError.unexpectedMessage("message 1 twice") }

@@ -109,6 +109,14 @@ public enum Preface {
         return (ciphertext + aeadSeal(plain, key: keys.requestKey), keys)
     }
 
+    /// Seals an arbitrary 496-byte block, valid or not: for building hostile prefaces in tests,
+    /// vectors and probes. Production code uses `seal(_:to:)`.
+    public static func sealRawBlock(_ block: [UInt8], to hopKEMPublicKey: [UInt8]) throws -> [UInt8] {
+        precondition(block.count == blockSize, "a preface block is 496 bytes")
+        let (ct, ss) = try KEMKey.encapsulate(to: hopKEMPublicKey)
+        return ct + aeadSeal(block, key: deriveKeys(sharedSecret: ss, kemCiphertext: ct).requestKey)
+    }
+
     /// Opens a preface with the hop's KEM key. Checks only what the cryptography and the block
     /// layout decide; freshness, replay and admission are `PrefaceGate`'s.
     public static func open(_ preface: [UInt8], with key: KEMKey) throws(PrefaceError) -> (message: Message, keys: Keys) {
@@ -117,11 +125,17 @@ public enum Preface {
         guard let ss = try? key.decapsulate(ct) else { throw .doesNotOpen }
         let keys = deriveKeys(sharedSecret: ss, kemCiphertext: ct)
         guard let plain = aeadOpen(preface[KEMKey.ciphertextSize...], key: keys.requestKey) else { throw .doesNotOpen }
+        return (try decodeRequestBlock(plain), keys)
+    }
+
+    /// Parses a decrypted 496-byte request block (public for fuzzing: the AEAD in front of it
+    /// would otherwise hide this decoder from a fuzzer).
+    public static func decodeRequestBlock(_ plain: [UInt8]) throws(PrefaceError) -> Message {
         let (rawKind, body) = try parseBlock(plain)
         guard let kind = Kind(rawValue: rawKind) else { throw .badKind(rawKind) }
         guard body.count <= maxMessage else { throw .badLength(body.count) }
         do {
-            return (try Message.decode(kind: kind, body), keys)
+            return try Message.decode(kind: kind, body)
         } catch {
             throw .undecodable
         }

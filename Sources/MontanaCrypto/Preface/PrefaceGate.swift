@@ -4,7 +4,7 @@ import MontanaWire
 /// section 3): timestamp within ±120 s, not a replay within 240 s, the alliance when admission is
 /// on. The replay memory is hard-bounded; when full it refuses new prefaces (fail closed) rather
 /// than forgetting live ones. Not thread-safe: one gate per event loop, or guard it with a lock.
-public struct PrefaceGate {
+public struct PrefaceGate: Sendable {
     public static let maxSkew: UInt64 = 120
     public static let replayWindow: UInt64 = 240
 
@@ -24,14 +24,19 @@ public struct PrefaceGate {
     /// Opens and checks a preface. On success the preface is remembered against replay.
     public mutating func admit(_ preface: [UInt8], key: KEMKey, now: UInt64) throws(PrefaceError) -> (message: Preface.Message, keys: Preface.Keys) {
         let opened = try Preface.open(preface, with: key)
-        let ext = opened.message.ext
+        try check(opened.message, kemCiphertext: Array(preface.prefix(KEMKey.ciphertextSize)), now: now)
+        return opened
+    }
+
+    /// The checks after opening: freshness, admission, replay (remembering it on success).
+    public mutating func check(_ message: Preface.Message, kemCiphertext: [UInt8], now: UInt64) throws(PrefaceError) {
+        let ext = message.ext
         guard let ts = ext.ts else { throw .missingTimestamp }
         guard (ts > now ? ts - now : now - ts) <= Self.maxSkew else { throw .staleTimestamp }
         if let alliance {
             guard let theirs = ext.alliance, ConstantTime.equal(theirs, alliance) else { throw .unknownAlliance }
         }
-        try remember(digest: Digests.sha256(preface[0..<KEMKey.ciphertextSize]), now: now)
-        return opened
+        try remember(digest: Digests.sha256(kemCiphertext), now: now)
     }
 
     private mutating func remember(digest: [UInt8], now: UInt64) throws(PrefaceError) {

@@ -79,7 +79,7 @@ public struct AdmittedAccount: Sendable {
 /// Verifies EgressAuth against the session it arrived in and remembers nonces: at most 256 per
 /// account and 65,536 in total inside the two-slot validity window; beyond that it refuses
 /// (fail closed). Not thread-safe: guard with a lock when shared.
-public struct EgressAuthVerifier {
+public struct EgressAuthVerifier: Sendable {
     public static let perAccountLimit = 256
     public static let totalLimit = 65536
 

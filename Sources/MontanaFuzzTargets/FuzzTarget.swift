@@ -1,0 +1,95 @@
+import MontanaCrypto
+import MontanaWire
+
+/// One entry point per decoder that reads network input. Each must return normally on any
+/// input: a crash, a trap or unbounded allocation is a bug. Shared by the libFuzzer binary
+/// (`montana-fuzz`) and the unit tests that replay random inputs.
+public enum FuzzTarget: String, CaseIterable, Sendable {
+    case preface
+    case prefaceBlock = "preface-block"
+    case hopMessage = "hop-message"
+    case stopMessage = "stop-message"
+    case handshakeMessage1 = "handshake-msg1"
+    case handshakeMessage2 = "handshake-msg2"
+    case handshakeMessage3 = "handshake-msg3"
+    case transportFrames = "transport-frames"
+    case egressMessage = "egress-message"
+    case egressAuth = "egress-auth"
+    case directoryEntry = "directory-entry"
+    case signedRecord = "signed-record"
+    case attestation
+    case accountPass = "account-pass"
+    case advert
+    case tlv
+
+    public func run(_ input: [UInt8]) {
+        switch self {
+        case .preface:
+            var gate = PrefaceGate(capacity: 16)
+            _ = try? gate.admit(input, key: Fixtures.hopKey, now: 1_800_000_000)
+        case .prefaceBlock:
+            _ = try? Preface.decodeRequestBlock(input)
+        case .hopMessage:
+            if let m = try? HopMessage.decode(input) { _ = m.encode() }
+        case .stopMessage:
+            if let m = try? StopMessage.decode(input) { _ = m.encode() }
+        case .handshakeMessage1:
+            var responder = NoiseResponder(identity: Fixtures.responder)
+            try? responder.readMessage1(input)
+        case .handshakeMessage2:
+            var initiator = NoiseInitiator(identity: Fixtures.initiator, expectedResponder: Fixtures.responder.nodeID)
+            _ = try? initiator.message1()
+            _ = try? initiator.readMessage2(input)
+        case .handshakeMessage3:
+            var responder = Fixtures.responderAwaitingMessage3()
+            _ = try? responder.readMessage3(input)
+        case .transportFrames:
+            var deframer = FrameDeframer()
+            var cipher = TransportCipher(key: Fixtures.frameKey)
+            deframer.append(input)
+            while let body = deframer.nextBody() {
+                // Unauthenticated bodies are still decoded as records, to reach that decoder too.
+                _ = try? TransportRecord.decode(Array(body))
+                if let plain = try? cipher.open(body) { _ = try? TransportRecord.decode(plain) }
+            }
+        case .egressMessage:
+            if let m = try? EgressMessage.decode(input) { _ = m.encode() }
+        case .egressAuth:
+            var verifier = EgressAuthVerifier(exit: Fixtures.responder.nodeID, admission: .anyAccount)
+            _ = try? verifier.verify(input, initiatorPublicKey: Fixtures.initiator.publicKey, bindingHash: [], now: 1_800_000_000)
+        case .directoryEntry:
+            _ = try? EgressDirectoryEntry.decode(input)
+        case .signedRecord:
+            _ = try? RecordSigner.verify(input)
+            _ = try? DirectoryRecord.decode(input)
+        case .attestation:
+            _ = try? AttestationSigner.verify(input, attesterPublicKey: Fixtures.responder.publicKey)
+            _ = try? Attestation.decode(input)
+        case .accountPass:
+            _ = try? PassSigner.verify(input, issuers: [Fixtures.responder.publicKey], accountID: Fixtures.initiator.accountID, now: 1_800_000_000)
+            _ = try? AccountPass.decode(input)
+        case .advert:
+            _ = try? ReachabilityAdvert.decode(input, currentWindow: 30_000_000)
+        case .tlv:
+            _ = try? TLV.decode(input)
+        }
+    }
+}
+
+enum Fixtures {
+    static let hopKey = try! KEMKey(seed: [UInt8](repeating: 0x12, count: 32))
+    static let initiator = try! IdentityKey(seed: [UInt8](repeating: 0x31, count: 32))
+    static let responder = try! IdentityKey(seed: [UInt8](repeating: 0x21, count: 32))
+    static let frameKey = [UInt8](repeating: 7, count: 32)
+    static let message1: [UInt8] = {
+        var handshake = NoiseInitiator(identity: Fixtures.initiator, expectedResponder: nil)
+        return try! handshake.message1()
+    }()
+
+    static func responderAwaitingMessage3() -> NoiseResponder {
+        var r = NoiseResponder(identity: responder)
+        try! r.readMessage1(message1)
+        _ = try! r.message2(payload: [])
+        return r
+    }
+}

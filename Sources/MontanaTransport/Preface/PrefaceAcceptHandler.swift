@@ -1,0 +1,232 @@
+import Foundation
+import MontanaCrypto
+import MontanaWire
+import NIOCore
+import NIOPosix
+
+/// First handler on every inbound carrier of a node. It reads exactly one 1632-byte preface,
+/// and then either becomes the session responder, relays to another member, or refuses with a
+/// status. A preface that does not pass the gate gets no answer at all: the hop reads and
+/// discards up to a random 1632-16384 bytes or 10-60 s, whichever comes first, then closes —
+/// a prober learns nothing from timing or bytes.
+public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    /// Pipelined session bytes a relay holds while it connects to the target (spec: 64 KiB).
+    static let maxPipelined = 64 * 1024
+    static let dialTimeout = TimeAmount.seconds(10)
+
+    private enum State {
+        case readingPreface
+        case discarding(limit: Int)
+        case relaying
+        case done
+    }
+
+    private let gate: SharedPrefaceGate
+    private let router: any CircuitRouter
+    private let observer: any TransportObserver
+    private let alliance: [UInt8]?
+    private var state = State.readingPreface
+    private var buffer: ByteBuffer?
+    private var total = 0
+    private var timer: Scheduled<Void>?
+    private var pendingRead = false
+
+    public init(gate: SharedPrefaceGate, router: any CircuitRouter, observer: any TransportObserver = NoTransportObserver(), alliance: [UInt8]? = nil) {
+        self.gate = gate
+        self.router = router
+        self.observer = observer
+        self.alliance = alliance
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        // A connection that never completes its preface is closed after a random 10-60 s.
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64.random(in: 10...60))) {
+            context.close(promise: nil)
+        }
+        if context.channel.isActive { context.read() }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        context.read()
+        context.fireChannelActive()
+    }
+
+    public func read(context: ChannelHandlerContext) {
+        // Reads are driven here: while relaying, only until 64 KiB of pipelined bytes are held.
+        if case .relaying = state, (buffer?.readableBytes ?? 0) >= Self.maxPipelined {
+            pendingRead = true
+            return
+        }
+        context.read()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        total += incoming.readableBytes
+        switch state {
+        case .discarding(let limit):
+            if total >= limit { context.close(promise: nil) }
+            return
+        case .done:
+            return
+        case .relaying:
+            if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+            return
+        case .readingPreface:
+            if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+            guard let bytes = buffer?.readBytes(length: Preface.size) else { return }
+            accept(context: context, preface: bytes)
+        }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        if case .readingPreface = state { context.read() }
+        if case .discarding = state { context.read() }
+    }
+
+    private func accept(context: ChannelHandlerContext, preface: [UInt8]) {
+        let opened: (message: Preface.Message, keys: Preface.Keys)
+        do {
+            opened = try gate.admit(preface, now: WallClock.now())
+        } catch {
+            observer.prefaceRejected(reason: error.reason)
+            discard(context: context)
+            return
+        }
+        timer?.cancel()
+        switch opened.message {
+        case .hop(let hop) where hop.type != .connect:
+            answer(context, opened, status: .unexpectedMessage, close: true)
+        case .hop(let hop) where hop.peer == nil:
+            answer(context, opened, status: .malformedMessage, close: true)
+        case .stop(let stop) where stop.type != .connect:
+            answer(context, opened, status: .unexpectedMessage, close: true)
+        default:
+            switch router.route(opened.message) {
+            case .refuse(let status):
+                answer(context, opened, status: status, close: true)
+            case .terminate(let role, let install):
+                terminate(context, opened, role: role, install: install)
+            case .relay(let target):
+                relay(context, opened, to: target)
+            }
+        }
+    }
+
+    private func discard(context: ChannelHandlerContext) {
+        state = .discarding(limit: Int.random(in: Preface.size...16384))
+        buffer = nil
+        timer?.cancel()
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64.random(in: 10...60))) {
+            context.close(promise: nil)
+        }
+        if case .discarding(let limit) = state, total >= limit {
+            context.close(promise: nil)
+        } else {
+            context.read()
+        }
+    }
+
+    private func response(for message: Preface.Message, status: RelayStatus) -> Preface.Message {
+        switch message {
+        case .hop: return .hop(HopMessage(type: .status, status: status))
+        case .stop: return .stop(StopMessage(type: .status, status: status))
+        }
+    }
+
+    private func answer(_ context: ChannelHandlerContext, _ opened: (message: Preface.Message, keys: Preface.Keys), status: RelayStatus, close: Bool) {
+        guard let bytes = try? Preface.sealResponse(response(for: opened.message, status: status), keys: opened.keys) else {
+            context.close(promise: nil)
+            return
+        }
+        let write = context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)))
+        if close {
+            state = .done
+            write.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    private func terminate(_ context: ChannelHandlerContext, _ opened: (message: Preface.Message, keys: Preface.Keys),
+                           role: SessionRole, install: @Sendable (any Channel) throws -> Void) {
+        state = .done
+        answer(context, opened, status: .ok, close: false)
+        let leftover = buffer
+        buffer = nil
+        observer.circuitOpened(relayed: false)
+        let observer = self.observer
+        do {
+            let sync = context.pipeline.syncOperations
+            try sync.addHandler(SessionCryptoHandler(role: role, onFailure: { observer.sessionFailed(reason: $0.reason) }), position: .after(self))
+            try install(context.channel)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        context.channel.closeFuture.whenComplete { _ in observer.circuitClosed(relayed: false) }
+        context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        if let leftover, leftover.readableBytes > 0 {
+            context.fireChannelRead(wrapInboundOut(leftover))
+            context.fireChannelReadComplete()
+        }
+        context.read()
+    }
+
+    private func relay(_ context: ChannelHandlerContext, _ opened: (message: Preface.Message, keys: Preface.Keys), to target: RelayTarget) {
+        state = .relaying
+        context.read()
+        let purpose: CircuitPurpose
+        if case .hop(let hop) = opened.message { purpose = hop.ext.purpose ?? .session } else { purpose = .session }
+        let stop = StopMessage(type: .connect, peer: RelayPeer(id: AnonymousPeerID.random()), limit: nil,
+                               ext: RelayExtension(ts: WallClock.now(), alliance: alliance, purpose: purpose))
+        let inbound = context.channel
+        let loop = context.eventLoop
+        let observer = self.observer
+        CircuitDialer.connect(on: loop, host: target.host, port: target.port, hopKEMPublicKey: target.kemPublicKey,
+                              message: .stop(stop), timeout: Self.dialTimeout)
+            .hop(to: loop)
+            .assumeIsolated()
+            .whenComplete { result in
+                guard inbound.isActive else {
+                    if case .success(let (outbound, _)) = result { outbound.close(promise: nil) }
+                    return
+                }
+                switch result {
+                case .failure:
+                    self.answer(context, opened, status: .connectionFailed, close: true)
+                case .success(let (outbound, _)):
+                    self.spliceAfterAnswer(context, opened, outbound: outbound, observer: observer)
+                }
+            }
+    }
+
+    private func spliceAfterAnswer(_ context: ChannelHandlerContext, _ opened: (message: Preface.Message, keys: Preface.Keys),
+                                   outbound: any Channel, observer: any TransportObserver) {
+        answer(context, opened, status: .ok, close: false)
+        state = .done
+        observer.circuitOpened(relayed: true)
+        let (inSide, outSide) = SpliceHandler.pair(onBytes: { observer.relayedBytes($0) })
+        do {
+            try outbound.pipeline.syncOperations.addHandler(outSide)
+            let pipelined = buffer
+            buffer = nil
+            if let pipelined, pipelined.readableBytes > 0 {
+                outbound.writeAndFlush(pipelined, promise: nil)
+            }
+            try context.pipeline.syncOperations.addHandler(inSide, position: .after(self))
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        } catch {
+            outbound.close(promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        context.channel.closeFuture.whenComplete { _ in observer.circuitClosed(relayed: true) }
+    }
+}

@@ -1,0 +1,57 @@
+import MontanaCrypto
+import MontanaWire
+
+/// Which end of Noise_PQ XX a `SessionCryptoHandler` plays, and what it needs for it.
+public enum SessionRole: Sendable {
+    /// `payload` builds msg3's payload from `h_pre3` (an exit session puts EgressAuth there).
+    case initiator(identity: IdentityKey, responder: NodeID, payload: @Sendable ([UInt8]) throws -> [UInt8])
+    /// `payload` is msg2's payload; `admit` checks msg3 (identity, payload, `h_pre3`) and returns
+    /// what the session learned, or throws to close silently.
+    case responder(identity: IdentityKey, payload: [UInt8], admit: @Sendable (NoisePeer, [UInt8]) throws -> SessionAdmission)
+}
+
+/// What a responder learned about its initiator in msg3.
+public struct SessionAdmission: Sendable {
+    /// The account proven by EgressAuth, when the session may use egress.
+    public var account: AdmittedAccount?
+
+    public init(account: AdmittedAccount? = nil) {
+        self.account = account
+    }
+}
+
+/// Fired through the pipeline when the handshake completes.
+public struct SessionEstablished: Sendable {
+    public let peer: NoisePeer
+    public let sessionID: [UInt8]
+    public let admission: SessionAdmission
+}
+
+/// Why a session ended without being established, or was aborted.
+public enum SessionError: Error, Equatable, Sendable, CustomStringConvertible {
+    case handshake(String)
+    case frame(String)
+    case protocolViolation(String)
+    case closedByPeer(UInt8)
+    case admissionRefused(String)
+
+    public var reason: String {
+        switch self {
+        case .handshake: return "handshake"
+        case .frame: return "frame"
+        case .protocolViolation: return "protocol"
+        case .closedByPeer: return "closed"
+        case .admissionRefused: return "admission"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .handshake(let s): return "handshake failed: \(s)"
+        case .frame(let s): return "transport frame error: \(s)"
+        case .protocolViolation(let s): return "session protocol violation: \(s)"
+        case .closedByPeer(let r): return "peer closed the session (reason \(r))"
+        case .admissionRefused(let s): return "refused: \(s)"
+        }
+    }
+}

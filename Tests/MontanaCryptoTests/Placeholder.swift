@@ -1,2 +1,0 @@
-import XCTest
-final class MontanaCryptoTestsPlaceholder: XCTestCase { func test_placeholder() {} }

@@ -1,2 +1,0 @@
-import XCTest
-final class MontanaWireTestsPlaceholder: XCTestCase { func test_placeholder() {} }
