@@ -1,2 +1,0 @@
-import XCTest
-final class MontanaClientTestsPlaceholder: XCTestCase { func test_placeholder() {} }

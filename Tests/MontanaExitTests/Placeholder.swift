@@ -1,2 +1,0 @@
-import XCTest
-final class MontanaExitTestsPlaceholder: XCTestCase { func test_placeholder() {} }
