@@ -79,5 +79,6 @@ let package = Package(
         .testTarget(name: "MontanaSessionTests", dependencies: ["MontanaSession", "MontanaWire"]),
         .testTarget(name: "MontanaExitTests", dependencies: ["MontanaExit", "MontanaWire"]),
         .testTarget(name: "MontanaClientTests", dependencies: ["MontanaClient", "MontanaWire"]),
+        .testTarget(name: "MontanaNodeTests", dependencies: ["MontanaNode", "MontanaExit", "MontanaCrypto", "MontanaWire"]),
     ]
 )

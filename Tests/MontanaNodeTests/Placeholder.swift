@@ -1,0 +1,2 @@
+import XCTest
+final class MontanaNodeTestsPlaceholder: XCTestCase { func test_placeholder() {} }
