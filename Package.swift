@@ -74,7 +74,8 @@ let package = Package(
         .testTarget(name: "MontanaWireTests", dependencies: ["MontanaWire"]),
         .testTarget(name: "MontanaCryptoTests", dependencies: ["MontanaCrypto", "MontanaWire", "MontanaFuzzTargets"],
                     resources: [.copy("Resources")]),
-        .testTarget(name: "MontanaSessionTests", dependencies: ["MontanaSession", "MontanaWire"]),
+        .testTarget(name: "MontanaSessionTests", dependencies: ["MontanaSession", "MontanaWire"],
+                    resources: [.copy("Resources")]),
         .testTarget(name: "MontanaExitTests", dependencies: ["MontanaExit", "MontanaWire"]),
         .testTarget(name: "MontanaClientTests", dependencies: ["MontanaClient", "MontanaWire"]),
     ]
