@@ -1,2 +1,0 @@
-import XCTest
-final class MontanaSessionTestsPlaceholder: XCTestCase { func test_placeholder() {} }
