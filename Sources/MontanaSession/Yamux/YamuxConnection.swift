@@ -55,6 +55,9 @@ public struct YamuxConnection: Sendable {
     /// Outbound bytes of `id` waiting for the peer's window (0 for an unknown stream).
     public func pendingOutboundBytes(on id: YamuxStreamID) -> Int { streams[id.rawValue]?.pendingBytes ?? 0 }
     /// Whether `write` to `id` is currently accepted.
+    /// Whether the stream is still known (not reset, not closed in both directions).
+    public func isOpen(_ id: YamuxStreamID) -> Bool { streams[id.rawValue] != nil }
+
     public func isWritable(_ id: YamuxStreamID) -> Bool {
         guard let stream = streams[id.rawValue] else { return false }
         return !stream.closeRequested && stream.pendingBytes < configuration.maxPendingOutboundBytesPerStream

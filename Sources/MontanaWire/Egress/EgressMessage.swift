@@ -8,6 +8,8 @@ public enum EgressMessage: Equatable, Sendable {
     case keepalive
 
     public static let maxPayload = 65519
+    /// The stream protocol these messages travel on.
+    public static let protocolID = "/montana/egress/1.0.0"
 
     public enum TypeByte {
         public static let open: UInt8 = 0x02

@@ -1,0 +1,158 @@
+import Logging
+import MontanaCrypto
+import MontanaSession
+import MontanaTransport
+import MontanaWire
+import NIOCore
+import NIOPosix
+
+public enum CircuitManagerError: Error, CustomStringConvertible, Equatable {
+    case noExit(String)
+    case noFront
+    case unreachable(String)
+
+    public var description: String {
+        switch self {
+        case .noExit(let what): return "no exit matches \(what)"
+        case .noFront: return "no front is configured"
+        case .unreachable(let why): return "could not reach the exit: \(why)"
+        }
+    }
+}
+
+/// Chooses exits and fronts, builds circuits, and keeps one session per exit (arti's
+/// circuit manager in miniature). Confined to one event loop: every method runs on `loop`.
+public final class CircuitManager: @unchecked Sendable {
+    public let loop: any EventLoop
+    let account: IdentityKey
+    let members: [AllianceMember]
+    let defaultSelection: ExitSelection
+    let alliance: [UInt8]?
+    let logger: Logger
+    private var sessions: [NodeID: ExitSession] = [:]
+    private var pending: [NodeID: EventLoopFuture<ExitSession>] = [:]
+    /// Fronts that failed recently are tried last.
+    private var frontFailures: [NodeID: Int] = [:]
+
+    public init(loop: any EventLoop, account: IdentityKey, members: [AllianceMember], defaultSelection: ExitSelection,
+                alliance: [UInt8]?, logger: Logger) {
+        self.loop = loop
+        self.account = account
+        self.members = members
+        self.defaultSelection = defaultSelection
+        self.alliance = alliance
+        self.logger = logger
+    }
+
+    public var exits: [AllianceMember] { members.filter(\.isExit) }
+
+    /// The exit for a selection: manual country or node, or automatic (the default country when
+    /// configured, else the exit with a live session, else the first listed).
+    public func chooseExit(_ selection: ExitSelection) throws(CircuitManagerError) -> AllianceMember {
+        let effective = selection == .automatic ? defaultSelection : selection
+        switch effective {
+        case .automatic:
+            if let live = exits.first(where: { sessions[$0.nodeID]?.isActive == true }) { return live }
+            guard let first = exits.first else { throw .noExit("any country") }
+            return first
+        case .country(let cc):
+            let matching = exits.filter { $0.country == cc }
+            if let live = matching.first(where: { sessions[$0.nodeID]?.isActive == true }) { return live }
+            guard let first = matching.first else { throw .noExit("country \(cc)") }
+            return first
+        case .node(let prefix):
+            guard let m = exits.first(where: { $0.nodeID.hex.hasPrefix(prefix) }) else { throw .noExit("node \(prefix)…") }
+            return m
+        }
+    }
+
+    /// Fronts to try for an exit, best first: other members before the exit itself (so the
+    /// exit's own address may be blocked), recently failing ones last.
+    func frontCandidates(for exit: AllianceMember) -> [AllianceMember] {
+        let others = members.filter { $0.isFront && $0.nodeID != exit.nodeID }
+        let sorted = others.enumerated().sorted { a, b in
+            let fa = frontFailures[a.element.nodeID] ?? 0, fb = frontFailures[b.element.nodeID] ?? 0
+            return fa != fb ? fa < fb : a.offset < b.offset
+        }.map(\.element)
+        return sorted + [exit]
+    }
+
+    /// The live session to `exit`, building one if needed (concurrent callers share it).
+    public func session(to exit: AllianceMember) -> EventLoopFuture<ExitSession> {
+        loop.preconditionInEventLoop()
+        if let s = sessions[exit.nodeID], s.isActive { return loop.makeSucceededFuture(s) }
+        if let p = pending[exit.nodeID] { return p }
+        let future = build(to: exit, candidates: frontCandidates(for: exit), lastError: nil)
+        pending[exit.nodeID] = future
+        future.assumeIsolated().whenComplete { [self] result in
+            pending[exit.nodeID] = nil
+            if case .success(let s) = result { sessions[exit.nodeID] = s }
+        }
+        return future
+    }
+
+    private func build(to exit: AllianceMember, candidates: [AllianceMember], lastError: (any Error)?) -> EventLoopFuture<ExitSession> {
+        guard let front = candidates.first else {
+            return loop.makeFailedFuture(CircuitManagerError.unreachable(lastError.map { "\($0)" } ?? "no route"))
+        }
+        return open(to: exit, via: front).flatMapError { [self] error in
+            logger.info("circuit via front failed; trying the next", metadata: ["front": "\(front.label)", "exit": "\(exit.label)", "error": "\(error)"])
+            frontFailures[front.nodeID, default: 0] += 1
+            return build(to: exit, candidates: Array(candidates.dropFirst()), lastError: error)
+        }
+    }
+
+    /// One circuit: preface to the front naming the exit, Noise_PQ XX with the account identity
+    /// (only the exit can read it), EgressAuth bound to this session in msg3, then yamux.
+    func open(to exit: AllianceMember, via front: AllianceMember) -> EventLoopFuture<ExitSession> {
+        let hop = HopMessage(type: .connect, peer: RelayPeer(id: exit.nodeID.multihash),
+                             ext: RelayExtension(ts: WallClock.now(), alliance: alliance, purpose: .session))
+        let account = self.account
+        let exitID = exit.nodeID
+        let role = SessionRole.initiator(identity: account, responder: exitID) { h in
+            let auth = try EgressAuthProof.build(account: account, exit: exitID, bindingHash: h, now: WallClock.now())
+            return TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0))),
+                               TLV(type: PayloadTLV.egressAuth, value: auth.encode())])
+        }
+        let established = loop.makePromise(of: SessionEstablished.self)
+        let muxBox = NIOLoopBoundBox<MuxHandler?>(nil, eventLoop: loop)
+        return CircuitDialer.connect(on: loop, host: front.host, port: front.port, hopKEMPublicKey: front.kemPublicKey,
+                                     message: .hop(hop)) { channel in
+            let mux = MuxHandler(role: .client)
+            mux.onEstablished = { event in
+                if let event { established.succeed(event) } else { established.fail(CircuitError.carrierClosed) }
+            }
+            muxBox.value = mux
+            try channel.pipeline.syncOperations.addHandler(SessionCryptoHandler(role: role, onFailure: { error in
+                established.fail(error)
+            }))
+            try channel.pipeline.syncOperations.addHandler(mux)
+        }
+        .flatMap { (channel, _) in
+            established.futureResult.map { _ in channel }
+        }
+        .flatMapErrorThrowing { error in
+            established.fail(error)
+            throw error
+        }
+        .map { channel in
+            let session = ExitSession(exit: exit, front: front, mux: muxBox.value!, channel: channel)
+            self.logger.info("session established", metadata: ["front": "\(front.label)", "exit": "\(exit.label)", "country": "\(exit.country ?? "?")"])
+            return session
+        }
+    }
+
+    public func status() -> [CircuitStatus] {
+        let now = WallClock.now()
+        return sessions.values.filter(\.isActive).map { s in
+            CircuitStatus(exit: s.exit.label, exitCountry: s.exit.country ?? "?", front: s.front.label,
+                          relayed: s.front.nodeID != s.exit.nodeID, streamsActive: s.activeStreams, streamsOpened: s.streamsOpened,
+                          bytesUp: s.bytesUp, bytesDown: s.bytesDown, ageSeconds: now - s.openedAt)
+        }.sorted { $0.exit < $1.exit }
+    }
+
+    public func closeAll() {
+        for s in sessions.values { s.mux.close() }
+        sessions = [:]
+    }
+}

@@ -1,0 +1,50 @@
+import MontanaCrypto
+import MontanaTransport
+import NIOCore
+
+/// One end-to-end session from this client to an exit, through a front. Every app connection
+/// to that exit is one stream on it (a new connection costs a stream, not a handshake).
+/// Confined to the client's single event loop (every access happens on it).
+public final class ExitSession: @unchecked Sendable {
+    public let exit: AllianceMember
+    public let front: AllianceMember
+    public let mux: MuxHandler
+    public let channel: any Channel
+    public let openedAt = WallClock.now()
+    public internal(set) var bytesUp = 0
+    public internal(set) var bytesDown = 0
+    public internal(set) var streamsOpened = 0
+    public internal(set) var activeStreams = 0
+
+    init(exit: AllianceMember, front: AllianceMember, mux: MuxHandler, channel: any Channel) {
+        self.exit = exit
+        self.front = front
+        self.mux = mux
+        self.channel = channel
+    }
+
+    public var isActive: Bool { channel.isActive }
+}
+
+/// A snapshot for status displays (demo table, /status): node-level facts only.
+public struct CircuitStatus: Sendable, Codable {
+    public let exit: String
+    public let exitCountry: String
+    public let front: String
+    public let relayed: Bool
+    public let streamsActive: Int
+    public let streamsOpened: Int
+    public let bytesUp: Int
+    public let bytesDown: Int
+    public let ageSeconds: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case exit, front, relayed
+        case exitCountry = "exit_country"
+        case streamsActive = "streams_active"
+        case streamsOpened = "streams_opened"
+        case bytesUp = "bytes_up"
+        case bytesDown = "bytes_down"
+        case ageSeconds = "age_seconds"
+    }
+}

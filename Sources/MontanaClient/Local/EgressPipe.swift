@@ -1,0 +1,171 @@
+import MontanaSession
+import MontanaTransport
+import MontanaWire
+import NIOCore
+
+/// The client end of one egress stream, glued to one app connection: EgressOpen (with any
+/// optimistic data) → EgressOpenAck → EgressData both ways with half-closes. Backpressure is
+/// end to end: the app is read only while the stream is writable, and stream data is marked
+/// consumed only after the app socket took it.
+final class EgressPipe {
+    static let openTimeout = TimeAmount.seconds(30)
+
+    private let stream: MuxStream
+    private let session: ExitSession
+    private let app: any Channel
+    private var decoder = LengthPrefixedDecoder()
+    private var acked = false
+    private var onAck: ((EgressOpenStatus) -> Void)?
+    private var timer: Scheduled<Void>?
+    private var appFinished = false
+    private var exitFinished = false
+    private(set) var appReadPaused = false
+
+    init(stream: MuxStream, session: ExitSession, app: any Channel) {
+        self.stream = stream
+        self.session = session
+        self.app = app
+    }
+
+    /// Sends EgressOpen (+ optimistic data) and reports the exit's answer once.
+    func open(address: EgressAddress, port: UInt16, optimistic: [UInt8], onAck: @escaping (EgressOpenStatus) -> Void) {
+        self.onAck = onAck
+        session.streamsOpened += 1
+        session.activeStreams += 1
+        send(.open(EgressOpen(streamID: stream.id, transport: .tcp, address: address, port: port)))
+        sendData(optimistic)
+        stream.onData = { [self] buffer in receive(buffer) }
+        stream.onEnd = { [self] end in
+            switch end {
+            case .remoteFinished: exitClosed()
+            case .reset, .sessionClosed: abort()
+            }
+        }
+        stream.onWritable = { [self] in
+            if appReadPaused {
+                appReadPaused = false
+                app.read()
+            }
+        }
+        timer = app.eventLoop.assumeIsolated().scheduleTask(in: Self.openTimeout) { [self] in
+            if !acked { answer(.unreachable) }
+        }
+        stream.startReading()
+    }
+
+    private func answer(_ status: EgressOpenStatus) {
+        timer?.cancel()
+        guard let onAck else { return }
+        self.onAck = nil
+        acked = true
+        onAck(status)
+        if status != .open { finish() }
+    }
+
+    private func send(_ message: EgressMessage) {
+        let body = message.encode()
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(body.count + 3)
+        buffer.writeBytes(UVarint.encode(UInt64(body.count)))
+        buffer.writeBytes(body)
+        if !stream.write(buffer) { appReadPaused = true }
+    }
+
+    private func sendData(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = min(EgressMessage.maxPayload, bytes.count - offset)
+            send(.data(streamID: stream.id, payload: Array(bytes[offset..<offset + n])))
+            offset += n
+        }
+        session.bytesUp += bytes.count
+    }
+
+    /// App bytes → the exit. Returns whether the app may be read further now.
+    func appRead(_ buffer: ByteBuffer) -> Bool {
+        sendData(Array(buffer.readableBytesView))
+        return !appReadPaused
+    }
+
+    func appEOF() {
+        guard !appFinished else { return }
+        appFinished = true
+        send(.close(streamID: stream.id, reason: .normal))
+        stream.closeWrite()
+        finishIfDone()
+    }
+
+    func appClosed() {
+        if !(appFinished && exitFinished) { stream.reset() }
+        finish()
+    }
+
+    private func receive(_ buffer: ByteBuffer) {
+        decoder.append(buffer)
+        do {
+            while let raw = try decoder.nextMessage() {
+                let size = raw.readableBytes + UVarint.encode(UInt64(raw.readableBytes)).count
+                let message = try EgressMessage.decode(Array(raw.readableBytesView))
+                if let id = message.streamID, id != stream.id { throw WireError.invalidField("stream_id") }
+                switch message {
+                case .openAck(_, let status) where !acked:
+                    stream.consumed(size)
+                    answer(status)
+                case .data(_, let payload) where acked:
+                    session.bytesDown += payload.count
+                    app.writeAndFlush(ByteBuffer(bytes: payload)).assumeIsolated().whenComplete { [weak self] _ in
+                        self?.stream.consumed(size)
+                    }
+                case .close:
+                    stream.consumed(size)
+                    exitClosed()
+                case .keepalive:
+                    stream.consumed(size)
+                default:
+                    throw WireError.invalidField("unexpected egress message")
+                }
+            }
+        } catch {
+            stream.reset()
+            abort()
+        }
+    }
+
+    private func exitClosed() {
+        guard !exitFinished else { return }
+        exitFinished = true
+        if !acked {
+            answer(.unreachable)
+            return
+        }
+        app.close(mode: .output, promise: nil)
+        finishIfDone()
+    }
+
+    private func abort() {
+        if !acked {
+            answer(.unreachable)
+        } else {
+            app.close(promise: nil)
+            finish()
+        }
+    }
+
+    private func finishIfDone() {
+        if appFinished && exitFinished {
+            app.close(promise: nil)
+            finish()
+        }
+    }
+
+    private var finished = false
+    private func finish() {
+        guard !finished else { return }
+        finished = true
+        timer?.cancel()
+        session.activeStreams -= 1
+        stream.onData = nil
+        stream.onWritable = nil
+        stream.onEnd = nil
+    }
+}

@@ -1,0 +1,275 @@
+import Logging
+import MontanaSession
+import MontanaTransport
+import MontanaWire
+import NIOCore
+
+/// Which protocols a local listening port speaks.
+public enum LocalProxyKind: String, Sendable {
+    case socks5, http, mixed
+}
+
+/// One app connection to the local proxy: SOCKS5 (CONNECT, domain names passed to the exit,
+/// optional RFC 1929 auth), HTTP proxy (CONNECT and absolute-URI), or either on a mixed port.
+/// The proxy username picks the exit per connection (`country-de`, `node-<hex>`, `auto`).
+final class LocalProxyHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        case detecting
+        case socks(SOCKS5ServerHandshake)
+        case http(HTTPProxyRequestParser)
+        case connecting
+        case relaying(EgressPipe)
+        case closed
+    }
+
+    private let kind: LocalProxyKind
+    private let manager: CircuitManager
+    private let auth: ProxyCredentials?
+    private let logger: Logger
+    private var state: State
+    private var selection = ExitSelection.automatic
+    private var pendingRead = false
+
+    init(kind: LocalProxyKind, manager: CircuitManager, auth: ProxyCredentials?, logger: Logger) {
+        self.kind = kind
+        self.manager = manager
+        self.auth = auth
+        self.logger = logger
+        switch kind {
+        case .socks5: state = .socks(SOCKS5ServerHandshake(credentialsRequired: auth != nil))
+        case .http: state = .http(HTTPProxyRequestParser())
+        case .mixed: state = .detecting
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.read()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        switch state {
+        case .detecting:
+            guard let first = buffer.readableBytesView.first else { return }
+            switch ProxyProtocol(firstByte: first) {
+            case .socks5: state = .socks(SOCKS5ServerHandshake(credentialsRequired: auth != nil))
+            case .http: state = .http(HTTPProxyRequestParser())
+            default:
+                context.close(promise: nil)
+                return
+            }
+            channelRead(context: context, data: data)
+        case .socks(var handshake):
+            handshake.receive(buffer.readableBytesView)
+            state = .socks(handshake)
+            advanceSOCKS(context)
+        case .http(var parser):
+            parser.receive(buffer.readableBytesView)
+            state = .http(parser)
+            advanceHTTP(context)
+        case .connecting:
+            // The app should wait for our reply; bytes sent early are a protocol error for SOCKS
+            // and are not expected for HTTP CONNECT.
+            context.close(promise: nil)
+        case .relaying(let pipe):
+            if !pipe.appRead(buffer) { pendingRead = true }
+        case .closed:
+            return
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        switch state {
+        case .relaying(let pipe):
+            if !pipe.appReadPaused { context.read() } else { pendingRead = true }
+        case .detecting, .socks, .http:
+            context.read()
+        default:
+            break
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            if case .relaying(let pipe) = state { pipe.appEOF() } else { context.close(promise: nil) }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .relaying(let pipe) = state { pipe.appClosed() }
+        state = .closed
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func write(_ context: ChannelHandlerContext, _ bytes: [UInt8]) {
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+    }
+
+    // MARK: SOCKS5
+
+    private func advanceSOCKS(_ context: ChannelHandlerContext) {
+        while case .socks(var handshake) = state {
+            let step: SOCKS5ServerHandshake.Step
+            do {
+                step = try handshake.next()
+            } catch {
+                logger.debug("SOCKS5 handshake refused", metadata: ["error": "\(error)"])
+                context.close(promise: nil)
+                return
+            }
+            switch step {
+            case .needMoreBytes:
+                state = .socks(handshake)
+                return
+            case .send(let bytes):
+                state = .socks(handshake)
+                write(context, bytes)
+            case .authenticate(let credentials):
+                let ok = accept(credentials)
+                state = .socks(handshake)
+                do {
+                    let next = try handshake.completeAuthentication(accepted: ok)
+                    state = .socks(handshake)
+                    if case .send(let bytes) = next { write(context, bytes) }
+                    if case .sendAndClose(let bytes, _) = next {
+                        write(context, bytes)
+                        context.close(promise: nil)
+                        return
+                    }
+                } catch {
+                    context.close(promise: nil)
+                    return
+                }
+            case .sendAndClose(let bytes, let refusal):
+                logger.debug("SOCKS5 refused", metadata: ["reason": "\(refusal.rawValue)"])
+                write(context, bytes)
+                context.close(promise: nil)
+                return
+            case .request(let request, let leftover):
+                guard request.command == .connect else {
+                    // UDP ASSOCIATE needs UDP egress, which exits do not offer yet.
+                    write(context, SOCKS5Reply(code: .commandNotSupported).encode())
+                    context.close(promise: nil)
+                    return
+                }
+                state = .connecting
+                dial(context, address: request.address, port: request.port, optimistic: leftover) { [self] status, failure in
+                    let code: SOCKS5Reply.Code = status.map(SOCKS5Reply.Code.init(status:)) ?? (failure ?? .generalFailure)
+                    write(context, SOCKS5Reply(code: code).encode())
+                    if code != .succeeded { context.close(promise: nil) }
+                }
+                return
+            }
+        }
+    }
+
+    private func accept(_ credentials: ProxyCredentials) -> Bool {
+        if let auth {
+            guard credentials.password == auth.password else { return false }
+            if credentials.username == auth.username { return true }
+        }
+        do {
+            selection = try ExitSelection.parse(username: credentials.username)
+            return true
+        } catch {
+            logger.notice("local proxy username is not an exit selection", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    // MARK: HTTP
+
+    private func advanceHTTP(_ context: ChannelHandlerContext) {
+        guard case .http(var parser) = state else { return }
+        let step: HTTPProxyRequestParser.Step
+        do {
+            step = try parser.next()
+        } catch {
+            write(context, error.response)
+            context.close(promise: nil)
+            return
+        }
+        state = .http(parser)
+        guard case .request(let request, let leftover) = step else { return }
+        if let credentials = request.credentials {
+            guard accept(credentials) else {
+                write(context, HTTPProxyResponse.proxyAuthenticationRequired)
+                context.close(promise: nil)
+                return
+            }
+        } else if auth != nil {
+            write(context, HTTPProxyResponse.proxyAuthenticationRequired)
+            context.close(promise: nil)
+            return
+        }
+        state = .connecting
+        let address = EgressAddress.host(request.host)
+        var optimistic = leftover
+        if case .forward(let head) = request.kind { optimistic = head + leftover }
+        dial(context, address: address, port: request.port, optimistic: optimistic) { [self] status, _ in
+            switch status {
+            case .open?:
+                if case .connect = request.kind { write(context, HTTPProxyResponse.connectionEstablished) }
+            case .refusedByPolicy?:
+                write(context, HTTPProxyResponse.badGateway("refused by the exit's policy"))
+                context.close(promise: nil)
+            case .rateLimited?:
+                write(context, HTTPProxyResponse.badGateway("the exit is rate-limiting this session"))
+                context.close(promise: nil)
+            case .unreachable?:
+                write(context, HTTPProxyResponse.gatewayTimeout("the exit could not reach the destination"))
+                context.close(promise: nil)
+            case nil:
+                write(context, HTTPProxyResponse.badGateway("no route to an exit"))
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    // MARK: egress
+
+    private func dial(_ context: ChannelHandlerContext, address: EgressAddress, port: UInt16, optimistic: [UInt8],
+                      reply: @escaping (EgressOpenStatus?, SOCKS5Reply.Code?) -> Void) {
+        let exit: AllianceMember
+        do {
+            exit = try manager.chooseExit(selection)
+        } catch {
+            logger.notice("no exit for this connection", metadata: ["error": "\(error)"])
+            reply(nil, .networkUnreachable)
+            return
+        }
+        let channel = context.channel
+        manager.session(to: exit).assumeIsolated().whenComplete { [self] result in
+            guard channel.isActive else { return }
+            switch result {
+            case .failure(let error):
+                logger.notice("no session to the exit", metadata: ["exit": "\(exit.label)", "error": "\(error)"])
+                reply(nil, .networkUnreachable)
+            case .success(let session):
+                var pipe: EgressPipe?
+                let stream = session.mux.openStream(protocol: EgressMessage.protocolID) { accepted in
+                    if !accepted { reply(nil, .generalFailure) }
+                }
+                guard let stream else {
+                    reply(nil, .generalFailure)
+                    return
+                }
+                let p = EgressPipe(stream: stream, session: session, app: channel)
+                pipe = p
+                p.open(address: address, port: port, optimistic: optimistic) { [self] status in
+                    if status == .open, let pipe {
+                        state = .relaying(pipe)
+                        channel.read()
+                    }
+                    reply(status, nil)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Resolves a host name to *all* its addresses (the exit policy checks every one), off the
+/// event loop: getaddrinfo blocks, so it runs on NIO's thread pool.
+public enum HostResolver {
+    public static func resolve(_ host: String, port: Int, on loop: any EventLoop) -> EventLoopFuture<[[UInt8]]> {
+        NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
+            try resolveBlocking(host)
+        }
+    }
+
+    public static func resolveBlocking(_ host: String) throws -> [[UInt8]] {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, nil, &hints, &result)
+        guard rc == 0, let first = result else { throw ResolveError.failed(host) }
+        defer { freeaddrinfo(first) }
+        var out: [[UInt8]] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let info = cursor?.pointee {
+            if info.ai_family == AF_INET, let sa = info.ai_addr {
+                sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in
+                    withUnsafeBytes(of: p.pointee.sin_addr) { out.append(Array($0)) }
+                }
+            } else if info.ai_family == AF_INET6, let sa = info.ai_addr {
+                sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
+                    withUnsafeBytes(of: p.pointee.sin6_addr) { out.append(Array($0)) }
+                }
+            }
+            cursor = info.ai_next
+        }
+        // Keep order, drop duplicates (one entry per socket type is typical).
+        var seen = Set<[UInt8]>()
+        return out.filter { seen.insert($0).inserted }
+    }
+
+    public enum ResolveError: Error, CustomStringConvertible {
+        case failed(String)
+        public var description: String { "name did not resolve" }
+    }
+
+    /// The socket address for raw 4- or 16-byte address bytes.
+    public static func socketAddress(_ bytes: [UInt8], port: Int) throws -> SocketAddress {
+        if bytes.count == 4 {
+            return try SocketAddress(ipAddress: bytes.map(String.init).joined(separator: "."), port: port)
+        }
+        var groups: [String] = []
+        for i in stride(from: 0, to: 16, by: 2) { groups.append(String(UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]), radix: 16)) }
+        return try SocketAddress(ipAddress: groups.joined(separator: ":"), port: port)
+    }
+}

@@ -1,0 +1,74 @@
+import NIOCore
+
+/// `/ipfs/ping/1.0.0`: echoes 32-byte payloads (latency probes).
+public struct PingService: StreamService {
+    public let protocolName = "/ipfs/ping/1.0.0"
+    public init() {}
+
+    public func serve(_ stream: MuxStream, session: MuxHandler) {
+        var pending = ByteBuffer()
+        stream.onData = { [weak stream] buffer in
+            guard let stream else { return }
+            var buffer = buffer
+            pending.writeBuffer(&buffer)
+            while pending.readableBytes >= 32, let chunk = pending.readSlice(length: 32) {
+                stream.write(chunk)
+                stream.consumed(32)
+            }
+            // Bound what a misbehaving peer can make us hold.
+            if pending.readableBytes > 32 { stream.reset() }
+        }
+        stream.onEnd = { [weak stream] end in
+            if end == .remoteFinished { stream?.closeWrite() }
+        }
+        stream.startReading()
+    }
+}
+
+/// `/montana/ip-echo/1.0.0`: answers with the address this node sees for the carrier
+/// (16-byte IPv6 or v4-mapped ‖ u16 LE port, uvarint-length-prefixed), then closes.
+public struct IPEchoService: StreamService {
+    public let protocolName = "/montana/ip-echo/1.0.0"
+    private let remote: @Sendable () -> SocketAddress?
+
+    public init(remote: @escaping @Sendable () -> SocketAddress?) {
+        self.remote = remote
+    }
+
+    public static func encode(_ address: SocketAddress?) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 18)
+        switch address {
+        case .v4(let a)?:
+            let ip = a.address.sin_addr.s_addr  // network order in memory
+            withUnsafeBytes(of: ip) { raw in
+                out[10] = 0xff
+                out[11] = 0xff
+                for i in 0..<4 { out[12 + i] = raw[i] }
+            }
+            let port = UInt16(bigEndian: a.address.sin_port)
+            out[16] = UInt8(port & 0xff)
+            out[17] = UInt8(port >> 8)
+        case .v6(let a)?:
+            withUnsafeBytes(of: a.address.sin6_addr) { raw in
+                for i in 0..<16 { out[i] = raw[i] }
+            }
+            let port = UInt16(bigEndian: a.address.sin6_port)
+            out[16] = UInt8(port & 0xff)
+            out[17] = UInt8(port >> 8)
+        default:
+            break
+        }
+        return out
+    }
+
+    public func serve(_ stream: MuxStream, session: MuxHandler) {
+        let body = Self.encode(remote())
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt8(body.count))
+        buffer.writeBytes(body)
+        stream.onData = { [weak stream] b in stream?.consumed(b.readableBytes) }
+        stream.write(buffer)
+        stream.closeWrite()
+        stream.startReading()
+    }
+}

@@ -1,0 +1,31 @@
+import MontanaCrypto
+import MontanaWire
+
+/// A member as a node or client knows it: enough to seal a preface to it and dial it.
+public struct AllianceMember: Sendable, Equatable {
+    public let nodeID: NodeID
+    public let kemPublicKey: [UInt8]
+    public let host: String
+    public let port: Int
+    public let country: String?
+    public let roles: NodeRoles
+    public let name: String?
+
+    public init(nodeID: NodeID, kemPublicKey: [UInt8], host: String, port: Int, country: String?, roles: NodeRoles, name: String? = nil) {
+        self.nodeID = nodeID
+        self.kemPublicKey = kemPublicKey
+        self.host = host
+        self.port = port
+        self.country = country
+        self.roles = roles
+        self.name = name
+    }
+
+    public var isFront: Bool { roles.contains(.front) }
+    public var isExit: Bool { roles.contains(.exit) }
+    public var target: RelayTarget { RelayTarget(nodeID: nodeID, kemPublicKey: kemPublicKey, host: host, port: port) }
+    /// A short human label for tables: the name, else the node id prefix.
+    public var label: String { name ?? nodeID.short }
+
+    public static func == (a: AllianceMember, b: AllianceMember) -> Bool { a.nodeID == b.nodeID }
+}
