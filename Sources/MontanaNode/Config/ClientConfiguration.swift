@@ -1,0 +1,91 @@
+import Logging
+import MontanaClient
+import MontanaCrypto
+
+/// A client's configuration (`client.toml`), validated and resolved like `NodeConfiguration`.
+public struct ClientConfiguration: Sendable {
+    public var file: String
+    public var accountKeyPath: String
+    public var account: IdentityKey
+    /// Local SOCKS5 listener; nil when disabled with `socks = ""`.
+    public var socks: HostPort?
+    public var http: HostPort?
+    /// One port that detects SOCKS5 or HTTP from the first byte.
+    public var mixed: HostPort?
+    /// The exit used when an app does not choose one through the proxy username.
+    public var defaultExit: ExitSelection
+    /// Local proxy authentication (RFC 1929 / Basic); nil means none.
+    public var credentials: ProxyCredentials?
+    public var alliance: [UInt8]?
+    public var members: [PeerConfiguration]
+    public var logLevel: Logger.Level
+    public var warnings: [String]
+
+    public static let defaultSOCKS = HostPort(host: "127.0.0.1", port: 1080)
+
+    static let sections = ["client", "members", "log"]
+    static let clientKeys = ["account_key", "socks", "http", "mixed", "country", "username", "password", "alliance"]
+
+    public static func load(path: String) throws(ConfigurationError) -> ClientConfiguration {
+        try resolve(ConfigSection.load(path: path))
+    }
+
+    public static func parse(_ text: String, file: String = "client.toml", baseDirectory: String = ".") throws(ConfigurationError) -> ClientConfiguration {
+        try resolve(ConfigSection.parse(text, file: file, baseDirectory: baseDirectory))
+    }
+
+    private static func resolve(_ root: ConfigSection) throws(ConfigurationError) -> ClientConfiguration {
+        try root.allowOnly(sections)
+        guard let client = try root.section("client") else { throw .missingKey(file: root.file, key: "client") }
+        try client.allowOnly(clientKeys)
+        var warnings: [String] = []
+
+        guard let accountPath = try client.path("account_key") else { throw .missingKey(file: root.file, key: "client.account_key") }
+        let account: IdentityKey
+        do { account = try KeyFile.loadIdentity(accountPath, kind: .account) } catch { throw client.invalid("account_key", "\(error)") }
+
+        // An absent key takes the default; an empty string switches the listener off.
+        let socks = client.contains("socks") ? try optionalListener(client, "socks") : defaultSOCKS
+        let http = try optionalListener(client, "http")
+        let mixed = try optionalListener(client, "mixed")
+        let listeners = [("socks", socks), ("http", http), ("mixed", mixed)].compactMap { name, address in address.map { (name, $0) } }
+        guard !listeners.isEmpty else { throw client.invalid("socks", "every listener (socks, http, mixed) is off; enable at least one") }
+        for (i, (name, address)) in listeners.enumerated() {
+            if let other = listeners[..<i].first(where: { $0.1 == address }) {
+                throw client.invalid(name, "\(address) is already used by \(client.key(other.0))")
+            }
+        }
+
+        let username = try client.string("username") ?? ""
+        let password = try client.string("password") ?? ""
+        if username.isEmpty != password.isEmpty {
+            throw client.invalid(username.isEmpty ? "username" : "password", "set both username and password, or neither")
+        }
+        let credentials = username.isEmpty ? nil : ProxyCredentials(username: username, password: password)
+        if credentials == nil {
+            for (name, address) in listeners where !address.isLoopback {
+                warnings.append("\(root.file): \(client.key(name)) \(address) is not loopback and has no username/password: anyone who can reach it can use your account")
+            }
+        }
+
+        let members = try PeerConfiguration.parseList(root, name: "members", ownID: nil)
+        if members.isEmpty {
+            warnings.append("\(root.file): no [[members]]: the client has no front or exit to connect to")
+        }
+        return ClientConfiguration(file: root.file, accountKeyPath: accountPath, account: account, socks: socks, http: http,
+                                   mixed: mixed, defaultExit: try defaultExit(client), credentials: credentials,
+                                   alliance: try SharedSettings.alliance(client), members: members,
+                                   logLevel: try SharedSettings.logLevel(root), warnings: warnings)
+    }
+
+    private static func optionalListener(_ client: ConfigSection, _ name: String) throws(ConfigurationError) -> HostPort? {
+        if try client.string(name)?.isEmpty ?? true { return nil }
+        return try client.hostPort(name)
+    }
+
+    private static func defaultExit(_ client: ConfigSection) throws(ConfigurationError) -> ExitSelection {
+        guard let text = try client.string("country"), !text.isEmpty, text != "auto" else { return .automatic }
+        guard let code = try client.country("country") else { return .automatic }
+        return .country(code)
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import MontanaCrypto
+import MontanaExit
+
+/// The `[exit]` section, resolved: who may use the exit and where traffic may go.
+public struct ExitSettings: Sendable {
+    public var admission: Admission
+    public var policy: ExitPolicyConfiguration
+
+    public init(admission: Admission = .anyAccount, policy: ExitPolicyConfiguration = ExitPolicyConfiguration()) {
+        self.admission = admission
+        self.policy = policy
+    }
+
+    static let keys = ["admission", "allow_accounts", "pass_issuers", "policy", "allow", "deny"]
+
+    static func parse(_ s: ConfigSection?, warnings: inout [String]) throws(ConfigurationError) -> ExitSettings {
+        guard let s else { return ExitSettings() }
+        try s.allowOnly(keys)
+        let accounts = try accountIDs(s)
+        let issuers = try passIssuers(s)
+        let admission: Admission
+        switch try s.string("admission") ?? "any-account" {
+        case "any-account":
+            if !accounts.isEmpty || !issuers.isEmpty {
+                warnings.append("\(s.file): \(s.key("admission")) is \"any-account\", so allow_accounts and pass_issuers are ignored")
+            }
+            admission = .anyAccount
+        case "allow-list":
+            guard !accounts.isEmpty else { throw s.invalid("allow_accounts", "empty, so admission \"allow-list\" would admit no one") }
+            admission = .allowList(accounts)
+        case "pass":
+            guard !issuers.isEmpty else { throw s.invalid("pass_issuers", "empty, so admission \"pass\" would admit only allow_accounts; list at least one issuer") }
+            admission = .pass(issuers: issuers, allowList: accounts)
+        case let other:
+            throw s.invalid("admission", "\"\(other)\" is not one of any-account, allow-list, pass")
+        }
+        let allow = try s.strings("allow") ?? []
+        let deny = try s.strings("deny") ?? []
+        let mode = try s.string("policy") ?? "default-allow"
+        do {
+            let policy = try ExitPolicyConfiguration.parse(allow: allow, deny: deny, mode: mode, section: s.path)
+            return ExitSettings(admission: admission, policy: policy)
+        } catch {
+            throw policyError(error, s: s, allow: allow, deny: deny)
+        }
+    }
+
+    /// Re-points an exit policy error from the list (`exit.allow`) to the entry (`exit.allow[2]`).
+    private static func policyError(_ error: ExitPolicyConfigurationError, s: ConfigSection,
+                                    allow: [String], deny: [String]) -> ConfigurationError {
+        switch error {
+        case .invalidMode(_, let value):
+            return s.invalid("policy", "\"\(value)\" is not one of default-allow, default-deny")
+        case .invalidEntry(let field, let entry, let problem):
+            let list = field.hasSuffix(".deny") ? "deny" : "allow"
+            // parse stops at the first bad entry, so the first equal string is the one.
+            let index = (list == "deny" ? deny : allow).firstIndex(of: entry) ?? 0
+            return .invalidValue(file: s.file, key: "\(s.key(list))[\(index)]", problem: "\"\(entry)\": \(problem)")
+        }
+    }
+
+    private static func accountIDs(_ s: ConfigSection) throws(ConfigurationError) -> Set<[UInt8]> {
+        var out = Set<[UInt8]>()
+        for (i, text) in (try s.strings("allow_accounts") ?? []).enumerated() {
+            let key = "\(s.key("allow_accounts"))[\(i)]"
+            out.insert(try ConfigSection.hex(text, bytes: 32, what: "an account id",
+                                             error: { .invalidValue(file: s.file, key: key, problem: $0) }))
+        }
+        return out
+    }
+
+    /// Each issuer is an ML-DSA-65 public key in hex, or a path to a `*.pub.json` holding `identity_pk`.
+    private static func passIssuers(_ s: ConfigSection) throws(ConfigurationError) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        for (i, text) in (try s.strings("pass_issuers") ?? []).enumerated() {
+            let key = "\(s.key("pass_issuers"))[\(i)]"
+            let fail = { (problem: String) in ConfigurationError.invalidValue(file: s.file, key: key, problem: problem) }
+            let hexDigits = IdentityKey.publicKeySize * 2
+            if text.utf8.count == hexDigits {
+                out.append(try ConfigSection.hex(text, bytes: IdentityKey.publicKeySize, what: "an ML-DSA-65 public key", error: fail))
+                continue
+            }
+            guard text.hasSuffix(".json") else {
+                throw fail("expected \(hexDigits) hex digits (an ML-DSA-65 public key) or a path to a *.pub.json file, found \"\(text.prefix(16))\"")
+            }
+            let path = s.resolve(text)
+            guard let data = FileManager.default.contents(atPath: path) else { throw fail("\(path): cannot read") }
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let pk = object["identity_pk"] as? String else {
+                throw fail("\(path): not a public key file (no \"identity_pk\")")
+            }
+            out.append(try ConfigSection.hex(pk, bytes: IdentityKey.publicKeySize, what: "an ML-DSA-65 public key",
+                                             error: { fail("\(path): identity_pk: \($0)") }))
+        }
+        return out
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import MontanaCrypto
+import MontanaWire
+
+extension NodeConfiguration {
+    /// A fully commented `node.toml` for `montana node init`: every key with its default, the
+    /// generated key paths, and this node's own `[[peers]]` block for other members to paste.
+    public static func template(identityKeyPath: String, kemKeyPath: String, nodeID: NodeID, kemPublicKey: [UInt8]? = nil,
+                                roles: NodeRoles = [.front, .exit], country: String = "DE",
+                                transit: HostPort = NodeListen.defaultTransit, publicHost: String? = nil) -> String {
+        var roleNames: [String] = []
+        if roles.contains(.front) { roleNames.append("\"front\"") }
+        if roles.contains(.exit) { roleNames.append("\"exit\"") }
+        let publicHostLine = publicHost.map { "public_host = \"\($0)\"" }
+            ?? "# public_host = \"203.0.113.5\"           # what others dial; set it when transit is 0.0.0.0 or ::"
+        var text = """
+        # Montana Alliance member node.
+        # This node's id: \(nodeID.hex)
+        # Relative paths resolve against this file's directory. Unknown keys are errors.
+
+        [node]
+        # ML-DSA-65 identity seed and X-Wing preface key seed (mode 0600; see `montana keygen`)
+        identity_key = \(quoted(identityKeyPath))
+        kem_key = \(quoted(kemKeyPath))
+        # any of "front" (clients enter here) and "exit" (traffic leaves here)
+        roles = [\(roleNames.joined(separator: ", "))]
+        # ISO 3166-1 alpha-2 code where exit traffic leaves; required for an exit
+        country = "\(country)"
+        capacity = "standard"                     # best-effort | standard | high
+        # operator = "Example Ops"                # optional label, at most 64 bytes, published
+        # alliance = "00112233445566778899aabbccddeeff"  # 16-byte hex: prefaces must carry it
+
+        [listen]
+        # T0 carrier for clients and members (host:port, [v6]:port)
+        transit = "\(transit)"
+        \(publicHostLine)
+        admin = "127.0.0.1:9090"                  # /metrics, /status, /healthz; keep it on loopback
+
+        [limits]
+        circuits_per_source = 64
+        circuits_total = 4096
+        handshakes_per_second = 200
+        streams_per_session = 256                 # PROTOCOL 7.4 MAX_STREAMS_PER_SESSION
+        egress_open_timeout_seconds = 30
+        egress_idle_timeout_seconds = 240
+
+        """
+        if roles.contains(.exit) {
+            text += """
+
+            [exit]
+            admission = "any-account"                 # any-account | allow-list | pass
+            allow_accounts = []                       # 64-hex account ids
+            pass_issuers = []                         # 3904-hex ML-DSA-65 public keys or paths to *.pub.json
+            policy = "default-allow"                  # default-allow | default-deny
+            allow = []                                # CIDRs, host suffixes, ports ("443", "8000-8100")
+            deny = []                                 # loopback, private ranges and port 25 are always denied
+
+            """
+        }
+        text += """
+
+        # Other members, one block each (until the directory makes this dynamic):
+        # [[peers]]
+        # node_id = "<64 hex digits>"
+        # kem_pk = "<2432 hex digits: X-Wing public key>"
+        # endpoint = "198.51.100.7:7443"
+        # country = "NL"
+        # roles = ["front", "exit"]
+
+        [log]
+        level = "info"                            # trace|debug|info|notice|warning|error|critical
+
+        """
+        if let kemPublicKey {
+            let endpoint = publicHost.map { HostPort(host: $0, port: transit.port) }
+                ?? (transit.isWildcard ? HostPort(host: "<public address>", port: transit.port) : transit)
+            let own = PeerConfiguration(nodeID: nodeID, kemPublicKey: kemPublicKey, endpoint: endpoint,
+                                        country: roles.contains(.exit) ? country : nil, roles: roles)
+            text += "\n# This node as other members list it in their [[peers]] (and clients in [[members]]):\n"
+            text += own.tomlBlock(name: "peers").split(separator: "\n").map { "# \($0)" }.joined(separator: "\n") + "\n"
+        }
+        return text
+    }
+
+    /// A TOML basic string; key paths may hold backslashes or quotes.
+    static func quoted(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+}

@@ -1,0 +1,106 @@
+import Logging
+import MontanaCrypto
+import MontanaWire
+
+/// A member node's configuration (`node.toml`), validated and resolved: keys loaded, addresses
+/// parsed, the exit policy compiled. Loading either succeeds completely or names the first
+/// problem; things that work but are probably unintended come back as `warnings`.
+public struct NodeConfiguration: Sendable {
+    /// The config file as given; errors and warnings name it.
+    public var file: String
+    public var identityKeyPath: String
+    public var kemKeyPath: String
+    public var identity: IdentityKey
+    public var kem: KEMKey
+    public var roles: NodeRoles
+    /// Where this node's exit traffic leaves from; required for exits.
+    public var country: String?
+    public var capacity: EgressDirectoryEntry.CapacityClass
+    public var operatorLabel: String?
+    /// Alliance UUID that prefaces must carry; nil admits prefaces without one.
+    public var alliance: [UInt8]?
+    public var listen: NodeListen
+    public var limits: NodeLimits
+    /// Present exactly when `roles` contains `.exit`.
+    public var exit: ExitSettings?
+    public var peers: [PeerConfiguration]
+    public var logLevel: Logger.Level
+    /// Settings that load but are probably not what the operator meant; print them at startup.
+    public var warnings: [String]
+
+    public var nodeID: NodeID { identity.nodeID }
+
+    public static let operatorLabelMaxBytes = 64
+
+    static let sections = ["node", "listen", "limits", "exit", "peers", "log"]
+    static let nodeKeys = ["identity_key", "kem_key", "roles", "country", "capacity", "operator", "alliance"]
+
+    /// Reads `path`; relative key paths resolve against its directory.
+    public static func load(path: String) throws(ConfigurationError) -> NodeConfiguration {
+        try resolve(ConfigSection.load(path: path))
+    }
+
+    /// Parses config text; `file` names it in errors, `baseDirectory` anchors relative paths.
+    public static func parse(_ text: String, file: String = "node.toml", baseDirectory: String = ".") throws(ConfigurationError) -> NodeConfiguration {
+        try resolve(ConfigSection.parse(text, file: file, baseDirectory: baseDirectory))
+    }
+
+    private static func resolve(_ root: ConfigSection) throws(ConfigurationError) -> NodeConfiguration {
+        try root.allowOnly(sections)
+        guard let node = try root.section("node") else { throw .missingKey(file: root.file, key: "node") }
+        try node.allowOnly(nodeKeys)
+        var warnings: [String] = []
+
+        guard let identityPath = try node.path("identity_key") else { throw .missingKey(file: root.file, key: "node.identity_key") }
+        guard let kemPath = try node.path("kem_key") else { throw .missingKey(file: root.file, key: "node.kem_key") }
+        let identity: IdentityKey
+        do { identity = try KeyFile.loadIdentity(identityPath) } catch { throw node.invalid("identity_key", "\(error)") }
+        let kem: KEMKey
+        do { kem = try KeyFile.loadKEM(kemPath) } catch { throw node.invalid("kem_key", "\(error)") }
+
+        guard let roles = try node.roles("roles") else { throw .missingKey(file: root.file, key: "node.roles") }
+        let country = try node.country("country")
+        if roles.contains(.exit) && country == nil {
+            throw .missingKey(file: root.file, key: "node.country")
+        }
+        let capacity = try capacityClass(node)
+        let operatorLabel = try operatorLabel(node)
+        let alliance = try SharedSettings.alliance(node)
+
+        let listen = try NodeListen.parse(root.section("listen"), warnings: &warnings)
+        let limits = try NodeLimits.parse(root.section("limits"))
+        let exitSection = try root.section("exit")
+        // Validate the section either way so a typo is caught before the role is switched on.
+        var exit: ExitSettings? = try ExitSettings.parse(exitSection, warnings: &warnings)
+        if !roles.contains(.exit) {
+            if exitSection != nil {
+                warnings.append("\(root.file): [exit] is ignored because node.roles does not include \"exit\"")
+            }
+            exit = nil
+        }
+        let peers = try PeerConfiguration.parseList(root, name: "peers", ownID: identity.nodeID)
+        let logLevel = try SharedSettings.logLevel(root)
+
+        return NodeConfiguration(file: root.file, identityKeyPath: identityPath, kemKeyPath: kemPath, identity: identity, kem: kem,
+                                 roles: roles, country: country, capacity: capacity, operatorLabel: operatorLabel,
+                                 alliance: alliance, listen: listen, limits: limits, exit: exit, peers: peers,
+                                 logLevel: logLevel, warnings: warnings)
+    }
+
+    private static func capacityClass(_ node: ConfigSection) throws(ConfigurationError) -> EgressDirectoryEntry.CapacityClass {
+        switch try node.string("capacity") ?? "standard" {
+        case "best-effort": return .bestEffort
+        case "standard": return .standard
+        case "high": return .high
+        case let other: throw node.invalid("capacity", "\"\(other)\" is not one of best-effort, standard, high")
+        }
+    }
+
+    private static func operatorLabel(_ node: ConfigSection) throws(ConfigurationError) -> String? {
+        guard let label = try node.string("operator"), !label.isEmpty else { return nil }
+        guard label.utf8.count <= operatorLabelMaxBytes else {
+            throw node.invalid("operator", "\(label.utf8.count) bytes; at most \(operatorLabelMaxBytes) (it is published in the directory)")
+        }
+        return label
+    }
+}

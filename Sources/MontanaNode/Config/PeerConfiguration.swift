@@ -1,0 +1,73 @@
+import MontanaCrypto
+import MontanaWire
+
+/// Another alliance member, listed statically (`[[peers]]` for a node, `[[members]]` for a
+/// client) until the directory makes membership dynamic.
+public struct PeerConfiguration: Sendable {
+    public var nodeID: NodeID
+    /// X-Wing public key (1216 bytes) that prefaces to this member are sealed to.
+    public var kemPublicKey: [UInt8]
+    public var endpoint: HostPort
+    /// Required for exits: it is the country clients choose them by.
+    public var country: String?
+    public var roles: NodeRoles
+
+    public init(nodeID: NodeID, kemPublicKey: [UInt8], endpoint: HostPort, country: String?, roles: NodeRoles) {
+        self.nodeID = nodeID
+        self.kemPublicKey = kemPublicKey
+        self.endpoint = endpoint
+        self.country = country
+        self.roles = roles
+    }
+
+    static let keys = ["node_id", "kem_pk", "endpoint", "country", "roles"]
+
+    static func parse(_ s: ConfigSection) throws(ConfigurationError) -> PeerConfiguration {
+        try s.allowOnly(keys)
+        guard let id = try s.hex("node_id", bytes: 32, what: "a node id") else { throw .missingKey(file: s.file, key: s.key("node_id")) }
+        guard let kem = try s.hex("kem_pk", bytes: KEMKey.publicKeySize, what: "an X-Wing public key") else {
+            throw .missingKey(file: s.file, key: s.key("kem_pk"))
+        }
+        guard let endpoint = try s.hostPort("endpoint") else { throw .missingKey(file: s.file, key: s.key("endpoint")) }
+        guard let roles = try s.roles("roles") else { throw .missingKey(file: s.file, key: s.key("roles")) }
+        let country = try s.country("country")
+        if roles.contains(.exit) && country == nil {
+            throw s.invalid("country", "required for a member with the \"exit\" role")
+        }
+        // NodeID(hex:) cannot fail after the length and hex checks above.
+        return PeerConfiguration(nodeID: NodeID(hex: Hex.encode(id))!, kemPublicKey: kem, endpoint: endpoint,
+                                 country: country, roles: roles)
+    }
+
+    /// Parses a `[[name]]` list, refusing duplicate node ids and (for a node) its own id.
+    static func parseList(_ root: ConfigSection, name: String, ownID: NodeID?) throws(ConfigurationError) -> [PeerConfiguration] {
+        var peers: [PeerConfiguration] = []
+        var seen: [NodeID: Int] = [:]
+        for (i, section) in try root.sections(name).enumerated() {
+            let peer = try parse(section)
+            if let first = seen[peer.nodeID] {
+                throw section.invalid("node_id", "duplicate: \(name)[\(first)] has the same node id")
+            }
+            if peer.nodeID == ownID {
+                throw section.invalid("node_id", "this is the node's own id (from node.identity_key); list only other members")
+            }
+            seen[peer.nodeID] = i
+            peers.append(peer)
+        }
+        return peers
+    }
+
+    /// The `[[name]]` block for a template, so configs can be pasted between members.
+    func tomlBlock(name: String) -> String {
+        var roleNames: [String] = []
+        if roles.contains(.front) { roleNames.append("\"front\"") }
+        if roles.contains(.exit) { roleNames.append("\"exit\"") }
+        var lines = ["[[\(name)]]",
+                     "node_id = \"\(nodeID.hex)\"",
+                     "kem_pk = \"\(Hex.encode(kemPublicKey))\"",
+                     "endpoint = \"\(endpoint)\""]
+        if let country { lines.append("country = \"\(country)\"") }
+        lines.append("roles = [\(roleNames.joined(separator: ", "))]")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

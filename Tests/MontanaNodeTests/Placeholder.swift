@@ -1,2 +1,0 @@
-import XCTest
-final class MontanaNodeTestsPlaceholder: XCTestCase { func test_placeholder() {} }
