@@ -17,6 +17,6 @@ struct Montana: AsyncParsableCommand {
           montana inspect keys/identity.key what a key or record file is (never prints secrets)
           montana vectors --check FILE      check conformance vectors against this implementation
         """,
-        subcommands: [KeygenCommand.self, InspectCommand.self, VectorsCommand.self, BenchCommand.self]
+        subcommands: [DemoCommand.self, NodeCommand.self, ClientCommand.self, KeygenCommand.self, InspectCommand.self, VectorsCommand.self, BenchCommand.self]
     )
 }

@@ -105,6 +105,7 @@ public final class CircuitManager: @unchecked Sendable {
     /// One circuit: preface to the front naming the exit, Noise_PQ XX with the account identity
     /// (only the exit can read it), EgressAuth bound to this session in msg3, then yamux.
     func open(to exit: AllianceMember, via front: AllianceMember) -> EventLoopFuture<ExitSession> {
+        logger.debug("opening circuit", metadata: ["front": "\(front.label)", "exit": "\(exit.label)"])
         let hop = HopMessage(type: .connect, peer: RelayPeer(id: exit.nodeID.multihash),
                              ext: RelayExtension(ts: WallClock.now(), alliance: alliance, purpose: .session))
         let account = self.account
@@ -128,8 +129,9 @@ public final class CircuitManager: @unchecked Sendable {
             }))
             try channel.pipeline.syncOperations.addHandler(mux)
         }
-        .flatMap { (channel, _) in
-            established.futureResult.map { _ in channel }
+        .flatMap { [logger] (channel, _) -> EventLoopFuture<any Channel> in
+            logger.debug("front accepted the circuit; waiting for the exit's handshake", metadata: ["front": "\(front.label)"])
+            return established.futureResult.map { _ in channel }
         }
         .flatMapErrorThrowing { error in
             established.fail(error)

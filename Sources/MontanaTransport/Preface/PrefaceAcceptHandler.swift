@@ -88,8 +88,12 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
-        if case .readingPreface = state { context.read() }
-        if case .discarding = state { context.read() }
+        switch state {
+        case .readingPreface, .discarding, .relaying:
+            read(context: context)
+        case .done:
+            break
+        }
     }
 
     private func accept(context: ChannelHandlerContext, preface: [UInt8]) {
@@ -171,12 +175,14 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
             return
         }
         context.channel.closeFuture.whenComplete { _ in observer.circuitClosed(relayed: false) }
-        context.pipeline.syncOperations.removeHandler(self, promise: nil)
         if let leftover, leftover.readableBytes > 0 {
             context.fireChannelRead(wrapInboundOut(leftover))
             context.fireChannelReadComplete()
         }
-        context.read()
+        context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        // A terminated session reads freely: yamux windows bound what the peer may send.
+        context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+        context.channel.read()
     }
 
     private func relay(_ context: ChannelHandlerContext, _ opened: (message: Preface.Message, keys: Preface.Keys), to target: RelayTarget) {

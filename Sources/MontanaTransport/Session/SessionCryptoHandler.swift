@@ -39,6 +39,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     public private(set) var established: SessionEstablished?
     private let onFailure: (@Sendable (SessionError) -> Void)?
+    private var sentFirst = false
 
     public init(role: SessionRole, onFailure: (@Sendable (SessionError) -> Void)? = nil) {
         self.role = role
@@ -57,7 +58,18 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
             guard let self, self.established == nil, let ctx = self.context else { return }
             self.fail(ctx, .handshake("timed out"))
         }
-        if case .initiator(var noise, let awaiting) = state {
+        if context.channel.isActive { sendFirstMessage(context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        sendFirstMessage(context)
+        context.fireChannelActive()
+    }
+
+    /// The initiator's msg1, once the carrier is connected (it rides right behind the preface).
+    private func sendFirstMessage(_ context: ChannelHandlerContext) {
+        if case .initiator(var noise, let awaiting) = state, !sentFirst {
+            sentFirst = true
             do {
                 let msg1 = try noise.message1()
                 state = .initiator(noise, awaiting: awaiting)

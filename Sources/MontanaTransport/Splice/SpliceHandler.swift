@@ -45,6 +45,8 @@ public final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     public func channelReadComplete(context: ChannelHandlerContext) {
         partner?.partnerFlush()
+        // Carriers run with autoRead off: ask for more only while the partner keeps up.
+        read(context: context)
     }
 
     public func channelInactive(context: ChannelHandlerContext) {

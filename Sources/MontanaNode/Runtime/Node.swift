@@ -1,0 +1,155 @@
+import NIOConcurrencyHelpers
+import Foundation
+import Logging
+import MontanaCrypto
+import MontanaExit
+import MontanaTransport
+import MontanaWire
+import NIOCore
+import NIOPosix
+
+/// A running member: the T0 transit listener (every connection starts with a preface), the
+/// roles it plays (front: relay to members; exit: egress), its directory record, and the
+/// loopback admin server with /metrics and /status.
+public final class Node: Sendable {
+    public let configuration: NodeConfiguration
+    let group: MultiThreadedEventLoopGroup
+    let logger: Logger
+    let observer: NodeObserver
+    let exit: ExitRuntime?
+    let limiter: CircuitLimiter
+    let records: DirectoryRecords
+    private let state = NIOLockedValueBoxState()
+
+    public init(configuration: NodeConfiguration, logger: Logger, metrics: MontanaMetrics = .shared) {
+        self.configuration = configuration
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        observer = NodeObserver(metrics: metrics)
+        limiter = CircuitLimiter(perSource: configuration.limits.circuitsPerSource, total: configuration.limits.circuitsTotal)
+        if configuration.roles.contains(.exit) {
+            let settings = configuration.exit ?? ExitSettings()
+            var limits = EgressLimits()
+            limits.streamsPerSession = configuration.limits.streamsPerSession
+            limits.openTimeout = .seconds(Int64(configuration.limits.egressOpenTimeoutSeconds))
+            limits.idleTimeout = .seconds(Int64(configuration.limits.egressIdleTimeoutSeconds))
+            exit = ExitRuntime(node: configuration.nodeID, admission: settings.admission,
+                               policy: ExitPolicy(configuration: settings.policy), limits: limits)
+        } else {
+            exit = nil
+        }
+        let config = configuration
+        records = DirectoryRecords(identity: configuration.identity) { now in
+            guard let country = config.country, let endpoint = config.listen.publicEndpoint else { return nil }
+            let entry = try EgressDirectoryEntry(exitNodeID: config.nodeID.bytes, countryCode: country, capacityClass: config.capacity,
+                                                 advertisedWindow: UInt32(truncatingIfNeeded: TimeWindow.window(unixSeconds: now)))
+            return DirectoryRecord(entry: entry, identityPublicKey: config.identity.publicKey, kemPublicKey: config.kem.publicKey,
+                                   roles: config.roles, endpoints: [Endpoint(profile: 0, host: endpoint.host, port: UInt16(endpoint.port))],
+                                   issuedAt: now, expiresAt: now + DirectoryRecords.lifetime, operatorLabel: config.operatorLabel)
+        }
+    }
+
+    /// The members this node may relay to, from its configuration.
+    var members: [NodeID: AllianceMember] {
+        Dictionary(configuration.peers.map { p in
+            (p.nodeID, AllianceMember(nodeID: p.nodeID, kemPublicKey: p.kemPublicKey, host: p.endpoint.host, port: p.endpoint.port,
+                                      country: p.country, roles: p.roles))
+        }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Starts listening. Returns the bound transit and admin ports (useful with port 0).
+    public func start() async throws -> (transit: Int, admin: Int?) {
+        let gate = SharedPrefaceGate(key: configuration.kem, alliance: configuration.alliance)
+        let exit = self.exit
+        let records = self.records
+        let observer = self.observer
+        let router = NodeRouter(identity: configuration.identity, roles: configuration.roles, members: members,
+                                handshakes: HandshakeRateLimiter(perSecond: configuration.limits.handshakesPerSecond),
+                                exit: exit, services: { admission, channel in
+                                    var list: [any StreamService] = [PingService(), IPEchoService(remote: { [weak channel] in channel?.remoteAddress }),
+                                                                      DirectoryService(records: records)]
+                                    if let exit, let account = admission.account {
+                                        list.append(EgressService(account: account, policy: exit.policy, limits: exit.limits, observer: observer))
+                                    }
+                                    return list
+                                }, observer: observer, logger: logger)
+        let limiter = self.limiter
+        let alliance = configuration.alliance
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                let source = channel.remoteAddress?.ipAddress ?? "?"
+                guard limiter.acquire(source: source) else {
+                    observer.metrics.prefaceRejections(reason: "circuit_limit").increment()
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in limiter.release(source: source) }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        PrefaceAcceptHandler(gate: gate, router: router, observer: observer, alliance: alliance))
+                }
+            }
+            .bind(host: configuration.listen.transit.host, port: configuration.listen.transit.port)
+            .get()
+        state.set(server: server)
+        var adminPort: Int?
+        if let admin = configuration.listen.admin {
+            let server = AdminServer(address: admin, metrics: observer.metrics, group: group, status: { [weak self] in self?.status() ?? [:] })
+            adminPort = try await server.start()
+            state.set(admin: server)
+        }
+        let transitPort = server.localAddress?.port ?? configuration.listen.transit.port
+        logger.info("node started", metadata: [
+            "node_id": "\(configuration.nodeID.hex)",
+            "roles": "\(describe(configuration.roles))",
+            "country": "\(configuration.country ?? "-")",
+            "transit": "\(configuration.listen.transit.host):\(transitPort)",
+            "admin": "\(adminPort.map { "\(configuration.listen.admin!.host):\($0)" } ?? "off")",
+            "exit_admission": "\(exit?.admissionLabel ?? "-")",
+        ])
+        return (transitPort, adminPort)
+    }
+
+    /// Machine-readable status for /status (node-level facts only; nothing per user).
+    public func status() -> [String: any Sendable] {
+        let totals = observer.totals
+        return [
+            "node_id": configuration.nodeID.hex,
+            "roles": describe(configuration.roles),
+            "country": configuration.country ?? "",
+            "circuits_active": limiter.active,
+            "egress": ["accounts_seen": observer.accountCount, "bytes_up": totals.bytesUp, "bytes_down": totals.bytesDown,
+                       "streams": totals.streams, "refusals": totals.refusals] as [String: any Sendable],
+            "peers": configuration.peers.count,
+        ]
+    }
+
+    /// Stops accepting, closes what is open, and releases the threads.
+    public func stop() async {
+        if let server = state.server { try? await server.close() }
+        if let admin = state.admin { try? await admin.stop() }
+        try? await group.shutdownGracefully()
+        logger.info("node stopped")
+    }
+}
+
+func describe(_ roles: NodeRoles) -> String {
+    var names: [String] = []
+    if roles.contains(.front) { names.append("front") }
+    if roles.contains(.exit) { names.append("exit") }
+    if roles.contains(.directory) { names.append("directory") }
+    return names.joined(separator: "+")
+}
+
+/// The node's listening channels, set once at start.
+final class NIOLockedValueBoxState: Sendable {
+    private let box = NIOLockedValueBox<(server: (any Channel)?, admin: AdminServer?)>((nil, nil))
+    func set(server: any Channel) { box.withLockedValue { $0.server = server } }
+    func set(admin: AdminServer) { box.withLockedValue { $0.admin = admin } }
+    var server: (any Channel)? { box.withLockedValue { $0.server } }
+    var admin: AdminServer? { box.withLockedValue { $0.admin } }
+}

@@ -1,0 +1,70 @@
+import MontanaExit
+import MontanaTransport
+import MontanaWire
+import NIOConcurrencyHelpers
+
+/// Maps transport and egress events to metrics and per-account byte totals. Nothing here
+/// records addresses, destinations or times per user (ARCHITECTURE.md, privacy).
+final class NodeObserver: TransportObserver, EgressObserver {
+    struct AccountTotals: Sendable {
+        var bytesUp = 0
+        var bytesDown = 0
+        var streams = 0
+        var refusals = 0
+    }
+
+    let metrics: MontanaMetrics
+    private let accounts = NIOLockedValueBox<[[UInt8]: AccountTotals]>([:])
+
+    init(metrics: MontanaMetrics) {
+        self.metrics = metrics
+    }
+
+    func prefaceRejected(reason: String) { metrics.prefaceRejections(reason: reason).increment() }
+
+    func circuitOpened(relayed: Bool) {
+        let kind: MontanaMetrics.CircuitKind = relayed ? .relayed : .local
+        metrics.circuitsActive(kind).increment()
+        metrics.circuitsTotal(kind).increment()
+    }
+
+    func circuitClosed(relayed: Bool) { metrics.circuitsActive(relayed ? .relayed : .local).decrement() }
+    func relayedBytes(_ count: Int) { metrics.bytesRelayedTotal.increment(by: count) }
+    func sessionFailed(reason: String) { metrics.handshakeFailures(reason: reason).increment() }
+
+    func streamOpened(account: [UInt8]) {
+        metrics.streamsActive.increment()
+        metrics.streamsTotal.increment()
+        accounts.withLockedValue { $0[account, default: AccountTotals()].streams += 1 }
+    }
+
+    func streamClosed(account: [UInt8]) { metrics.streamsActive.decrement() }
+
+    func refused(account: [UInt8], reason: String) {
+        metrics.policyRefusals(reason: reason).increment()
+        accounts.withLockedValue { $0[account, default: AccountTotals()].refusals += 1 }
+    }
+
+    func openFailed(status: EgressOpenStatus) { metrics.egressOpenFailures(status: status).increment() }
+
+    func bytes(account: [UInt8], up: Int, down: Int) {
+        if up > 0 { metrics.bytesEgressTotal(.up).increment(by: up) }
+        if down > 0 { metrics.bytesEgressTotal(.down).increment(by: down) }
+        accounts.withLockedValue { a in
+            a[account, default: AccountTotals()].bytesUp += up
+            a[account, default: AccountTotals()].bytesDown += down
+        }
+    }
+
+    var accountCount: Int { accounts.withLockedValue { $0.count } }
+    var totals: AccountTotals {
+        accounts.withLockedValue { a in
+            a.values.reduce(into: AccountTotals()) { t, v in
+                t.bytesUp += v.bytesUp
+                t.bytesDown += v.bytesDown
+                t.streams += v.streams
+                t.refusals += v.refusals
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MontanaNode
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run a whole alliance on loopback (3 cities, a local web site) plus your local proxy.",
+        discussion: """
+        Starts berlin (DE, front+exit), amsterdam (NL, front+exit) and warsaw (PL, front only) as real \
+        `montana node` processes, a small web site, and the client with SOCKS5 and HTTP ports. Prints the \
+        cities and curl commands to try, then live circuit status until Ctrl-C. Nothing to install and \
+        nothing leaves loopback.
+        """
+    )
+
+    @Option(help: "SOCKS5 listen address.")
+    var socks = "127.0.0.1:1080"
+
+    @Option(help: "HTTP proxy listen address.")
+    var http = "127.0.0.1:8080"
+
+    @Option(help: "Port of the local web site (0 picks a free one).")
+    var sitePort = 0
+
+    @Option(help: "Write a machine-readable description (cities, keys, ports, pids) to this file.")
+    var statusJSON: String?
+
+    @Option(help: "Keep keys, configs and logs here instead of a temporary directory.")
+    var dir: String?
+
+    @Flag(help: "Keep the default exit policy (loopback refused) instead of allowing the local site.")
+    var strictExitPolicy = false
+
+    @Flag(help: "Exits admit only the demo client's account (allow-list admission).")
+    var allowList = false
+
+    @Flag(help: "Print no live status (for scripts).")
+    var quiet = false
+
+    @Option(help: "Log level of the demo's client (trace, debug, info, notice, warning, error).")
+    var logLevel = "notice"
+
+    func run() async throws {
+        var options = DemoAlliance.Options()
+        do {
+            options.socks = try HostPort(parsing: socks)
+            options.http = try HostPort(parsing: http)
+        } catch {
+            throw ValidationError("--socks/--http: \(error)")
+        }
+        options.sitePort = sitePort
+        options.directory = dir
+        options.strictPolicy = strictExitPolicy
+        options.allowListAdmission = allowList
+        let logger = LogSetup.bootstrap(Logger.Level(rawValue: logLevel) ?? .notice, label: "montana.demo")
+        let demo = try DemoAlliance(options: options, logger: logger)
+        do {
+            try await demo.start()
+        } catch {
+            await demo.stop()
+            throw ValidationError("\(error)")
+        }
+        print(demo.banner())
+        if let statusJSON {
+            try demo.statusJSON().write(to: URL(fileURLWithPath: statusJSON))
+        }
+        let live = Task {
+            var last = ""
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: 2_000_000_000)
+                if quiet { continue }
+                let circuits = await demo.circuits()
+                var lines = circuits.map { c in
+                    "  circuit  front \(c.front) -> exit \(c.exit) (\(c.exitCountry))  streams \(c.streamsActive) open / \(c.streamsOpened) total  "
+                        + "up \(Self.bytes(c.bytesUp))  down \(Self.bytes(c.bytesDown))  age \(c.ageSeconds)s"
+                }
+                for dead in demo.deadCities { lines.append("  city \(dead) is down") }
+                let text = lines.joined(separator: "\n")
+                if text != last && !text.isEmpty {
+                    print("[\(Self.clock())]\n\(text)")
+                    FileHandle.standardOutput.synchronizeFile()
+                }
+                last = text
+            }
+        }
+        _ = await TerminationSignal.wait()
+        live.cancel()
+        print("\nstopping the demo alliance…")
+        await demo.stop()
+        print("stopped.")
+    }
+
+    static func bytes(_ n: Int) -> String {
+        if n >= 1 << 30 { return String(format: "%.2f GiB", Double(n) / Double(1 << 30)) }
+        if n >= 1 << 20 { return String(format: "%.1f MiB", Double(n) / Double(1 << 20)) }
+        if n >= 1 << 10 { return String(format: "%.1f KiB", Double(n) / Double(1 << 10)) }
+        return "\(n) B"
+    }
+
+    static func clock() -> String {
+        let f = DateFormatter()
+        f.dateFormat = "HH:mm:ss"
+        return f.string(from: Date())
+    }
+}
