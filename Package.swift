@@ -80,6 +80,12 @@ let package = Package(
                     resources: [.copy("Resources")]),
         .testTarget(name: "MontanaExitTests", dependencies: ["MontanaExit", "MontanaWire"]),
         .testTarget(name: "MontanaClientTests", dependencies: ["MontanaClient", "MontanaWire"]),
+        // Starts real `montana` processes on loopback and drives them with curl.
+        .testTarget(name: "MontanaEndToEndTests", dependencies: [
+            "MontanaCrypto", "MontanaWire", "MontanaTransport", "MontanaSession",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "MontanaNodeTests", dependencies: ["MontanaNode", "MontanaExit", "MontanaCrypto", "MontanaWire"]),
     ]
 )

@@ -1,0 +1,2 @@
+import XCTest
+final class MontanaEndToEndTestsPlaceholder: XCTestCase { func test_placeholder() {} }
