@@ -71,7 +71,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         // One entry point per decoder, shared by the libFuzzer binary and the unit tests.
-        .target(name: "MontanaFuzzTargets", dependencies: ["MontanaCrypto", "MontanaWire", "MontanaSession"], swiftSettings: strict),
+        .target(name: "MontanaFuzzTargets", dependencies: [
+            "MontanaCrypto", "MontanaWire", "MontanaSession", "MontanaClient", "MontanaExit",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strict),
         .executableTarget(name: "MontanaFuzz", dependencies: ["MontanaFuzzTargets"], swiftSettings: strict),
         .testTarget(name: "MontanaWireTests", dependencies: ["MontanaWire"]),
         .testTarget(name: "MontanaCryptoTests", dependencies: ["MontanaCrypto", "MontanaWire", "MontanaConformance", "MontanaFuzzTargets"],

@@ -130,7 +130,7 @@ public enum VectorGenerator {
         let initiatorEntropy = SeededEntropy(seed: eISeed), responderEntropy = SeededEntropy(seed: eRSeed)
         var initiator = NoiseInitiator(identity: initiatorKey, expectedResponder: responderKey.nodeID, entropy: initiatorEntropy)
         var responder = NoiseResponder(identity: responderKey, entropy: responderEntropy)
-        let payloadR = TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(PayloadTLV.featureResumable))])
+        let payloadR = TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0)))])
         let msg1 = try initiator.message1()
         try responder.readMessage1(msg1)
         let msg2 = try responder.message2(payload: payloadR)
@@ -141,7 +141,7 @@ public enum VectorGenerator {
             binding = h
             let a = try EgressAuthProof.build(account: initiatorKey, exit: responderKey.nodeID, bindingHash: h, now: unixSeconds)
             auth = a
-            return TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(PayloadTLV.featureResumable)),
+            return TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0))),
                                TLV(type: PayloadTLV.egressAuth, value: a.encode())])
         }
         let peer = try responder.readMessage3(msg3)

@@ -1,5 +1,9 @@
+import MontanaClient
 import MontanaCrypto
+import MontanaExit
+import MontanaSession
 import MontanaWire
+import NIOCore
 
 /// One entry point per decoder that reads network input. Each must return normally on any
 /// input: a crash, a trap or unbounded allocation is a bug. Shared by the libFuzzer binary
@@ -21,6 +25,12 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case accountPass = "account-pass"
     case advert
     case tlv
+    case yamux
+    case multistream
+    case lengthPrefixed = "length-prefixed"
+    case socks5
+    case httpProxy = "http-proxy"
+    case exitPolicyEntry = "exit-policy-entry"
 
     public func run(_ input: [UInt8]) {
         switch self {
@@ -72,6 +82,44 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             _ = try? ReachabilityAdvert.decode(input, currentWindow: 30_000_000)
         case .tlv:
             _ = try? TLV.decode(input)
+        case .yamux:
+            var connection = YamuxConnection(role: .server)
+            // Split the input in two reads to exercise partial headers.
+            let cut = input.count / 2
+            _ = try? connection.receive(ByteBuffer(bytes: input[..<cut]), now: 0)
+            _ = try? connection.receive(ByteBuffer(bytes: input[cut...]), now: 1)
+            _ = connection.takeOutbound()
+        case .multistream:
+            var listener = MultistreamListener(supportedProtocols: [EgressMessage.protocolID])
+            _ = try? listener.receive(ByteBuffer(bytes: input))
+            if var dialer = try? MultistreamDialer(protocolName: EgressMessage.protocolID) {
+                _ = try? dialer.receive(ByteBuffer(bytes: input))
+            }
+        case .lengthPrefixed:
+            var decoder = LengthPrefixedDecoder()
+            decoder.append(ByteBuffer(bytes: input))
+            while let message = try? decoder.nextMessage() {
+                _ = try? EgressMessage.decode(Array(message.readableBytesView))
+            }
+        case .socks5:
+            var handshake = SOCKS5ServerHandshake(credentialsRequired: input.first.map { $0 & 1 == 1 } ?? false)
+            handshake.receive(input.dropFirst())
+            for _ in 0..<8 {
+                guard let step = try? handshake.next() else { break }
+                if case .authenticate = step { _ = try? handshake.completeAuthentication(accepted: true) }
+                if case .needMoreBytes = step { break }
+            }
+            _ = try? SOCKS5UDPDatagram.decode(input)
+        case .httpProxy:
+            var parser = HTTPProxyRequestParser()
+            parser.receive(input)
+            _ = try? parser.next()
+            _ = try? ExitSelection.parse(username: String(decoding: input.prefix(64), as: UTF8.self))
+        case .exitPolicyEntry:
+            _ = try? ExitPolicyEntry.parse(String(decoding: input.prefix(128), as: UTF8.self))
+            if let address = IPAddress(String(decoding: input.prefix(64), as: UTF8.self)) {
+                _ = ExitPolicy(configuration: ExitPolicyConfiguration()).check(host: nil, addresses: [address], port: 443)
+            }
         }
     }
 }

@@ -62,7 +62,7 @@ struct DemoCommand: AsyncParsableCommand {
             await demo.stop()
             throw ValidationError("\(error)")
         }
-        print(demo.banner())
+        say(demo.banner())
         if let statusJSON {
             try demo.statusJSON().write(to: URL(fileURLWithPath: statusJSON))
         }
@@ -79,17 +79,16 @@ struct DemoCommand: AsyncParsableCommand {
                 for dead in demo.deadCities { lines.append("  city \(dead) is down") }
                 let text = lines.joined(separator: "\n")
                 if text != last && !text.isEmpty {
-                    print("[\(Self.clock())]\n\(text)")
-                    FileHandle.standardOutput.synchronizeFile()
+                    say("[\(Self.clock())]\n\(text)")
                 }
                 last = text
             }
         }
         _ = await TerminationSignal.wait()
         live.cancel()
-        print("\nstopping the demo alliance…")
+        say("\nstopping the demo alliance…")
         await demo.stop()
-        print("stopped.")
+        say("stopped.")
     }
 
     static func bytes(_ n: Int) -> String {
@@ -104,4 +103,9 @@ struct DemoCommand: AsyncParsableCommand {
         f.dateFormat = "HH:mm:ss"
         return f.string(from: Date())
     }
+}
+
+/// Unbuffered output: the demo's table and live lines must appear at once even when piped.
+func say(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }

@@ -12,10 +12,13 @@ struct Montana: AsyncParsableCommand {
         ML-DSA-65 identities, ChaCha20-Poly1305), so fronts learn neither destinations nor payload.
 
         Start here:
-          montana demo                      a whole alliance on loopback plus a local proxy
-          montana keygen node --out keys/   create a member's identity and preface keys
-          montana inspect keys/identity.key what a key or record file is (never prints secrets)
-          montana vectors --check FILE      check conformance vectors against this implementation
+          montana demo                    whole alliance on loopback + local proxy
+          montana node init DIR           keys and a commented node.toml
+          montana node --config FILE      run a member (front and/or exit)
+          montana client init DIR         account key and a commented client.toml
+          montana client --config FILE    local SOCKS5/HTTP proxy into the alliance
+          montana inspect FILE            what a key or record file is
+          montana vectors --check FILE    verify conformance vectors
         """,
         subcommands: [DemoCommand.self, NodeCommand.self, ClientCommand.self, KeygenCommand.self, InspectCommand.self, VectorsCommand.self, BenchCommand.self]
     )

@@ -36,6 +36,9 @@ public final class MuxHandler: ChannelDuplexHandler {
     public init(role: YamuxRole, services: [any StreamService] = []) {
         var configuration = YamuxConfiguration()
         configuration.maxDataFrameSize = 64 * 1024
+        // Above the egress limit (256 per session), so the 257th egress stream gets the
+        // protocol's status 3 instead of a bare yamux reset.
+        configuration.maxInboundStreams = 512
         yamux = YamuxConnection(role: role, configuration: configuration)
         self.services = Dictionary(services.map { ($0.protocolName, $0) }, uniquingKeysWith: { a, _ in a })
     }
