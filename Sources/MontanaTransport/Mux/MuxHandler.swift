@@ -108,7 +108,8 @@ public final class MuxHandler: ChannelDuplexHandler {
         case .reset(let id):
             if let stream = streams.removeValue(forKey: id.rawValue) { stream.end(.reset) }
         case .writable(let id):
-            streams[id.rawValue]?.onWritable?()
+            guard let stream = streams[id.rawValue] else { return }
+            if drainOverflow(stream) { stream.onWritable?() }
         case .goAway:
             break
         case .pingRTT:
@@ -190,7 +191,7 @@ public final class MuxHandler: ChannelDuplexHandler {
     }
 
     func isWritable(_ stream: MuxStream) -> Bool {
-        yamux.isWritable(YamuxStreamID(rawValue: stream.id)) && (context?.channel.isWritable ?? false)
+        stream.overflow.isEmpty && yamux.isWritable(YamuxStreamID(rawValue: stream.id)) && (context?.channel.isWritable ?? false)
     }
 
     func write(_ buffer: ByteBuffer, on stream: MuxStream) -> Bool {
@@ -199,16 +200,42 @@ public final class MuxHandler: ChannelDuplexHandler {
         return more && (context?.channel.isWritable ?? false)
     }
 
+    /// Never drops data: what yamux will not take now waits in the stream's overflow.
     private func yamuxWrite(_ buffer: ByteBuffer, on stream: MuxStream) -> Bool {
+        guard stream.overflow.isEmpty else {
+            stream.overflow.append(buffer)
+            return false
+        }
         do {
             return try yamux.write(buffer, to: YamuxStreamID(rawValue: stream.id))
+        } catch YamuxError.streamNotWritable {
+            stream.overflow.append(buffer)
+            return false
         } catch {
             return false
         }
     }
 
+    /// Moves overflow into yamux as its queue drains; true when nothing is left waiting.
+    private func drainOverflow(_ stream: MuxStream) -> Bool {
+        let id = YamuxStreamID(rawValue: stream.id)
+        while let first = stream.overflow.first, yamux.isWritable(id) {
+            stream.overflow.removeFirst()
+            _ = try? yamux.write(first, to: id)
+        }
+        if stream.overflow.isEmpty && stream.closeAfterOverflow {
+            stream.closeAfterOverflow = false
+            yamux.close(id)
+        }
+        return stream.overflow.isEmpty
+    }
+
     func closeWrite(_ stream: MuxStream) {
-        yamux.close(YamuxStreamID(rawValue: stream.id))
+        if stream.overflow.isEmpty {
+            yamux.close(YamuxStreamID(rawValue: stream.id))
+        } else {
+            stream.closeAfterOverflow = true
+        }
         flushOutbound()
         removeIfDone(stream)
     }
@@ -241,7 +268,7 @@ public final class MuxHandler: ChannelDuplexHandler {
         }
         if wrote { context.flush() }
         // Streams whose both directions closed are forgotten.
-        for (id, stream) in streams where !yamux.isOpen(YamuxStreamID(rawValue: id)) {
+        for (id, stream) in streams where !yamux.isOpen(YamuxStreamID(rawValue: id)) && stream.overflow.isEmpty {
             streams[id] = nil
             if !stream.ended { stream.end(.reset) }
         }
@@ -249,7 +276,7 @@ public final class MuxHandler: ChannelDuplexHandler {
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            for stream in Array(streams.values) where isWritable(stream) { stream.onWritable?() }
+            for stream in Array(streams.values) where drainOverflow(stream) && isWritable(stream) { stream.onWritable?() }
         }
         context.fireChannelWritabilityChanged()
     }

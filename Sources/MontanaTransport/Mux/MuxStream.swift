@@ -31,8 +31,11 @@ public final class MuxStream {
     var bufferedBeforeHandler: [ByteBuffer] = []
     var ended = false
     var writeClosed = false
-    /// Bytes counted by yamux against the window but not yet reported consumed (control bytes).
-    var unconsumedControlBytes = 0
+    /// Bytes accepted while yamux's per-stream queue was full; sent on the next `.writable`.
+    /// A source that honours `write`'s return value keeps this to at most one read's worth.
+    var overflow: [ByteBuffer] = []
+    /// closeWrite() was called while `overflow` still held data: FIN follows the overflow.
+    var closeAfterOverflow = false
 
     init(id: UInt32, protocolName: String, mux: MuxHandler) {
         self.id = id
