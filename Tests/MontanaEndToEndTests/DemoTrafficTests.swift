@@ -1,0 +1,186 @@
+import Foundation
+import XCTest
+
+/// Traffic through one shared default demo (exits allow loopback so local sites work):
+/// downloads, parallel connections, metrics, and what the nodes' logs hold afterwards.
+final class DemoTrafficTests: XCTestCase {
+    nonisolated(unsafe) private static var demo: DemoHarness?
+    nonisolated(unsafe) private static var files: FileServer?
+    nonisolated(unsafe) private static var uploads: UploadServer?
+    nonisolated(unsafe) private static var workDirectory: String?
+    nonisolated(unsafe) private static var digests: [String: [UInt8]] = [:]
+    nonisolated(unsafe) private static var setupError: (any Error)?
+
+    /// Sizes around the interesting boundaries: empty, one byte, one yamux/egress frame and
+    /// one past it, a window's worth several times over, and a long transfer.
+    static let fileSizes: [(String, Int)] = [
+        ("empty.bin", 0), ("one.bin", 1), ("frame-minus-one.bin", 65535), ("frame.bin", 65536),
+        ("one-mib.bin", 1 << 20), ("sixty-four-mib.bin", 64 << 20),
+    ]
+
+    override class func setUp() {
+        super.setUp()
+        do {
+            let work = try Paths.makeTemporaryDirectory("montana-e2e-traffic")
+            workDirectory = work
+            let served = (work as NSString).appendingPathComponent("served")
+            try FileManager.default.createDirectory(atPath: served, withIntermediateDirectories: true)
+            for (name, size) in fileSizes {
+                digests[name] = try TestFiles.writeRandom(name, size: size, in: served)
+            }
+            files = try FileServer(serving: served, logDirectory: work)
+            uploads = try UploadServer(logDirectory: work)
+            demo = try DemoHarness.start()
+        } catch {
+            setupError = error
+        }
+    }
+
+    override class func tearDown() {
+        demo?.stop()
+        files?.stop()
+        uploads?.stop()
+        demo = nil
+        files = nil
+        uploads = nil
+        Paths.removeTemporaryDirectory(workDirectory)
+        super.tearDown()
+    }
+
+    private func running() throws -> (DemoHarness, FileServer, String) {
+        if let error = Self.setupError { throw error }
+        guard let demo = Self.demo, let files = Self.files, let work = Self.workDirectory else {
+            throw E2EError("the shared demo is not running")
+        }
+        return (demo, files, work)
+    }
+
+    func test_downloadsThroughFrontAndExitAreByteIdentical() throws {
+        let (demo, files, work) = try running()
+        let downloads = (work as NSString).appendingPathComponent("downloads")
+        try FileManager.default.createDirectory(atPath: downloads, withIntermediateDirectories: true)
+        let routes: [(String, [String])] = [
+            ("socks-de", Curl.socks(demo.socksPort, user: "country-de")),
+            ("socks-nl", Curl.socks(demo.socksPort, user: "country-nl")),
+            ("http", Curl.httpProxy(demo.httpPort)),
+        ]
+        var failed = false
+        for (route, proxy) in routes {
+            for (name, size) in Self.fileSizes {
+                let out = (downloads as NSString).appendingPathComponent("\(route)-\(name)")
+                let result = try Curl.run(proxy + ["--fail", "-w", "%{http_code}", "-o", out, "\(files.baseURL)/\(name)"],
+                                          timeout: 120)
+                XCTAssertTrue(result.succeeded, "\(route) \(name): \(result) [\(demo.liveness)]")
+                XCTAssertEqual(result.stdoutText, "200", "\(route) \(name): \(result)")
+                let got = TestFiles.digest(out)
+                if !result.succeeded || got.size != size { failed = true }
+                XCTAssertEqual(got.size, size, "\(route) \(name): size differs")
+                XCTAssertEqual(hex(got.sha256), hex(Self.digests[name] ?? []), "\(route) \(name): SHA-256 differs")
+                try? FileManager.default.removeItem(atPath: out)
+            }
+        }
+        if failed { print("diagnostics for the failed downloads:\n\(demo.diagnostics())") }
+    }
+
+    func test_uploadsThroughFrontAndExitAreByteIdentical() throws {
+        let (demo, files, _) = try running()
+        guard let uploads = Self.uploads else { throw E2EError("the upload sink is not running") }
+        let routes: [(String, [String])] = [
+            ("socks-de", Curl.socks(demo.socksPort, user: "country-de")),
+            ("http-nl", Curl.httpProxy(demo.httpPort, user: "country-nl")),
+        ]
+        for (route, proxy) in routes {
+            for name in ["one.bin", "one-mib.bin", "sixty-four-mib.bin"] {
+                let path = (files.directory as NSString).appendingPathComponent(name)
+                let size = Self.fileSizes.first { $0.0 == name }!.1
+                // A lost upload byte leaves the sink waiting for the rest: bounded by the timeout.
+                let result = try Curl.run(proxy + ["--fail", "--upload-file", path, uploads.url], timeout: 20)
+                let answer = result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+                let expected = "\(hex(Self.digests[name] ?? [])) \(size)"
+                XCTAssertTrue(result.succeeded, "\(route) upload \(name): \(result) [\(demo.liveness)]")
+                XCTAssertEqual(answer, expected, "\(route) upload \(name): the sink's SHA-256 and length of what arrived")
+                if answer != expected { break } // the larger files would only fail the same way, slower
+            }
+        }
+    }
+
+    func test_hundredParallelConnectionsShareOneSession() throws {
+        let (demo, _, work) = try running()
+        let downloads = (work as NSString).appendingPathComponent("parallel")
+        try FileManager.default.createDirectory(atPath: downloads, withIntermediateDirectories: true)
+        let sizes = (0..<100).map { 1000 + $0 * 1237 }
+        let pattern = demoSitePattern(count: sizes.max()!)
+        var arguments = Curl.socks(demo.socksPort, user: "country-nl")
+            + ["--parallel", "--parallel-max", "100", "--parallel-immediate", "--fail", "-w", "%{http_code}\\n"]
+        for (i, size) in sizes.enumerated() {
+            arguments += ["-o", (downloads as NSString).appendingPathComponent("\(i).bin"), "\(demo.siteURL)/bytes/\(size)"]
+        }
+        let result = try Curl.run(arguments, timeout: 90)
+        XCTAssertTrue(result.succeeded, "\(result)\n\(demo.diagnostics())")
+        let codes = result.stdoutText.split(separator: "\n")
+        XCTAssertEqual(codes.count, 100, "one status line per transfer: \(result.stdoutText)")
+        XCTAssertTrue(codes.allSatisfy { $0 == "200" }, "every transfer 200: \(result.stdoutText)")
+        var broken: [String] = []
+        for (i, size) in sizes.enumerated() {
+            let data = FileManager.default.contents(atPath: (downloads as NSString).appendingPathComponent("\(i).bin")) ?? Data()
+            if data.count != size || !data.elementsEqual(pattern[0..<size]) { broken.append("#\(i) (\(data.count)/\(size) bytes)") }
+        }
+        XCTAssertTrue(broken.isEmpty, "transfers not byte-identical: \(broken)")
+
+        let exit = try demo.status.exit(country: "NL")
+        let metrics = try PrometheusText.scrape(exit)
+        let sessions = metrics.value("montana_sessions_total")
+        XCTAssertNotNil(sessions, "\(exit.name) exposes no montana_sessions_total:\n\(metrics)")
+        XCTAssertLessThanOrEqual(sessions ?? .infinity, 2,
+                                 "100 connections to one exit should share one session (plus at most a control session); "
+                                 + "\(exit.name) /metrics reads \(metrics.lines("montana_sessions_total")), "
+                                 + "\(metrics.lines("montana_streams_total"))")
+        XCTAssertGreaterThanOrEqual(metrics.value("montana_streams_total") ?? 0, 100,
+                                    "\(exit.name): \(metrics.lines("montana_streams_total"))")
+    }
+
+    func test_metricsAreExposedOnTheAdminPort() throws {
+        let (demo, _, _) = try running()
+        for country in ["de", "nl"] {
+            let result = try demo.curlSOCKS("\(demo.siteURL)/", user: "country-\(country)", extra: ["--fail"])
+            XCTAssertTrue(result.succeeded, "\(result)\n\(demo.diagnostics())")
+        }
+        let scraped = try Dictionary(uniqueKeysWithValues: demo.status.cities.map { ($0.name, try PrometheusText.scrape($0)) })
+        for exit in demo.status.exits {
+            let metrics = scraped[exit.name]!
+            for name in ["montana_sessions_total", "montana_bytes_egress_total", "montana_circuits_total"] {
+                XCTAssertTrue(metrics.has(name), "\(exit.name) /metrics lacks \(name):\n\(metrics)")
+            }
+            XCTAssertGreaterThan(metrics.value("montana_bytes_egress_total") ?? 0, 0,
+                                 "\(exit.name) carried a fetch: \(metrics.lines("montana_bytes_egress_total"))")
+            // Some other front relayed the circuit to this exit.
+            let relays = demo.status.cities.filter { $0.isFront && $0.name != exit.name }
+            let relayed = relays.map { ($0.name, scraped[$0.name]!.value("montana_bytes_relayed_total") ?? 0) }
+            XCTAssertTrue(relayed.contains { $0.1 > 0 },
+                          "a front other than \(exit.name) relayed bytes: montana_bytes_relayed_total = \(relayed)")
+        }
+    }
+
+    func test_nodeLogsHoldNoClientAddressesOrDestinations() throws {
+        let (demo, files, _) = try running()
+        let sitePath = "/bytes/31337"
+        let fileName = "one.bin"
+        for user in ["country-de", "country-nl"] {
+            for url in ["\(demo.siteURL)\(sitePath)", "\(files.baseURL)/\(fileName)"] {
+                let result = try demo.curlSOCKS(url, user: user, extra: ["--fail", "-o", "/dev/null"])
+                XCTAssertTrue(result.succeeded, "\(result)")
+            }
+            let viaHTTP = try demo.curlHTTP("\(demo.siteURL)\(sitePath)", user: user, extra: ["--fail", "-o", "/dev/null"])
+            XCTAssertTrue(viaHTTP.succeeded, "\(viaHTTP)")
+        }
+        let forbidden = [":\(demo.status.site.port)", ":\(files.port)", sitePath, fileName]
+        for city in demo.status.cities {
+            let log = try String(contentsOfFile: city.log, encoding: .utf8)
+            XCTAssertFalse(log.isEmpty, "\(city.name) wrote no log at all (\(city.log))")
+            for needle in forbidden {
+                let lines = log.split(separator: "\n").filter { $0.contains(needle) }
+                XCTAssertTrue(lines.isEmpty, "\(city.name)'s log names a destination (\"\(needle)\"): \(lines.prefix(3))")
+            }
+        }
+    }
+}

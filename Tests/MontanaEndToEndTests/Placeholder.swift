@@ -1,2 +1,0 @@
-import XCTest
-final class MontanaEndToEndTestsPlaceholder: XCTestCase { func test_placeholder() {} }
