@@ -290,6 +290,20 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The peer (or the front splicing to it) ended its side: the session is over. Without
+        // this a half-closed carrier would look alive and streams would wait for their timeouts.
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            if established == nil {
+                fail(context, .handshake("the peer closed the connection"))
+            } else {
+                closeSilently(context, .closedByPeer(TransportRecord.CloseReason.normal))
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         fail(context, .frame("carrier error: \(error)"))
     }
