@@ -63,12 +63,7 @@ final class EgressPipe {
     }
 
     private func send(_ message: EgressMessage) {
-        let body = message.encode()
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(body.count + 3)
-        buffer.writeBytes(UVarint.encode(UInt64(body.count)))
-        buffer.writeBytes(body)
-        if !stream.write(buffer) { appReadPaused = true }
+        if !stream.write(LengthPrefixedDecoder.frame(message.encode())) { appReadPaused = true }
     }
 
     private func sendData(_ bytes: [UInt8]) {
@@ -104,7 +99,7 @@ final class EgressPipe {
         decoder.append(buffer)
         do {
             while let raw = try decoder.nextMessage() {
-                let size = raw.readableBytes + UVarint.encode(UInt64(raw.readableBytes)).count
+                let size = LengthPrefixedDecoder.wireSize(bodyLength: raw.readableBytes)
                 let message = try EgressMessage.decode(Array(raw.readableBytesView))
                 if let id = message.streamID, id != stream.id { throw WireError.invalidField("stream_id") }
                 switch message {

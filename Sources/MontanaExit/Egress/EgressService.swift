@@ -104,7 +104,7 @@ final class EgressConnection {
         decoder.append(buffer)
         do {
             while case let raw? = try decoder.nextMessage() {
-                let size = raw.readableBytes + UVarint.encode(UInt64(raw.readableBytes)).count
+                let size = LengthPrefixedDecoder.wireSize(bodyLength: raw.readableBytes)
                 let message = try EgressMessage.decode(Array(raw.readableBytesView))
                 handle(message, wireSize: size)
                 if case .finished = state { return }
@@ -242,11 +242,7 @@ final class EgressConnection {
     }
 
     private func sendMessage(_ message: EgressMessage) {
-        let body = message.encode()
-        var buffer = ByteBuffer()
-        buffer.writeBytes(UVarint.encode(UInt64(body.count)))
-        buffer.writeBytes(body)
-        _ = stream.write(buffer)
+        _ = stream.write(LengthPrefixedDecoder.frame(message.encode()))
     }
 
     /// Upstream bytes → EgressData messages. Returns whether the stream can take more.
@@ -257,12 +253,7 @@ final class EgressConnection {
         var more = true
         while buffer.readableBytes > 0 {
             let chunk = buffer.readBytes(length: min(buffer.readableBytes, EgressMessage.maxPayload))!
-            let body = EgressMessage.data(streamID: streamID, payload: chunk).encode()
-            var out = ByteBuffer()
-            out.reserveCapacity(body.count + 3)
-            out.writeBytes(UVarint.encode(UInt64(body.count)))
-            out.writeBytes(body)
-            more = stream.write(out)
+            more = stream.write(LengthPrefixedDecoder.frame(EgressMessage.data(streamID: streamID, payload: chunk).encode()))
         }
         return more
     }

@@ -47,11 +47,7 @@ public enum HostResolver {
 
     /// The socket address for raw 4- or 16-byte address bytes.
     public static func socketAddress(_ bytes: [UInt8], port: Int) throws -> SocketAddress {
-        if bytes.count == 4 {
-            return try SocketAddress(ipAddress: bytes.map(String.init).joined(separator: "."), port: port)
-        }
-        var groups: [String] = []
-        for i in stride(from: 0, to: 16, by: 2) { groups.append(String(UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]), radix: 16)) }
-        return try SocketAddress(ipAddress: groups.joined(separator: ":"), port: port)
+        guard let address = IPAddress(bytes: bytes) else { throw ResolveError.failed("address of \(bytes.count) bytes") }
+        return try SocketAddress(ipAddress: address.description, port: port)
     }
 }

@@ -52,6 +52,27 @@ public struct LengthPrefixedDecoder: Sendable {
         return buffer.readSlice(length: Int(length))
     }
 
+    /// Everything buffered and not yet returned as a message (e.g. data pipelined after a
+    /// negotiation); the decoder is empty afterwards.
+    public mutating func takeRemainder() -> ByteBuffer {
+        defer { buffer = ByteBuffer() }
+        return buffer.slice()
+    }
+
+    /// `uvarint len ‖ body` as one buffer.
+    public static func frame(_ body: [UInt8]) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(body.count + 3)
+        out.writeBytes(UVarint.encode(UInt64(body.count)))
+        out.writeBytes(body)
+        return out
+    }
+
+    /// Bytes a message of `bodyLength` occupies on the stream, prefix included (for flow control).
+    public static func wireSize(bodyLength: Int) -> Int {
+        bodyLength + UVarint.encode(UInt64(bodyLength)).count
+    }
+
     /// Appends `message` with its length prefix.
     public static func encode(_ message: ByteBuffer, into buffer: inout ByteBuffer) {
         buffer.writeBytes(UVarint.encode(UInt64(message.readableBytes)))

@@ -24,33 +24,32 @@ public enum MultistreamSelect {
     static func isPrintable(_ byte: UInt8) -> Bool { byte >= 0x20 && byte <= 0x7e }
 }
 
-/// Buffers stream bytes and cuts them into multistream lines. It holds only what arrived during the
-/// negotiation (bounded by the yamux window); the rest is handed back by `takeRemainder`.
+/// Buffers stream bytes and cuts them into multistream lines (length-prefixed messages that end
+/// in a newline). It holds only what arrived during the negotiation (bounded by the yamux window);
+/// the rest is handed back by `takeRemainder`.
 struct MultistreamLineReader: Sendable {
-    private(set) var buffer = ByteBuffer()
-    let maxLineLength: Int
+    private var decoder: LengthPrefixedDecoder
 
-    init(maxLineLength: Int) { self.maxLineLength = maxLineLength }
+    init(maxLineLength: Int) { decoder = LengthPrefixedDecoder(maxMessageSize: maxLineLength) }
 
     mutating func append(_ bytes: ByteBuffer) {
-        var bytes = bytes
-        buffer.writeBuffer(&bytes)
+        decoder.append(bytes)
     }
 
     /// The next complete line without its newline, or nil when more bytes are needed.
     mutating func nextLine() throws(MultistreamError) -> String? {
-        let decoded: (value: UInt64, length: Int)?
+        let message: ByteBuffer?
         do {
-            decoded = try UVarint.decode(buffer.readableBytesView)
+            message = try decoder.nextMessage()
         } catch {
-            throw .malformedLength
+            switch error {
+            case .malformedLength: throw .malformedLength
+            case .messageTooLarge(let length, let limit): throw .lineTooLong(length: length, limit: limit)
+            }
         }
-        guard let (length, prefixLength) = decoded else { return nil }
-        guard length > 0 else { throw .emptyLine }
-        guard length <= UInt64(maxLineLength) else { throw .lineTooLong(length: length, limit: maxLineLength) }
-        guard buffer.readableBytes - prefixLength >= Int(length) else { return nil }
-        buffer.moveReaderIndex(forwardBy: prefixLength)
-        guard let line = buffer.readBytes(length: Int(length)), let last = line.last else { return nil }
+        guard let message else { return nil }
+        let line = Array(message.readableBytesView)
+        guard let last = line.last else { throw .emptyLine }
         guard last == UInt8(ascii: "\n") else { throw .missingNewline }
         let text = line.dropLast()
         guard text.allSatisfy(MultistreamSelect.isPrintable) else { throw .invalidCharacters }
@@ -59,7 +58,6 @@ struct MultistreamLineReader: Sendable {
 
     /// Everything after the last line read: pipelined application data.
     mutating func takeRemainder() -> ByteBuffer {
-        defer { buffer = ByteBuffer() }
-        return buffer.slice()
+        decoder.takeRemainder()
     }
 }

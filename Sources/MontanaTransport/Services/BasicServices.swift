@@ -1,3 +1,4 @@
+import MontanaSession
 import NIOCore
 
 /// `/ipfs/ping/1.0.0`: echoes 32-byte payloads (latency probes).
@@ -62,12 +63,8 @@ public struct IPEchoService: StreamService {
     }
 
     public func serve(_ stream: MuxStream, session: MuxHandler) {
-        let body = Self.encode(remote())
-        var buffer = ByteBuffer()
-        buffer.writeInteger(UInt8(body.count))
-        buffer.writeBytes(body)
         stream.onData = { [weak stream] b in stream?.consumed(b.readableBytes) }
-        stream.write(buffer)
+        stream.write(LengthPrefixedDecoder.frame(Self.encode(remote())))
         stream.closeWrite()
         stream.startReading()
     }
