@@ -74,9 +74,10 @@ struct DemoCommand: AsyncParsableCommand {
                 let circuits = await demo.circuits()
                 var lines = circuits.map { c in
                     "  circuit  front \(c.front) -> exit \(c.exit) (\(c.exitCountry))  streams \(c.streamsActive) open / \(c.streamsOpened) total  "
-                        + "up \(Self.bytes(c.bytesUp))  down \(Self.bytes(c.bytesDown))  age \(c.ageSeconds)s"
+                        + "up \(Self.bytes(c.bytesUp))  down \(Self.bytes(c.bytesDown))"
                 }
                 for dead in demo.deadCities { lines.append("  city \(dead) is down") }
+                // Print only when something changed, so an idle demo stays quiet.
                 let text = lines.joined(separator: "\n")
                 if text != last && !text.isEmpty {
                     say("[\(Self.clock())]\n\(text)")
