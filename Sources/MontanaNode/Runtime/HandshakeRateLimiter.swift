@@ -34,6 +34,8 @@ public final class HandshakeRateLimiter: Sendable {
 
 /// Counts circuits per source address and in total; a connection over either limit is closed
 /// before it costs anything. Source addresses live only in memory, only while connected.
+/// Configured members are exempt from the per-source cap: a front relays many users' circuits to
+/// an exit from one address.
 public final class CircuitLimiter: Sendable {
     private struct Counts {
         var total = 0
@@ -42,16 +44,19 @@ public final class CircuitLimiter: Sendable {
 
     private let perSource: Int
     private let total: Int
+    private let exempt: Set<String>
     private let counts = NIOLockedValueBox(Counts())
 
-    public init(perSource: Int, total: Int) {
+    public init(perSource: Int, total: Int, exempt: Set<String> = []) {
         self.perSource = perSource
         self.total = total
+        self.exempt = exempt
     }
 
     public func acquire(source: String) -> Bool {
-        counts.withLockedValue { c in
-            guard c.total < total, c.perSource[source, default: 0] < perSource else { return false }
+        let exempt = self.exempt.contains(source)
+        return counts.withLockedValue { c in
+            guard c.total < total, exempt || c.perSource[source, default: 0] < perSource else { return false }
             c.total += 1
             c.perSource[source, default: 0] += 1
             return true

@@ -26,7 +26,8 @@ public final class Node: Sendable {
         self.logger = logger
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         observer = NodeObserver(metrics: metrics)
-        limiter = CircuitLimiter(perSource: configuration.limits.circuitsPerSource, total: configuration.limits.circuitsTotal)
+        limiter = CircuitLimiter(perSource: configuration.limits.circuitsPerSource, total: configuration.limits.circuitsTotal,
+                                 exempt: Set(configuration.peers.compactMap { IPAddress($0.endpoint.host)?.description }))
         if configuration.roles.contains(.exit) {
             let settings = configuration.exit ?? ExitSettings()
             var limits = EgressLimits()
@@ -82,7 +83,7 @@ public final class Node: Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                let source = channel.remoteAddress?.ipAddress ?? "?"
+                let source = channel.remoteAddress?.ipAddress.map { IPAddress($0)?.description ?? $0 } ?? "?"
                 guard limiter.acquire(source: source) else {
                     observer.metrics.prefaceRejections(reason: "circuit_limit").increment()
                     return channel.close()
