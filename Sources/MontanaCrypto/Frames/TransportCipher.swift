@@ -25,24 +25,36 @@ public struct TransportCipher: Sendable {
 
     /// Seals one frame including its length prefix.
     public mutating func seal<D: DataProtocol>(_ plaintext: D) throws(FrameError) -> [UInt8] {
+        let parts = try sealParts(plaintext)
+        var out: [UInt8] = []
+        out.reserveCapacity(2 + parts.ciphertext.count + Self.tagSize)
+        out.appendBE(parts.length)
+        out += parts.ciphertext
+        out += parts.tag
+        return out
+    }
+
+    /// Seals one frame and returns its pieces, so a caller can write them straight into its own
+    /// buffer (the bulk data path avoids one copy per frame this way).
+    public mutating func sealParts<D: DataProtocol>(_ plaintext: D) throws(FrameError) -> (length: UInt16, ciphertext: Data, tag: Data) {
         guard plaintext.count <= Self.maxPlaintext else { throw .plaintextTooLong(plaintext.count) }
         let nonce = try nextNonce()
         guard let box = try? ChaChaPoly.seal(plaintext, using: key, nonce: nonce) else { throw .sealFailed }
-        var out: [UInt8] = []
-        out.reserveCapacity(2 + plaintext.count + Self.tagSize)
-        out.appendBE(UInt16(plaintext.count + Self.tagSize))
-        out += box.ciphertext
-        out += box.tag
-        return out
+        return (UInt16(plaintext.count + Self.tagSize), box.ciphertext, box.tag)
     }
 
     /// Opens the body of one frame (without its length prefix).
     public mutating func open(_ body: ArraySlice<UInt8>) throws(FrameError) -> [UInt8] {
+        Array(try openData(body))
+    }
+
+    /// `open` without the final copy into an array.
+    public mutating func openData(_ body: ArraySlice<UInt8>) throws(FrameError) -> Data {
         guard body.count >= Self.tagSize else { throw .frameTooShort(body.count) }
         let nonce = try nextNonce()
         do {
             let box = try ChaChaPoly.SealedBox(nonce: nonce, ciphertext: body.dropLast(Self.tagSize), tag: body.suffix(Self.tagSize))
-            return Array(try ChaChaPoly.open(box, using: key))
+            return try ChaChaPoly.open(box, using: key)
         } catch {
             throw .authenticationFailed
         }

@@ -177,21 +177,32 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     private func processFrames(_ context: ChannelHandlerContext) {
         var delivered = false
         while case .established(let send, var receive) = state, let body = deframer.nextBody() {
+            let plain: Data
             let record: TransportRecord
             do {
-                record = try TransportRecord.decode(receive.open(body))
+                plain = try receive.openData(body)
+                // DATA, the bulk case, goes up without decoding into an intermediate array.
+                if plain.first == 0x00 {
+                    state = .established(send: send, receive: receive)
+                    let count = plain.count - 1
+                    guard count > 0 else { continue }
+                    bytesReceived += UInt64(count)
+                    scheduleAck(context)
+                    var buffer = context.channel.allocator.buffer(capacity: count)
+                    buffer.writeBytes(plain.dropFirst())
+                    context.fireChannelRead(wrapInboundOut(buffer))
+                    delivered = true
+                    continue
+                }
+                record = try TransportRecord.decode(Array(plain))
             } catch {
                 fail(context, .frame("\(error)"))
                 return
             }
             state = .established(send: send, receive: receive)
             switch record {
-            case .data(let bytes):
-                guard !bytes.isEmpty else { continue }
-                bytesReceived += UInt64(bytes.count)
-                scheduleAck(context)
-                context.fireChannelRead(wrapInboundOut(context.channel.allocator.buffer(bytes: bytes)))
-                delivered = true
+            case .data:
+                continue
             case .ack(let total):
                 guard total <= bytesSent else {
                     fail(context, .protocolViolation("ACK beyond the bytes sent"))
@@ -250,12 +261,34 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
             promise?.succeed()
             return
         }
+        guard case .established(var send, let receive) = state else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        var plain: [UInt8] = []
+        plain.reserveCapacity(min(buffer.readableBytes, Self.maxDataRecord) + 1)
         while buffer.readableBytes > 0 {
             let n = min(buffer.readableBytes, Self.maxDataRecord)
-            let chunk = buffer.readBytes(length: n)!
+            plain.removeAll(keepingCapacity: true)
+            plain.append(0x00)  // DATA
+            plain.append(contentsOf: buffer.readableBytesView.prefix(n))
+            buffer.moveReaderIndex(forwardBy: n)
             bytesSent += UInt64(n)
-            writeRecord(context, .data(chunk), promise: buffer.readableBytes == 0 ? promise : nil)
+            do {
+                let parts = try send.sealParts(plain)
+                var frame = context.channel.allocator.buffer(capacity: Int(parts.length) + 2)
+                frame.writeInteger(parts.length)
+                frame.writeBytes(parts.ciphertext)
+                frame.writeBytes(parts.tag)
+                context.write(wrapOutboundOut(frame), promise: buffer.readableBytes == 0 ? promise : nil)
+            } catch {
+                state = .established(send: send, receive: receive)
+                promise?.fail(error)
+                fail(context, .frame("\(error)"))
+                return
+            }
         }
+        state = .established(send: send, receive: receive)
     }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
