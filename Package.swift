@@ -83,6 +83,11 @@ let package = Package(
                     resources: [.copy("Resources")]),
         .testTarget(name: "MontanaExitTests", dependencies: ["MontanaExit", "MontanaWire"]),
         .testTarget(name: "MontanaClientTests", dependencies: ["MontanaClient", "MontanaWire"]),
+        .testTarget(name: "MontanaTransportTests", dependencies: [
+            "MontanaTransport", "MontanaCrypto", "MontanaSession",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         // Starts real `montana` processes on loopback and drives them with curl.
         .testTarget(name: "MontanaEndToEndTests", dependencies: [
             "MontanaCrypto", "MontanaWire", "MontanaTransport", "MontanaSession",

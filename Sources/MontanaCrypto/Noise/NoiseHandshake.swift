@@ -39,6 +39,12 @@ public struct NoiseSessionKeys: Sendable {
 public struct NoisePeer: Sendable {
     public let identityPublicKey: [UInt8]
     public let payload: [UInt8]
+
+    public init(identityPublicKey: [UInt8], payload: [UInt8]) {
+        self.identityPublicKey = identityPublicKey
+        self.payload = payload
+    }
+
     public var nodeID: NodeID { NodeID(identityPublicKey: identityPublicKey) }
     public var accountID: [UInt8] { AccountID.derive(accountPublicKey: identityPublicKey) }
 }

@@ -187,6 +187,7 @@ public final class MuxHandler: ChannelDuplexHandler {
         stream.onNegotiated = negotiated
         streams[id.rawValue] = stream
         _ = yamuxWrite(dialer.initialBytes, on: stream)
+        flushOutbound()
         return stream
     }
 

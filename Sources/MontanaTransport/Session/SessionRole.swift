@@ -25,6 +25,12 @@ public struct SessionEstablished: Sendable {
     public let peer: NoisePeer
     public let sessionID: [UInt8]
     public let admission: SessionAdmission
+
+    public init(peer: NoisePeer, sessionID: [UInt8], admission: SessionAdmission) {
+        self.peer = peer
+        self.sessionID = sessionID
+        self.admission = admission
+    }
 }
 
 /// Why a session ended without being established, or was aborted.
