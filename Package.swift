@@ -93,7 +93,7 @@ let package = Package(
             "MontanaCrypto", "MontanaWire", "MontanaTransport", "MontanaSession",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-        ]),
+        ], resources: [.copy("Resources")]),
         .testTarget(name: "MontanaNodeTests", dependencies: ["MontanaNode", "MontanaExit", "MontanaCrypto", "MontanaWire"]),
     ]
 )

@@ -55,6 +55,19 @@ final class DemoTrafficTests: XCTestCase {
         return (demo, files, work)
     }
 
+    func test_udpAssociateRelaysDatagramsThroughEachExit() throws {
+        let (demo, _, work) = try running()
+        let script = try XCTUnwrap(Bundle.module.path(forResource: "udp_probe", ofType: "py", inDirectory: "Resources"))
+        for user in ["", "country-de", "country-nl"] {
+            let probe = try ChildProcess(name: "udp-probe-\(user.isEmpty ? "auto" : user)", executable: "/usr/bin/python3",
+                                         arguments: [script, "\(demo.socksPort)"] + (user.isEmpty ? [] : [user]), logDirectory: work)
+            let status = probe.waitForExit(timeout: 30)
+            if status == nil { probe.stop() }
+            XCTAssertEqual(status, 0, "UDP through \(user.isEmpty ? "the automatic exit" : user): \(probe.outputTail())")
+            XCTAssertTrue(probe.stdout.contains("udp ok 20"), probe.outputTail())
+        }
+    }
+
     func test_downloadsThroughFrontAndExitAreByteIdentical() throws {
         let (demo, files, work) = try running()
         let downloads = (work as NSString).appendingPathComponent("downloads")

@@ -22,6 +22,13 @@ final class ExitPolicyTests: XCTestCase {
             XCTAssertFalse(result.stdoutText.contains("Montana"), "the site must not be reached: \(result)")
             XCTAssertLessThan(result.elapsed, 10, "the refusal must be quick: \(result)")
         }
+        // The same policy holds for UDP: a datagram to loopback never reaches the echo server.
+        let script = try XCTUnwrap(Bundle.module.path(forResource: "udp_probe", ofType: "py", inDirectory: "Resources"))
+        let probe = try ChildProcess(name: "udp-refused", executable: "/usr/bin/python3",
+                                     arguments: [script, "\(demo.socksPort)", "", "expect-refused"], logDirectory: NSTemporaryDirectory())
+        let status = probe.waitForExit(timeout: 20)
+        if status == nil { probe.stop() }
+        XCTAssertEqual(status, 0, "UDP to loopback must be refused: \(probe.outputTail())")
         let refusals = try demo.status.exits.map { exit in (exit, try PrometheusText.scrape(exit)) }
         let total = refusals.reduce(0) { $0 + ($1.1.value("montana_policy_refusals_total") ?? 0) }
         XCTAssertGreaterThan(total, 0, "the exit counts the refusals: "

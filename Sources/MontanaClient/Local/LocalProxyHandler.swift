@@ -22,6 +22,7 @@ final class LocalProxyHandler: ChannelInboundHandler {
         case http(HTTPProxyRequestParser)
         case connecting
         case relaying(EgressPipe)
+        case udp(UDPAssociation)
         case closed
     }
 
@@ -76,6 +77,8 @@ final class LocalProxyHandler: ChannelInboundHandler {
             context.close(promise: nil)
         case .relaying(let pipe):
             if !pipe.appRead(buffer) { pendingRead = true }
+        case .udp:
+            return  // the control connection carries nothing after the reply
         case .closed:
             return
         }
@@ -85,7 +88,7 @@ final class LocalProxyHandler: ChannelInboundHandler {
         switch state {
         case .relaying(let pipe):
             if !pipe.appReadPaused { context.read() } else { pendingRead = true }
-        case .detecting, .socks, .http:
+        case .detecting, .socks, .http, .udp:
             context.read()
         default:
             break
@@ -100,6 +103,7 @@ final class LocalProxyHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if case .relaying(let pipe) = state { pipe.appClosed() }
+        if case .udp(let association) = state { association.close() }
         state = .closed
     }
 
@@ -152,10 +156,8 @@ final class LocalProxyHandler: ChannelInboundHandler {
                 context.close(promise: nil)
                 return
             case .request(let request, let leftover):
-                guard request.command == .connect else {
-                    // UDP ASSOCIATE needs UDP egress, which exits do not offer yet.
-                    write(context, SOCKS5Reply(code: .commandNotSupported).encode())
-                    context.close(promise: nil)
+                if request.command == .udpAssociate {
+                    associateUDP(context)
                     return
                 }
                 state = .connecting
@@ -165,6 +167,33 @@ final class LocalProxyHandler: ChannelInboundHandler {
                     if code != .succeeded { context.close(promise: nil) }
                 }
                 return
+            }
+        }
+    }
+
+    /// UDP ASSOCIATE: a relay socket on the address the app reached us at; it lives as long as
+    /// this control connection.
+    private func associateUDP(_ context: ChannelHandlerContext) {
+        state = .connecting
+        let association = UDPAssociation(manager: manager, selection: selection, logger: logger)
+        let host = context.channel.localAddress?.ipAddress ?? "127.0.0.1"
+        association.start(on: context.eventLoop, host: host).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let address):
+                state = .udp(association)
+                let bound: EgressAddress
+                if case .v6(let a) = address {
+                    bound = .ipv6(withUnsafeBytes(of: a.address.sin6_addr) { Array($0) })
+                } else if case .v4(let a) = address {
+                    bound = .ipv4(withUnsafeBytes(of: a.address.sin_addr) { Array($0) })
+                } else {
+                    bound = .ipv4([127, 0, 0, 1])
+                }
+                write(context, SOCKS5Reply(code: .succeeded, boundAddress: bound, boundPort: UInt16(address.port ?? 0)).encode())
+                context.read()
+            case .failure:
+                write(context, SOCKS5Reply(code: .generalFailure).encode())
+                context.close(promise: nil)
             }
         }
     }

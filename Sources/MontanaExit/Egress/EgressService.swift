@@ -75,6 +75,8 @@ final class EgressConnection {
     private var idleTimer: Scheduled<Void>?
     private var tcpHandler: EgressTCPHandler?
     private var counted = false
+    /// For UDP egress: the one destination datagrams go to and are accepted from.
+    private var udpTarget: SocketAddress?
 
     init(stream: MuxStream, session: MuxHandler, service: EgressService, overLimit: Bool) {
         self.stream = stream
@@ -148,11 +150,6 @@ final class EgressConnection {
             refuse(.rateLimited, reason: "streams_per_session")
             return
         }
-        guard open.transport == .tcp else {
-            // UDP egress is not offered by this exit yet; say so with a policy refusal.
-            refuse(.refusedByPolicy, reason: "udp_unsupported")
-            return
-        }
         guard let loop = session?.eventLoop else { return teardown() }
         let port = Int(open.port)
         let resolved: EventLoopFuture<(String?, [[UInt8]])>
@@ -184,7 +181,11 @@ final class EgressConnection {
                     return
                 }
                 let targets = addresses.compactMap { try? HostResolver.socketAddress($0, port: port) }
-                connect(targets, loop: loop, openTimer: openTimer)
+                if open.transport == .udp {
+                    bindUDP(targets, loop: loop, openTimer: openTimer)
+                } else {
+                    connect(targets, loop: loop, openTimer: openTimer)
+                }
             }
         }
     }
@@ -207,20 +208,75 @@ final class EgressConnection {
                     channel.close(promise: nil)
                     return
                 }
-                state = .open(channel)
-                counted = true
-                service.observer.streamOpened(account: account)
-                sendMessage(.openAck(streamID: streamID, status: .open))
-                let pending = early
-                early = []
-                for (payload, size) in pending { forward(Array(payload.readableBytesView), to: channel, wireSize: size) }
-                if clientClosed { channel.close(mode: .output, promise: nil) }
-                channel.read()
+                opened(channel)
             }
         }
     }
 
+    /// UDP egress: one socket per stream, bound to an ephemeral port, talking to the first
+    /// approved address only; one EgressData is one datagram (PROTOCOL.md 7.2).
+    private func bindUDP(_ targets: [SocketAddress], loop: any EventLoop, openTimer: Scheduled<Void>) {
+        guard let target = targets.first else {
+            openTimer.cancel()
+            refuse(.unreachable, reason: nil)
+            return
+        }
+        let handler = EgressUDPHandler(target: target)
+        handler.connection = self
+        let boxed = NIOLoopBound(handler, eventLoop: loop)
+        let wildcard = target.protocol == .inet6 ? "::" : "0.0.0.0"
+        DatagramBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(boxed.value) }
+            }
+            .bind(host: wildcard, port: 0)
+            .assumeIsolated()
+            .whenComplete { [self] result in
+                openTimer.cancel()
+                switch result {
+                case .failure:
+                    if case .connecting = state { refuse(.unreachable, reason: nil) }
+                case .success(let channel):
+                    guard case .connecting = state else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    udpTarget = target
+                    opened(channel)
+                }
+            }
+    }
+
+    private func opened(_ channel: any Channel) {
+        state = .open(channel)
+        counted = true
+        service.observer.streamOpened(account: account)
+        sendMessage(.openAck(streamID: streamID, status: .open))
+        let pending = early
+        early = []
+        for (payload, size) in pending { forward(Array(payload.readableBytesView), to: channel, wireSize: size) }
+        if clientClosed {
+            if udpTarget != nil { upstreamFinished() } else { channel.close(mode: .output, promise: nil) }
+        }
+        channel.read()
+    }
+
+    /// A datagram from the destination → one EgressData. Datagrams are dropped, not queued, while
+    /// the stream is full: UDP has no backpressure and the app expects loss.
+    func datagramRead(_ buffer: ByteBuffer) {
+        resetIdleTimer()
+        guard stream.isWritable, buffer.readableBytes <= EgressMessage.maxPayload else { return }
+        service.observer.bytes(account: account, up: 0, down: buffer.readableBytes)
+        sendMessage(.data(streamID: streamID, payload: Array(buffer.readableBytesView)))
+    }
+
     private func forward(_ payload: [UInt8], to channel: any Channel, wireSize: Int) {
+        if let target = udpTarget {
+            service.observer.bytes(account: account, up: payload.count, down: 0)
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: payload)), promise: nil)
+            stream.consumed(wireSize)
+            return
+        }
         service.observer.bytes(account: account, up: payload.count, down: 0)
         guard !payload.isEmpty else {
             stream.consumed(wireSize)
@@ -281,6 +337,12 @@ final class EgressConnection {
         guard !clientClosed else { return }
         clientClosed = true
         if case .open(let channel) = state {
+            if udpTarget != nil {
+                // A UDP flow has no half-close: the client's end ends it.
+                channel.close(promise: nil)
+                upstreamFinished()
+                return
+            }
             channel.close(mode: .output, promise: nil)
         }
         if case .awaitingOpen = state {
@@ -368,5 +430,31 @@ final class EgressTCPHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         connection?.upstreamFailed()
         context.close(promise: nil)
+    }
+}
+
+/// The exit's UDP socket for one egress stream: datagrams only from the approved destination.
+final class EgressUDPHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    let target: SocketAddress
+    var connection: EgressConnection?
+
+    init(target: SocketAddress) {
+        self.target = target
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        guard envelope.remoteAddress == target else { return }
+        connection?.datagramRead(envelope.data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection?.upstreamFinished()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // ICMP errors (e.g. port unreachable) surface here; the flow stays until idle or closed.
     }
 }
