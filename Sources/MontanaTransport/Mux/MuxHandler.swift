@@ -24,6 +24,7 @@ public final class MuxHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var established = false
     private var pingTimer: Scheduled<Void>?
+    private var lastHeard = NIODeadline.now().uptimeNanoseconds
     public private(set) var establishedEvent: SessionEstablished?
     /// Called once the session is established (or fails with nil) on the event loop.
     public var onEstablished: ((SessionEstablished?) -> Void)?
@@ -70,10 +71,18 @@ public final class MuxHandler: ChannelDuplexHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    /// A session that has heard nothing for this long (three missed pings) is dead: close it, so
+    /// a vanished peer does not hold streams and memory forever.
+    static let silenceLimit: UInt64 = 95 * 1_000_000_000
+
     /// Keepalive and RTT measurement (the RTT feeds yamux window auto-tuning).
     private func schedulePing(_ context: ChannelHandlerContext, after delay: TimeAmount) {
         pingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
             guard let self, let context = self.context else { return }
+            if Self.now() - self.lastHeard > Self.silenceLimit {
+                context.close(promise: nil)
+                return
+            }
             self.yamux.ping(now: Self.now())
             self.flushOutbound()
             self.schedulePing(context, after: .seconds(30))
@@ -81,6 +90,7 @@ public final class MuxHandler: ChannelDuplexHandler {
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        lastHeard = Self.now()
         let buffer = unwrapInboundIn(data)
         let events: [YamuxEvent]
         do {
