@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // Byte-exact codecs: no crypto, no I/O.
@@ -63,6 +64,7 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "TOMLKit", package: "TOMLKit"),
+            .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: strict),
         // Conformance vectors: generates ours, checks any file in the shared schema.
         .target(name: "MontanaConformance", dependencies: ["MontanaCrypto", "MontanaWire"], swiftSettings: strict),

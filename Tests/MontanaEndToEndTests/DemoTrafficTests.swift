@@ -171,6 +171,12 @@ final class DemoTrafficTests: XCTestCase {
             let relayed = relays.map { ($0.name, scraped[$0.name]!.value("montana_bytes_relayed_total") ?? 0) }
             XCTAssertTrue(relayed.contains { $0.1 > 0 },
                           "a front other than \(exit.name) relayed bytes: montana_bytes_relayed_total = \(relayed)")
+            // /status reports the per-account totals kept for accounting (sums only).
+            let status = try Curl.get(exit.metricsURL.replacingOccurrences(of: "/metrics", with: "/status"))
+            let json = try JSONSerialization.jsonObject(with: Data(status.stdoutText.utf8)) as? [String: Any]
+            let egress = json?["egress"] as? [String: Any]
+            XCTAssertGreaterThan((egress?["bytes_down"] as? Int) ?? 0, 0, "\(exit.name) /status: \(status.stdoutText)")
+            XCTAssertGreaterThanOrEqual((egress?["accounts"] as? Int) ?? -1, 0, "\(exit.name) /status: \(status.stdoutText)")
         }
     }
 

@@ -28,6 +28,7 @@ extension NodeConfiguration {
         country = "\(country)"
         capacity = "standard"                     # best-effort | standard | high
         # operator = "Example Ops"                # optional label, at most 64 bytes, published
+        # state = "state.sqlite"                  # exits: per-account byte totals (no addresses, no destinations)
         # alliance = "00112233445566778899aabbccddeeff"  # 16-byte hex: prefaces must carry it
 
         [listen]

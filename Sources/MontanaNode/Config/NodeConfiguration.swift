@@ -25,6 +25,9 @@ public struct NodeConfiguration: Sendable {
     public var exit: ExitSettings?
     public var peers: [PeerConfiguration]
     public var logLevel: Logger.Level
+    /// SQLite file for the exit's per-account totals (`node.state`, default `state.sqlite` beside
+    /// the config file).
+    public var statePath: String
     /// Settings that load but are probably not what the operator meant; print them at startup.
     public var warnings: [String]
 
@@ -33,7 +36,7 @@ public struct NodeConfiguration: Sendable {
     public static let operatorLabelMaxBytes = 64
 
     static let sections = ["node", "listen", "limits", "exit", "peers", "log"]
-    static let nodeKeys = ["identity_key", "kem_key", "roles", "country", "capacity", "operator", "alliance"]
+    static let nodeKeys = ["identity_key", "kem_key", "roles", "country", "capacity", "operator", "alliance", "state"]
 
     /// Reads `path`; relative key paths resolve against its directory.
     public static func load(path: String) throws(ConfigurationError) -> NodeConfiguration {
@@ -66,6 +69,7 @@ public struct NodeConfiguration: Sendable {
         let capacity = try capacityClass(node)
         let operatorLabel = try operatorLabel(node)
         let alliance = try SharedSettings.alliance(node)
+        let statePath = try node.path("state") ?? node.resolve("state.sqlite")
 
         let listen = try NodeListen.parse(root.section("listen"), warnings: &warnings)
         let limits = try NodeLimits.parse(root.section("limits"))
@@ -84,7 +88,7 @@ public struct NodeConfiguration: Sendable {
         return NodeConfiguration(file: root.file, identityKeyPath: identityPath, kemKeyPath: kemPath, identity: identity, kem: kem,
                                  roles: roles, country: country, capacity: capacity, operatorLabel: operatorLabel,
                                  alliance: alliance, listen: listen, limits: limits, exit: exit, peers: peers,
-                                 logLevel: logLevel, warnings: warnings)
+                                 logLevel: logLevel, statePath: statePath, warnings: warnings)
     }
 
     private static func capacityClass(_ node: ConfigSection) throws(ConfigurationError) -> EgressDirectoryEntry.CapacityClass {

@@ -60,6 +60,18 @@ public final class Node: Sendable {
 
     /// Starts listening. Returns the bound transit and admin ports (useful with port 0).
     public func start() async throws -> (transit: Int, admin: Int?) {
+        if exit != nil {
+            do {
+                state.set(store: try AccountingStore(path: configuration.statePath))
+            } catch {
+                throw NodeStartError.state(configuration.statePath, "\(error)")
+            }
+            // Totals reach the disk every 10 s and at shutdown.
+            let flusher = group.next().scheduleRepeatedTask(initialDelay: .seconds(10), delay: .seconds(10)) { [weak self] _ in
+                self?.flushAccounting()
+            }
+            state.set(flusher: flusher)
+        }
         let gate = SharedPrefaceGate(key: configuration.kem, alliance: configuration.alliance)
         let exit = self.exit
         let records = self.records
@@ -117,22 +129,39 @@ public final class Node: Sendable {
 
     /// Machine-readable status for /status (node-level facts only; nothing per user).
     public func status() -> [String: any Sendable] {
-        let totals = observer.totals
-        return [
+        var status: [String: any Sendable] = [
             "node_id": configuration.nodeID.hex,
             "roles": describe(configuration.roles),
             "country": configuration.country ?? "",
             "circuits_active": limiter.active,
-            "egress": ["accounts_seen": observer.accountCount, "bytes_up": totals.bytesUp, "bytes_down": totals.bytesDown,
-                       "streams": totals.streams, "refusals": totals.refusals] as [String: any Sendable],
             "peers": configuration.peers.count,
         ]
+        if let store = state.store, let stored = try? store.summary() {
+            var totals = stored.totals
+            totals.add(observer.pendingTotals)
+            status["egress"] = ["accounts": stored.accounts, "bytes_up": totals.bytesUp, "bytes_down": totals.bytesDown,
+                                "streams": totals.streams, "refusals": totals.refusals] as [String: any Sendable]
+        }
+        return status
+    }
+
+    /// Writes the per-account deltas gathered since the last flush.
+    func flushAccounting() {
+        guard let store = state.store else { return }
+        let deltas = observer.takeDeltas()
+        do {
+            try store.add(deltas)
+        } catch {
+            logger.error("cannot write accounting totals", metadata: ["file": "\(store.path)", "error": "\(error)"])
+        }
     }
 
     /// Stops accepting, closes what is open, and releases the threads.
     public func stop() async {
         if let server = state.server { try? await server.close() }
         if let admin = state.admin { try? await admin.stop() }
+        state.flusher?.cancel()
+        flushAccounting()
         try? await group.shutdownGracefully()
         logger.info("node stopped")
     }
@@ -146,11 +175,32 @@ func describe(_ roles: NodeRoles) -> String {
     return names.joined(separator: "+")
 }
 
-/// The node's listening channels, set once at start.
+/// What a running node holds, set once at start.
 final class NIOLockedValueBoxState: Sendable {
-    private let box = NIOLockedValueBox<(server: (any Channel)?, admin: AdminServer?)>((nil, nil))
+    private struct Held {
+        var server: (any Channel)?
+        var admin: AdminServer?
+        var store: AccountingStore?
+        var flusher: RepeatedTask?
+    }
+
+    private let box = NIOLockedValueBox(Held())
     func set(server: any Channel) { box.withLockedValue { $0.server = server } }
     func set(admin: AdminServer) { box.withLockedValue { $0.admin = admin } }
+    func set(store: AccountingStore) { box.withLockedValue { $0.store = store } }
+    func set(flusher: RepeatedTask) { box.withLockedValue { $0.flusher = flusher } }
     var server: (any Channel)? { box.withLockedValue { $0.server } }
     var admin: AdminServer? { box.withLockedValue { $0.admin } }
+    var store: AccountingStore? { box.withLockedValue { $0.store } }
+    var flusher: RepeatedTask? { box.withLockedValue { $0.flusher } }
+}
+
+public enum NodeStartError: Error, CustomStringConvertible {
+    case state(String, String)
+
+    public var description: String {
+        switch self {
+        case .state(let path, let why): return "\(path): cannot open the accounting database (node.state): \(why)"
+        }
+    }
 }

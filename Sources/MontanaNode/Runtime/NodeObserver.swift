@@ -6,15 +6,9 @@ import NIOConcurrencyHelpers
 /// Maps transport and egress events to metrics and per-account byte totals. Nothing here
 /// records addresses, destinations or times per user (ARCHITECTURE.md, privacy).
 final class NodeObserver: TransportObserver, EgressObserver {
-    struct AccountTotals: Sendable {
-        var bytesUp = 0
-        var bytesDown = 0
-        var streams = 0
-        var refusals = 0
-    }
-
     let metrics: MontanaMetrics
-    private let accounts = NIOLockedValueBox<[[UInt8]: AccountTotals]>([:])
+    /// Per-account deltas since the last flush to the accounting store.
+    private let accounts = NIOLockedValueBox<[[UInt8]: AccountingStore.Totals]>([:])
 
     init(metrics: MontanaMetrics) {
         self.metrics = metrics
@@ -35,14 +29,14 @@ final class NodeObserver: TransportObserver, EgressObserver {
     func streamOpened(account: [UInt8]) {
         metrics.streamsActive.increment()
         metrics.streamsTotal.increment()
-        accounts.withLockedValue { $0[account, default: AccountTotals()].streams += 1 }
+        accounts.withLockedValue { $0[account, default: AccountingStore.Totals()].streams += 1 }
     }
 
     func streamClosed(account: [UInt8]) { metrics.streamsActive.decrement() }
 
     func refused(account: [UInt8], reason: String) {
         metrics.policyRefusals(reason: reason).increment()
-        accounts.withLockedValue { $0[account, default: AccountTotals()].refusals += 1 }
+        accounts.withLockedValue { $0[account, default: AccountingStore.Totals()].refusals += 1 }
     }
 
     func openFailed(status: EgressOpenStatus) { metrics.egressOpenFailures(status: status).increment() }
@@ -51,20 +45,21 @@ final class NodeObserver: TransportObserver, EgressObserver {
         if up > 0 { metrics.bytesEgressTotal(.up).increment(by: up) }
         if down > 0 { metrics.bytesEgressTotal(.down).increment(by: down) }
         accounts.withLockedValue { a in
-            a[account, default: AccountTotals()].bytesUp += up
-            a[account, default: AccountTotals()].bytesDown += down
+            a[account, default: AccountingStore.Totals()].bytesUp += up
+            a[account, default: AccountingStore.Totals()].bytesDown += down
         }
     }
 
-    var accountCount: Int { accounts.withLockedValue { $0.count } }
-    var totals: AccountTotals {
+    /// Takes the deltas gathered since the last call (for the accounting store).
+    func takeDeltas() -> [[UInt8]: AccountingStore.Totals] {
         accounts.withLockedValue { a in
-            a.values.reduce(into: AccountTotals()) { t, v in
-                t.bytesUp += v.bytesUp
-                t.bytesDown += v.bytesDown
-                t.streams += v.streams
-                t.refusals += v.refusals
-            }
+            defer { a = [:] }
+            return a
         }
+    }
+
+    /// Totals not yet flushed, summed over accounts.
+    var pendingTotals: AccountingStore.Totals {
+        accounts.withLockedValue { a in a.values.reduce(into: AccountingStore.Totals()) { $0.add($1) } }
     }
 }
