@@ -32,7 +32,6 @@ final class LocalProxyHandler: ChannelInboundHandler {
     private let logger: Logger
     private var state: State
     private var selection = ExitSelection.automatic
-    private var pendingRead = false
 
     init(kind: LocalProxyKind, manager: CircuitManager, auth: ProxyCredentials?, logger: Logger) {
         self.kind = kind
@@ -76,7 +75,7 @@ final class LocalProxyHandler: ChannelInboundHandler {
             // and are not expected for HTTP CONNECT.
             context.close(promise: nil)
         case .relaying(let pipe):
-            if !pipe.appRead(buffer) { pendingRead = true }
+            _ = pipe.appRead(buffer)  // a paused pipe resumes reading itself on writable
         case .udp:
             return  // the control connection carries nothing after the reply
         case .closed:
@@ -87,7 +86,7 @@ final class LocalProxyHandler: ChannelInboundHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         switch state {
         case .relaying(let pipe):
-            if !pipe.appReadPaused { context.read() } else { pendingRead = true }
+            if !pipe.appReadPaused { context.read() }
         case .detecting, .socks, .http, .udp:
             context.read()
         default:

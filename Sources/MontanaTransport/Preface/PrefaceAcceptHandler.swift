@@ -33,7 +33,6 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     private var buffer: ByteBuffer?
     private var total = 0
     private var timer: Scheduled<Void>?
-    private var pendingRead = false
 
     public init(gate: SharedPrefaceGate, router: any CircuitRouter, observer: any TransportObserver = NoTransportObserver(), alliance: [UInt8]? = nil) {
         self.gate = gate
@@ -62,8 +61,7 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     public func read(context: ChannelHandlerContext) {
         // Reads are driven here: while relaying, only until 64 KiB of pipelined bytes are held.
         if case .relaying = state, (buffer?.readableBytes ?? 0) >= Self.maxPipelined {
-            pendingRead = true
-            return
+            return  // the splice resumes reading once the target accepted
         }
         context.read()
     }
