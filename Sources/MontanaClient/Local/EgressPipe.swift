@@ -78,7 +78,11 @@ final class EgressPipe {
 
     /// App bytes → the exit. Returns whether the app may be read further now.
     func appRead(_ buffer: ByteBuffer) -> Bool {
-        sendData(Array(buffer.readableBytesView))
+        var out = ByteBuffer()
+        out.reserveCapacity(buffer.readableBytes + 8 * (buffer.readableBytes / EgressMessage.maxPayload + 1))
+        EgressFraming.appendData(streamID: stream.id, payload: buffer, to: &out)
+        session.bytesUp += buffer.readableBytes
+        if !stream.write(out) { appReadPaused = true }
         return !appReadPaused
     }
 
@@ -100,6 +104,10 @@ final class EgressPipe {
         do {
             while let raw = try decoder.nextMessage() {
                 let size = LengthPrefixedDecoder.wireSize(bodyLength: raw.readableBytes)
+                if acked, let payload = EgressFraming.dataPayload(raw, streamID: stream.id) {
+                    deliver(payload, wireSize: size)
+                    continue
+                }
                 let message = try EgressMessage.decode(Array(raw.readableBytesView))
                 if let id = message.streamID, id != stream.id { throw WireError.invalidField("stream_id") }
                 switch message {
@@ -107,10 +115,7 @@ final class EgressPipe {
                     stream.consumed(size)
                     answer(status)
                 case .data(_, let payload) where acked:
-                    session.bytesDown += payload.count
-                    app.writeAndFlush(ByteBuffer(bytes: payload)).assumeIsolated().whenComplete { [weak self] _ in
-                        self?.stream.consumed(size)
-                    }
+                    deliver(ByteBuffer(bytes: payload), wireSize: size)
                 case .close:
                     stream.consumed(size)
                     exitClosed()
@@ -123,6 +128,14 @@ final class EgressPipe {
         } catch {
             stream.reset()
             abort()
+        }
+    }
+
+    /// Exit bytes → the app; the stream window reopens once the app's socket took them.
+    private func deliver(_ payload: ByteBuffer, wireSize: Int) {
+        session.bytesDown += payload.readableBytes
+        app.writeAndFlush(payload).assumeIsolated().whenComplete { [weak self] _ in
+            self?.stream.consumed(wireSize)
         }
     }
 

@@ -107,6 +107,11 @@ final class EgressConnection {
         do {
             while case let raw? = try decoder.nextMessage() {
                 let size = LengthPrefixedDecoder.wireSize(bodyLength: raw.readableBytes)
+                if let payload = EgressFraming.dataPayload(raw, streamID: streamID) {
+                    handleData(payload, wireSize: size)
+                    if case .finished = state { return }
+                    continue
+                }
                 let message = try EgressMessage.decode(Array(raw.readableBytesView))
                 handle(message, wireSize: size)
                 if case .finished = state { return }
@@ -128,10 +133,8 @@ final class EgressConnection {
             begin(open)
         case (.awaitingOpen, _):
             resetStream()
-        case (.connecting, .data(_, let payload)):
-            early.append((ByteBuffer(bytes: payload), wireSize))
-        case (.open(let channel), .data(_, let payload)):
-            forward(payload, to: channel, wireSize: wireSize)
+        case (.connecting, .data(_, let payload)), (.open, .data(_, let payload)):
+            handleData(ByteBuffer(bytes: payload), wireSize: wireSize)
         case (_, .close):
             stream.consumed(wireSize)
             clientFinished()
@@ -140,6 +143,20 @@ final class EgressConnection {
         case (.finished, _):
             stream.consumed(wireSize)
         default:
+            resetStream()
+        }
+    }
+
+    /// EgressData from the client: held until the connection is up, then written out.
+    private func handleData(_ payload: ByteBuffer, wireSize: Int) {
+        switch state {
+        case .connecting:
+            early.append((payload, wireSize))
+        case .open(let channel):
+            forward(payload, to: channel, wireSize: wireSize)
+        case .finished:
+            stream.consumed(wireSize)
+        case .awaitingOpen:
             resetStream()
         }
     }
@@ -254,7 +271,7 @@ final class EgressConnection {
         sendMessage(.openAck(streamID: streamID, status: .open))
         let pending = early
         early = []
-        for (payload, size) in pending { forward(Array(payload.readableBytesView), to: channel, wireSize: size) }
+        for (payload, size) in pending { forward(payload, to: channel, wireSize: size) }
         if clientClosed {
             if udpTarget != nil { upstreamFinished() } else { channel.close(mode: .output, promise: nil) }
         }
@@ -270,20 +287,19 @@ final class EgressConnection {
         sendMessage(.data(streamID: streamID, payload: Array(buffer.readableBytesView)))
     }
 
-    private func forward(_ payload: [UInt8], to channel: any Channel, wireSize: Int) {
+    private func forward(_ payload: ByteBuffer, to channel: any Channel, wireSize: Int) {
+        service.observer.bytes(account: account, up: payload.readableBytes, down: 0)
         if let target = udpTarget {
-            service.observer.bytes(account: account, up: payload.count, down: 0)
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: payload)), promise: nil)
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: payload), promise: nil)
             stream.consumed(wireSize)
             return
         }
-        service.observer.bytes(account: account, up: payload.count, down: 0)
-        guard !payload.isEmpty else {
+        guard payload.readableBytes > 0 else {
             stream.consumed(wireSize)
             return
         }
         // The window reopens only once the bytes are in the kernel: end-to-end backpressure.
-        channel.writeAndFlush(ByteBuffer(bytes: payload)).assumeIsolated().whenComplete { [weak self] _ in
+        channel.writeAndFlush(payload).assumeIsolated().whenComplete { [weak self] _ in
             self?.stream.consumed(wireSize)
         }
     }
@@ -304,14 +320,11 @@ final class EgressConnection {
     /// Upstream bytes → EgressData messages. Returns whether the stream can take more.
     func upstreamRead(_ buffer: ByteBuffer) -> Bool {
         resetIdleTimer()
-        var buffer = buffer
         service.observer.bytes(account: account, up: 0, down: buffer.readableBytes)
-        var more = true
-        while buffer.readableBytes > 0 {
-            let chunk = buffer.readBytes(length: min(buffer.readableBytes, EgressMessage.maxPayload))!
-            more = stream.write(LengthPrefixedDecoder.frame(EgressMessage.data(streamID: streamID, payload: chunk).encode()))
-        }
-        return more
+        var out = ByteBuffer()
+        out.reserveCapacity(buffer.readableBytes + 8 * (buffer.readableBytes / EgressMessage.maxPayload + 1))
+        EgressFraming.appendData(streamID: streamID, payload: buffer, to: &out)
+        return stream.write(out)
     }
 
     var streamWritable: Bool { stream.isWritable }
