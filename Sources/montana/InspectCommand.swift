@@ -71,10 +71,6 @@ struct InspectCommand: ParsableCommand {
     }
 
     private func describe(_ roles: NodeRoles) -> String {
-        var names: [String] = []
-        if roles.contains(.front) { names.append("front") }
-        if roles.contains(.exit) { names.append("exit") }
-        if roles.contains(.directory) { names.append("directory") }
-        return names.isEmpty ? "none" : names.joined(separator: ", ")
+        roles.isEmpty ? "none" : roles.names.joined(separator: ", ")
     }
 }

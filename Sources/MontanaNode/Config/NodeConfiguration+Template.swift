@@ -8,9 +8,6 @@ extension NodeConfiguration {
     public static func template(identityKeyPath: String, kemKeyPath: String, nodeID: NodeID, kemPublicKey: [UInt8]? = nil,
                                 roles: NodeRoles = [.front, .exit], country: String = "DE",
                                 transit: HostPort = NodeListen.defaultTransit, publicHost: String? = nil) -> String {
-        var roleNames: [String] = []
-        if roles.contains(.front) { roleNames.append("\"front\"") }
-        if roles.contains(.exit) { roleNames.append("\"exit\"") }
         let publicHostLine = publicHost.map { "public_host = \"\($0)\"" }
             ?? "# public_host = \"203.0.113.5\"           # what others dial; set it when transit is 0.0.0.0 or ::"
         var text = """
@@ -23,7 +20,7 @@ extension NodeConfiguration {
         identity_key = \(quoted(identityKeyPath))
         kem_key = \(quoted(kemKeyPath))
         # any of "front" (clients enter here) and "exit" (traffic leaves here)
-        roles = [\(roleNames.joined(separator: ", "))]
+        roles = \(roles.tomlArray)
         # ISO 3166-1 alpha-2 code where exit traffic leaves; required for an exit
         country = "\(country)"
         capacity = "standard"                     # best-effort | standard | high

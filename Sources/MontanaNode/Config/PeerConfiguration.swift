@@ -59,15 +59,12 @@ public struct PeerConfiguration: Sendable {
 
     /// The `[[name]]` block for a template, so configs can be pasted between members.
     func tomlBlock(name: String) -> String {
-        var roleNames: [String] = []
-        if roles.contains(.front) { roleNames.append("\"front\"") }
-        if roles.contains(.exit) { roleNames.append("\"exit\"") }
         var lines = ["[[\(name)]]",
                      "node_id = \"\(nodeID.hex)\"",
                      "kem_pk = \"\(Hex.encode(kemPublicKey))\"",
                      "endpoint = \"\(endpoint)\""]
         if let country { lines.append("country = \"\(country)\"") }
-        lines.append("roles = [\(roleNames.joined(separator: ", "))]")
+        lines.append("roles = \(roles.tomlArray)")
         return lines.joined(separator: "\n") + "\n"
     }
 }

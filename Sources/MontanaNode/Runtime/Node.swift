@@ -19,7 +19,7 @@ public final class Node: Sendable {
     let exit: ExitRuntime?
     let limiter: CircuitLimiter
     let records: DirectoryRecords
-    private let state = NIOLockedValueBoxState()
+    private let state = RunningNodeState()
 
     public init(configuration: NodeConfiguration, logger: Logger, metrics: MontanaMetrics = .shared) {
         self.configuration = configuration
@@ -168,15 +168,11 @@ public final class Node: Sendable {
 }
 
 func describe(_ roles: NodeRoles) -> String {
-    var names: [String] = []
-    if roles.contains(.front) { names.append("front") }
-    if roles.contains(.exit) { names.append("exit") }
-    if roles.contains(.directory) { names.append("directory") }
-    return names.joined(separator: "+")
+    roles.names.joined(separator: "+")
 }
 
 /// What a running node holds, set once at start.
-final class NIOLockedValueBoxState: Sendable {
+final class RunningNodeState: Sendable {
     private struct Held {
         var server: (any Channel)?
         var admin: AdminServer?

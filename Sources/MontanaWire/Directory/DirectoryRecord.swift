@@ -9,6 +9,14 @@ public struct NodeRoles: OptionSet, Sendable, Hashable {
     public static let front = NodeRoles(rawValue: 1 << 0)
     public static let exit = NodeRoles(rawValue: 1 << 1)
     public static let directory = NodeRoles(rawValue: 1 << 2)
+
+    /// The roles by name, as configs and status output spell them.
+    public var names: [String] {
+        [(NodeRoles.front, "front"), (.exit, "exit"), (.directory, "directory")].filter { contains($0.0) }.map(\.1)
+    }
+
+    /// A TOML array of the role names: `["front", "exit"]`.
+    public var tomlArray: String { "[" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
 }
 
 /// A carrier a node listens on. `profile` is the ladder index (0 = T0 TCP … 3 = T3 obfs4);
