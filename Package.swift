@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "montana", targets: ["montana"]),
         .executable(name: "montana-fuzz", targets: ["MontanaFuzz"]),
+        .executable(name: "montana-abuse", targets: ["MontanaAbuse"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
@@ -74,10 +75,17 @@ let package = Package(
         ], swiftSettings: strict),
         // One entry point per decoder, shared by the libFuzzer binary and the unit tests.
         .target(name: "MontanaFuzzTargets", dependencies: [
-            "MontanaCrypto", "MontanaWire", "MontanaSession", "MontanaClient", "MontanaExit",
+            "MontanaCrypto", "MontanaWire", "MontanaSession", "MontanaClient", "MontanaExit", "MontanaTransport",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
         ], swiftSettings: strict),
         .executableTarget(name: "MontanaFuzz", dependencies: ["MontanaFuzzTargets"], swiftSettings: strict),
+        // scripts/abuse: the hardening issue's attacks against a running demo, with real sockets.
+        .executableTarget(name: "MontanaAbuse", dependencies: [
+            "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: strict),
         .testTarget(name: "MontanaWireTests", dependencies: ["MontanaWire"]),
         .testTarget(name: "MontanaCryptoTests", dependencies: ["MontanaCrypto", "MontanaWire", "MontanaConformance", "MontanaFuzzTargets"],
                     resources: [.copy("Resources")]),
@@ -86,7 +94,7 @@ let package = Package(
         .testTarget(name: "MontanaExitTests", dependencies: ["MontanaExit", "MontanaWire"]),
         .testTarget(name: "MontanaClientTests", dependencies: ["MontanaClient", "MontanaWire"]),
         .testTarget(name: "MontanaTransportTests", dependencies: [
-            "MontanaTransport", "MontanaCrypto", "MontanaSession",
+            "MontanaTransport", "MontanaCrypto", "MontanaSession", "MontanaFuzzTargets", "MontanaWire",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),

@@ -28,12 +28,12 @@ public final class LocalProxyServer: @unchecked Sendable {
     public private(set) var bound: [(LocalProxyKind, SocketAddress)] = []
 
     public init(account: IdentityKey, members: [AllianceMember], defaultSelection: ExitSelection, alliance: [UInt8]?,
-                auth: ProxyCredentials?, logger: Logger) {
+                auth: ProxyCredentials?, options: CircuitOptions = CircuitOptions(), logger: Logger) {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.auth = auth
         self.logger = logger
         manager = CircuitManager(loop: group.next(), account: account, members: members, defaultSelection: defaultSelection,
-                                 alliance: alliance, logger: logger)
+                                 alliance: alliance, options: options, logger: logger)
     }
 
     public func start(_ listeners: [Listener]) async throws {

@@ -31,9 +31,13 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case socks5
     case httpProxy = "http-proxy"
     case exitPolicyEntry = "exit-policy-entry"
+    /// A real session past authentication, fed records, yamux, multistream and egress input.
+    case session
 
     public func run(_ input: [UInt8]) {
         switch self {
+        case .session:
+            SessionFuzz.run(input)
         case .preface:
             var gate = PrefaceGate(capacity: 16)
             _ = try? gate.admit(input, key: Fixtures.hopKey, now: 1_800_000_000)
@@ -63,7 +67,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                 if let plain = try? cipher.open(body) { _ = try? TransportRecord.decode(plain) }
             }
         case .egressMessage:
-            if let m = try? EgressMessage.decode(input) { _ = m.encode() }
+            if let m = try? EgressMessage.decode(input) { _ = try? m.encode() }
         case .egressAuth:
             var verifier = EgressAuthVerifier(exit: Fixtures.responder.nodeID, admission: .anyAccount)
             _ = try? verifier.verify(input, initiatorPublicKey: Fixtures.initiator.publicKey, bindingHash: [], now: 1_800_000_000)
@@ -107,13 +111,25 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             for _ in 0..<8 {
                 guard let step = try? handshake.next() else { break }
                 if case .authenticate = step { _ = try? handshake.completeAuthentication(accepted: true) }
+                if case .request(let request, _) = step {
+                    ProxyEgress.roundTrip(request.address, port: request.port, transport: request.command == .udpAssociate ? .udp : .tcp)
+                    break
+                }
                 if case .needMoreBytes = step { break }
             }
-            _ = try? SOCKS5UDPDatagram.decode(input)
+            if let datagram = try? SOCKS5UDPDatagram.decode(input) {
+                ProxyEgress.roundTrip(datagram.address, port: datagram.port, transport: .udp)
+                ProxyEgress.roundTripData(datagram.payload)
+                _ = datagram.encode()
+            }
         case .httpProxy:
             var parser = HTTPProxyRequestParser()
             parser.receive(input)
-            _ = try? parser.next()
+            if case .request(let request, let leftover)? = try? parser.next() {
+                // What LocalProxyHandler sends: the host as a name (the exit resolves literals too).
+                ProxyEgress.roundTrip(.host(request.host), port: request.port, transport: .tcp)
+                ProxyEgress.roundTripData(leftover)
+            }
             _ = try? ExitSelection.parse(username: String(decoding: input.prefix(64), as: UTF8.self))
         case .exitPolicyEntry:
             _ = try? ExitPolicyEntry.parse(String(decoding: input.prefix(128), as: UTF8.self))
@@ -121,6 +137,38 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                 _ = ExitPolicy(configuration: ExitPolicyConfiguration()).check(host: nil, addresses: [address], port: 443)
             }
         }
+    }
+}
+
+/// The oracle for the proxy targets: whatever a local proxy parser accepts, the client turns
+/// into an EgressOpen (and EgressData) for the exit. That must encode without trapping and
+/// decode back to the same message; a parser that accepts what the wire cannot carry (the
+/// 400-byte bracketed host of issue 6) fails here, loudly, as a fuzzer finding.
+enum ProxyEgress {
+    static func roundTrip(_ address: EgressAddress, port: UInt16, transport: EgressTransport) {
+        let message = EgressMessage.open(EgressOpen(streamID: 1, transport: transport, address: address, port: port))
+        let bytes: [UInt8]
+        do {
+            bytes = try message.encode()
+        } catch {
+            fatalError("a proxy parser accepted a destination EgressOpen cannot carry: \(error)")
+        }
+        guard let decoded = try? EgressMessage.decode(bytes), decoded == message else {
+            fatalError("EgressOpen for an accepted destination does not round-trip")
+        }
+    }
+
+    /// Optimistic or datagram bytes, split as the client splits them.
+    static func roundTripData(_ payload: [UInt8]) {
+        var offset = 0
+        repeat {
+            let n = min(EgressMessage.maxPayload, payload.count - offset)
+            let message = EgressMessage.data(streamID: 1, payload: Array(payload[offset..<offset + n]))
+            guard let bytes = try? message.encode(), let decoded = try? EgressMessage.decode(bytes), decoded == message else {
+                fatalError("EgressData of \(n) bytes does not round-trip")
+            }
+            offset += n
+        } while offset < payload.count
     }
 }
 

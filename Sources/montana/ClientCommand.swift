@@ -26,6 +26,12 @@ struct RunClient: AsyncParsableCommand {
     @Option(help: "Default exit country for connections without a username (overrides the config).")
     var country: String?
 
+    @Flag(help: "Let an exit be its own front when no other front is reachable (that exit then sees your address; overrides exit_as_front).")
+    var exitAsFront = false
+
+    @Option(help: "Local IPv4/IPv6 address to connect to fronts from, e.g. 127.0.1.1 (overrides source).")
+    var source: String?
+
     func run() async throws {
         var configuration: ClientConfiguration
         do {
@@ -36,10 +42,16 @@ struct RunClient: AsyncParsableCommand {
         if let country {
             do { configuration.defaultExit = try .parse(username: "country-\(country)") } catch { throw ValidationError("--country: \(error)") }
         }
+        if exitAsFront { configuration.exitAsFront = true }
+        if let source {
+            do { configuration.source = try ClientSourceAddress(parsing: source) } catch { throw ValidationError("--source: \(error)") }
+        }
         let logger = LogSetup.bootstrap(configuration.logLevel, label: "montana.client")
         for warning in configuration.warnings { logger.warning("\(warning)") }
+        do { try ClientRuntime.checkSource(configuration) } catch { throw ValidationError("\(error)") }
         let server = try await ClientRuntime.start(configuration, logger: logger)
         for (kind, address) in server.bound { logger.info("listening", metadata: ["proxy": "\(kind.rawValue)", "address": "\(address)"]) }
+        if let source = configuration.source { logger.info("connecting to fronts from \(source)") }
         _ = await TerminationSignal.wait()
         await server.shutdown()
     }

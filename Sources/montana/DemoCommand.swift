@@ -42,6 +42,15 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Log level of the demo's client (trace, debug, info, notice, warning, error).")
     var logLevel = "notice"
 
+    @Option(help: "DNS server (IP:port) the demo's exits resolve names with, instead of /etc/resolv.conf; repeatable.")
+    var dnsServer: [String] = []
+
+    @Option(help: "Deadline of one DNS lookup at the demo's exits, in milliseconds ([dns] timeout_ms).")
+    var dnsTimeoutMs: Int?
+
+    @Option(help: "Local address the demo's client connects to fronts from (\"\" lets the OS choose).")
+    var clientSource = "127.0.1.1"
+
     func run() async throws {
         var options = DemoAlliance.Options()
         do {
@@ -54,6 +63,15 @@ struct DemoCommand: AsyncParsableCommand {
         options.directory = dir
         options.strictPolicy = strictExitPolicy
         options.allowListAdmission = allowList
+        if !dnsServer.isEmpty {
+            do { options.dnsServers = try dnsServer.map { try HostPort(parsing: $0) } } catch { throw ValidationError("--dns-server: \(error)") }
+        }
+        options.dnsTimeoutMilliseconds = dnsTimeoutMs
+        if clientSource.isEmpty {
+            options.clientSource = nil
+        } else {
+            do { options.clientSource = try ClientSourceAddress(parsing: clientSource) } catch { throw ValidationError("--client-source: \(error)") }
+        }
         let logger = LogSetup.bootstrap(Logger.Level(rawValue: logLevel) ?? .notice, label: "montana.demo")
         let demo = try DemoAlliance(options: options, logger: logger)
         do {

@@ -45,6 +45,7 @@ struct RunNode: AsyncParsableCommand {
             await node.stop()
             throw ValidationError("\(config): cannot start: \(error)")
         }
+        ParentWatch.startIfAsked()
         let signal = await TerminationSignal.wait()
         logger.info("shutting down", metadata: ["signal": "\(signal)"])
         await node.stop()

@@ -55,3 +55,23 @@ enum LogSetup {
         return logger
     }
 }
+
+/// Nodes started by `montana demo` (environment `MONTANA_EXIT_WITH_PARENT=1`) stop when the demo
+/// is gone, however it ended: they poll their parent once a second and send themselves SIGTERM
+/// (the clean shutdown) when it changed. No city outlives a crashed or killed demo.
+enum ParentWatch {
+    static let variable = "MONTANA_EXIT_WITH_PARENT"
+    nonisolated(unsafe) private static var timer: (any DispatchSourceTimer)?
+
+    static func startIfAsked() {
+        guard ProcessInfo.processInfo.environment[variable] == "1" else { return }
+        let parent = getppid()
+        let source = DispatchSource.makeTimerSource(queue: .global())
+        source.schedule(deadline: .now() + 1, repeating: 1)
+        source.setEventHandler {
+            if getppid() != parent { kill(getpid(), SIGTERM) }
+        }
+        source.resume()
+        timer = source
+    }
+}

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MontanaClient
+import MontanaWire
 
 final class HTTPProxyRequestParserTests: XCTestCase {
     private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
@@ -17,17 +18,26 @@ final class HTTPProxyRequestParserTests: XCTestCase {
         return nil
     }
 
-    private func parse(_ text: String) throws -> HTTPProxyRequest {
+    private struct WaitedOnACompleteHead: Error {}
+
+    /// Parses a complete head given in one piece. A parser that asks for more bytes here is
+    /// wrong (it would hang the app), so that fails the test rather than skipping it.
+    private func parse(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> HTTPProxyRequest {
         var parser = HTTPProxyRequestParser()
         parser.receive(bytes(text))
         guard case .request(let request, _) = try parser.next() else {
-            throw XCTSkip("incomplete head")
+            XCTFail("the parser waits for more bytes after a complete head: \(text.prefix(120).debugDescription)", file: file, line: line)
+            throw WaitedOnACompleteHead()
         }
         return request
     }
 
-    private func error(_ text: String) -> HTTPProxyError? {
-        do { _ = try parse(text); return nil } catch { return error as? HTTPProxyError }
+    private func error(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> HTTPProxyError? {
+        do { _ = try parse(text, file: file, line: line); return nil } catch { return error as? HTTPProxyError }
+    }
+
+    private func startsWith(_ response: [UInt8], _ statusLine: String) -> Bool {
+        response.starts(with: bytes(statusLine))
     }
 
     func test_connectByteByByteKeepsTheOptimisticTLSBytes() throws {
@@ -146,5 +156,100 @@ final class HTTPProxyRequestParserTests: XCTestCase {
         XCTAssertEqual(exactlyAtLimit.utf8.count, HTTPProxyRequestParser.maxHeadLength)
         XCTAssertNoThrow(try parse(exactlyAtLimit))
         XCTAssertEqual(error("GET http://a.test/ HTTP/1.1\r\nX: a\(padding)\r\n\r\n"), .headTooLarge)
+    }
+
+    // MARK: bounds (issue 6 item 7)
+
+    /// `CONNECT [` + 400 characters + `]:443` trapped the client in EgressMessage.encode.
+    func test_connectToA400CharacterBracketedHostIsA400() throws {
+        for filler in ["a", ":", "1", "."] {
+            let text = "CONNECT [\(String(repeating: filler, count: 400))]:443 HTTP/1.1\r\nHost: x\r\n\r\n"
+            XCTAssertEqual(error(text), .hostTooLong, "filler \(filler)")
+        }
+        XCTAssertTrue(startsWith(HTTPProxyError.hostTooLong.response, "HTTP/1.1 400 Bad Request\r\n"))
+        let longestLiteral = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+        XCTAssertEqual(longestLiteral.utf8.count, HTTPProxyRequestParser.maxIPv6LiteralLength)
+        XCTAssertEqual(try parse("CONNECT [\(longestLiteral)]:443 HTTP/1.1\r\n\r\n").host, longestLiteral)
+        XCTAssertEqual(error("CONNECT [\(longestLiteral)0]:443 HTTP/1.1\r\n\r\n"), .hostTooLong)
+        XCTAssertEqual(error("GET http://[\(String(repeating: "a", count: 400))]/ HTTP/1.1\r\n\r\n"), .hostTooLong)
+    }
+
+    /// Every host the parser accepts fits an EgressOpen; one byte more is refused with 400.
+    func test_hostNamesUpTo255BytesParseAndEncodeLongerOnesAre400() throws {
+        let longest = String(repeating: "h", count: HTTPProxyRequestParser.maxHostLength)
+        let request = try parse("CONNECT \(longest):443 HTTP/1.1\r\n\r\n")
+        XCTAssertEqual(request.host, longest)
+        let open = EgressMessage.open(EgressOpen(streamID: 1, transport: .tcp, address: .host(request.host), port: request.port))
+        XCTAssertEqual(try EgressMessage.decode(try open.encode()), open)
+        XCTAssertEqual(error("CONNECT \(longest)h:443 HTTP/1.1\r\n\r\n"), .hostTooLong)
+        XCTAssertEqual(error("GET http://\(longest)h/ HTTP/1.1\r\n\r\n"), .hostTooLong)
+    }
+
+    func test_requestLineOver8KiBIsRefusedBeforeTheHeadEnds() throws {
+        let prefix = "GET http://a.test/"
+        let suffix = " HTTP/1.1"
+        let atLimit = prefix + String(repeating: "p", count: HTTPProxyRequestParser.maxRequestLineLength - prefix.utf8.count - suffix.utf8.count) + suffix
+        XCTAssertEqual(atLimit.utf8.count, HTTPProxyRequestParser.maxRequestLineLength)
+        XCTAssertNoThrow(try parse(atLimit + "\r\n\r\n"))
+
+        // No CRLF yet, one byte over: refused now, not after 16 KiB or never.
+        var parser = HTTPProxyRequestParser()
+        parser.receive(bytes(prefix))
+        XCTAssertEqual(try parser.next(), .needMoreBytes)
+        parser.receive(Array(repeating: UInt8(ascii: "p"), count: HTTPProxyRequestParser.maxRequestLineLength - prefix.utf8.count))
+        XCTAssertEqual(try parser.next(), .needMoreBytes, "exactly at the limit the CRLF may still come")
+        parser.receive([UInt8(ascii: "p"), UInt8(ascii: "p")])
+        XCTAssertThrowsError(try parser.next()) { XCTAssertEqual($0 as? HTTPProxyError, .requestLineTooLong) }
+        XCTAssertTrue(startsWith(HTTPProxyError.requestLineTooLong.response, "HTTP/1.1 400 Bad Request\r\n"))
+    }
+
+    func test_requestLineLimitHoldsForByteAtATimeInput() {
+        var parser = HTTPProxyRequestParser()
+        var thrown: HTTPProxyError?
+        var fed = 0
+        for byte in bytes("CONNECT ") + Array(repeating: UInt8(ascii: "a"), count: 20_000) {
+            parser.receive([byte])
+            fed += 1
+            do { _ = try parser.next() } catch { thrown = error as? HTTPProxyError; break }
+        }
+        XCTAssertEqual(thrown, .requestLineTooLong)
+        XCTAssertEqual(fed, HTTPProxyRequestParser.maxRequestLineLength + 2, "refused at the first byte past room for the CRLF")
+    }
+
+    /// An app that streams header lines forever is answered 431 once the head passes its
+    /// bound, and the parser never holds more than the bound plus one read.
+    func test_endlessHeaderFloodIsCutAtTheHeadBoundWith431() {
+        var parser = HTTPProxyRequestParser()
+        parser.receive(bytes("GET http://a.test/ HTTP/1.1\r\n"))
+        let chunk = bytes(String(repeating: "X-Flood: 0123456789abcdef\r\n", count: 40))  // 1080 bytes, no blank line
+        var thrown: HTTPProxyError?
+        var maxBuffered = 0
+        for _ in 0..<1000 {  // up to ~1 MiB offered
+            parser.receive(chunk)
+            maxBuffered = max(maxBuffered, parser.bufferedByteCount)
+            do { _ = try parser.next() } catch { thrown = error as? HTTPProxyError; break }
+        }
+        XCTAssertEqual(thrown, .headTooLarge)
+        XCTAssertLessThanOrEqual(maxBuffered, HTTPProxyRequestParser.maxHeadLength + chunk.count)
+        XCTAssertTrue(startsWith(HTTPProxyError.headTooLarge.response, "HTTP/1.1 431 "))
+    }
+
+    func test_moreThan100HeaderFieldsGets431() throws {
+        func head(_ count: Int) -> String {
+            "CONNECT a.test:443 HTTP/1.1\r\n" + (0..<count).map { "X-\($0): v\r\n" }.joined() + "\r\n"
+        }
+        XCTAssertNoThrow(try parse(head(HTTPProxyRequestParser.maxHeaderCount)))
+        XCTAssertEqual(error(head(HTTPProxyRequestParser.maxHeaderCount + 1)), .tooManyHeaders)
+        XCTAssertTrue(startsWith(HTTPProxyError.tooManyHeaders.response, "HTTP/1.1 431 "))
+    }
+
+    func test_theParserServesASecondHeadAfterTheFirstWithFreshBounds() throws {
+        // The request-line scan restarts after each head (a reused parser must not carry state).
+        var parser = HTTPProxyRequestParser()
+        parser.receive(bytes("CONNECT a.test:1 HTTP/1.1\r\n\r\n"))
+        guard case .request = try parser.next() else { return XCTFail("first head") }
+        parser.receive(bytes("CONNECT b.test:2 HTTP/1.1\r\n\r\n"))
+        guard case .request(let second, _) = try parser.next() else { return XCTFail("second head") }
+        XCTAssertEqual(second.host, "b.test")
     }
 }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MontanaClient
+import MontanaWire
 
 /// Parsers face whatever a local app sends: random and mutated input must end in a value or a
 /// typed error, never a trap.
@@ -65,5 +66,44 @@ final class HostileInputTests: XCTestCase {
             parser.receive(input)
             _ = try? parser.next()
         }
+    }
+
+    /// Whatever the proxy parsers accept becomes an EgressOpen the wire can carry (the trap of
+    /// issue 6 item 7 was a parsed host the encoder could not take).
+    func test_everyDestinationTheParsersAcceptEncodesAsAnEgressOpen() throws {
+        let seeds = [
+            "CONNECT [\(String(repeating: "a", count: 40))]:443 HTTP/1.1\r\n\r\n",
+            "CONNECT \(String(repeating: "n", count: 250)).test:443 HTTP/1.1\r\n\r\n",
+            "GET http://[::ffff:1.2.3.4]:8080/x HTTP/1.1\r\n\r\n",
+        ]
+        var accepted = 0
+        for seed in seeds {
+            for input in mutations(of: Array(seed.utf8), count: 2000) {
+                var parser = HTTPProxyRequestParser()
+                parser.receive(input)
+                guard case .request(let request, _)? = try? parser.next() else { continue }
+                accepted += 1
+                let open = EgressMessage.open(EgressOpen(streamID: 1, transport: .tcp, address: .host(request.host), port: request.port))
+                XCTAssertNoThrow(try open.encode(), "accepted host of \(request.host.utf8.count) bytes")
+            }
+        }
+        XCTAssertGreaterThan(accepted, 100, "the mutations must reach accepted heads to test anything")
+        var socksAccepted = 0
+        for input in mutations(of: [0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x03, 0xff] + [UInt8](repeating: 0x61, count: 255) + [0x01, 0xbb], count: 3000) {
+            var handshake = SOCKS5ServerHandshake(credentialsRequired: false)
+            handshake.receive(input)
+            loop: for _ in 0..<4 {
+                switch try? handshake.next() {
+                case .send?: continue
+                case .request(let request, _)?:
+                    socksAccepted += 1
+                    XCTAssertNoThrow(try EgressMessage.open(EgressOpen(streamID: 1, transport: .tcp, address: request.address,
+                                                                       port: request.port)).encode())
+                    break loop
+                default: break loop
+                }
+            }
+        }
+        XCTAssertGreaterThan(socksAccepted, 100)
     }
 }

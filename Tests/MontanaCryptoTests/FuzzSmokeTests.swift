@@ -8,7 +8,7 @@ final class FuzzSmokeTests: XCTestCase {
     func test_everyDecoderSurvivesRandomInput() {
         var rng = SystemRandomNumberGenerator()
         for target in FuzzTarget.allCases {
-            let runs = [.handshakeMessage2, .handshakeMessage3, .preface, .egressAuth].contains(target) ? 20 : 400
+            let runs = [.handshakeMessage2, .handshakeMessage3, .preface, .egressAuth, .session].contains(target) ? 20 : 400
             for _ in 0..<runs {
                 let size = Int.random(in: 0...2048, using: &rng)
                 target.run((0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) })
@@ -18,5 +18,11 @@ final class FuzzSmokeTests: XCTestCase {
                 target.run([UInt8](repeating: 0xff, count: size))
             }
         }
+    }
+
+    func test_sessionTargetGetsPastAuthenticationToTheServices() {
+        let reached = FuzzTarget.sessionHarnessReachesServices()
+        XCTAssertTrue(reached.pingEchoed, "the stateful target's session answers a ping: its input reaches the stream services")
+        XCTAssertTrue(reached.egressNegotiated, "the egress service is negotiated (EgressAuth was accepted)")
     }
 }

@@ -67,6 +67,52 @@ final class PrefaceTests: XCTestCase {
         XCTAssertThrowsError(try Preface.open([], with: Self.hop)) { XCTAssertEqual($0 as? PrefaceError, .wrongSize(0)) }
     }
 
+    func test_networkOverItsReplayShareIsRefusedWhileOtherNetworksAreAdmitted() throws {
+        var gate = PrefaceGate(capacity: 8)
+        let flooding = ReplayOwner(high: 0, low: 0xc000_0200, tag: 24), other = ReplayOwner(high: 0, low: 0xc633_6400, tag: 24)
+        func admit(_ owner: ReplayOwner) throws {
+            let sealed = try Preface.seal(connect(ts: now), to: Self.hop.publicKey).bytes
+            let opened = try Preface.open(sealed, with: Self.hop)
+            let digest = try gate.inspect(opened.message, kemCiphertext: Array(sealed.prefix(KEMKey.ciphertextSize)), now: now,
+                                          owner: owner, ownerLimit: 2)
+            try gate.remember(digest, now: now, owner: owner, ownerLimit: 2)
+        }
+        XCTAssertNoThrow(try admit(flooding))
+        XCTAssertNoThrow(try admit(flooding))
+        XCTAssertThrowsError(try admit(flooding)) { XCTAssertEqual($0 as? PrefaceError, .replayShareFull) }
+        XCTAssertNoThrow(try admit(other), "only the network over its share degrades")
+        XCTAssertEqual(gate.count(of: flooding), 2)
+        XCTAssertEqual(gate.count(of: other), 1)
+        XCTAssertEqual(gate.count, 3)
+    }
+
+    func test_inspectedPrefacesAreNotRememberedUntilTheCallerRemembersThem() throws {
+        var gate = PrefaceGate(capacity: 1)
+        let owner = ReplayOwner(high: 0, low: 1, tag: 24)
+        let sealed = try Preface.seal(connect(ts: now), to: Self.hop.publicKey).bytes
+        let opened = try Preface.open(sealed, with: Self.hop)
+        let ct = Array(sealed.prefix(KEMKey.ciphertextSize))
+        // Refused after inspection (say, over a handshake share): inspecting again is not a replay,
+        // and a full memory of one entry still has room.
+        for _ in 0..<3 { _ = try gate.inspect(opened.message, kemCiphertext: ct, now: now, owner: owner, ownerLimit: 1) }
+        XCTAssertEqual(gate.count, 0, "nothing is remembered by inspecting")
+        let digest = try gate.inspect(opened.message, kemCiphertext: ct, now: now, owner: owner, ownerLimit: 1)
+        try gate.remember(digest, now: now, owner: owner, ownerLimit: 1)
+        XCTAssertThrowsError(try gate.inspect(opened.message, kemCiphertext: ct, now: now + 1, owner: owner, ownerLimit: 1)) {
+            XCTAssertEqual($0 as? PrefaceError, .replay)
+        }
+        XCTAssertThrowsError(try gate.remember(digest, now: now + 1, owner: nil, ownerLimit: 1)) {
+            XCTAssertEqual($0 as? PrefaceError, .replay, "a second remember of the same preface is a replay (the race)")
+        }
+        // The owner's entries expire with the memory's: after 240 s its share is free again.
+        let later = try Preface.seal(connect(ts: now + 241), to: Self.hop.publicKey).bytes
+        let laterOpened = try Preface.open(later, with: Self.hop)
+        let laterDigest = try gate.inspect(laterOpened.message, kemCiphertext: Array(later.prefix(KEMKey.ciphertextSize)),
+                                           now: now + 241, owner: owner, ownerLimit: 1)
+        try gate.remember(laterDigest, now: now + 241, owner: owner, ownerLimit: 1)
+        XCTAssertEqual(gate.count(of: owner), 1)
+    }
+
     func test_messageLongerThan493BytesCannotBeSealed() throws {
         let big = Preface.Message.hop(HopMessage(type: .connect, peer: RelayPeer(id: [UInt8](repeating: 1, count: 500))))
         XCTAssertThrowsError(try Preface.seal(big, to: Self.hop.publicKey))

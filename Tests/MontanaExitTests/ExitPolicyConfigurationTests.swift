@@ -39,6 +39,24 @@ final class ExitPolicyConfigurationTests: XCTestCase {
         XCTAssertEqual(error(mode: "allow-all"), #"invalid exit.mode "allow-all": expected "default-allow" or "default-deny""#)
     }
 
+    func test_allowPrivateTakesNetworksAndPortsButNoHostNames() throws {
+        let configuration = try ExitPolicyConfiguration.parse(allow: [], deny: [], allowPrivate: ["127.0.0.0/8", "::1", "25"],
+                                                              mode: "default-allow")
+        XCTAssertEqual(configuration.allowPrivate.map(describe), ["net 127.0.0.0/8", "net ::1/128", "ports 25-25"])
+        XCTAssertEqual(configuration.allow, [])
+        XCTAssertThrowsError(try ExitPolicyConfiguration.parse(allow: [], deny: [], allowPrivate: ["10.0.0.0/8", "localhost"],
+                                                               mode: "default-allow")) { error in
+            XCTAssertEqual(error as? ExitPolicyConfigurationError,
+                           .invalidEntry(field: "exit.allow_private", entry: "localhost", problem: .hostSuffixCannotReopen))
+            XCTAssertEqual("\(error)", "invalid entry \"localhost\" in exit.allow_private: allow_private takes address ranges and "
+                           + "ports only: a host name could resolve to any private address (DNS rebinding)")
+        }
+        XCTAssertThrowsError(try ExitPolicyConfiguration.parse(allow: [], deny: [], allowPrivate: ["10.0.0.0/33"], mode: "default-allow")) { error in
+            XCTAssertEqual(error as? ExitPolicyConfigurationError,
+                           .invalidEntry(field: "exit.allow_private", entry: "10.0.0.0/33", problem: .prefixLengthOutOfRange(33)))
+        }
+    }
+
     func test_errorsAreTypedForCallers() {
         XCTAssertThrowsError(try ExitPolicyConfiguration.parse(allow: ["10.0.0.0/33"], deny: [], mode: "default-allow", section: "city.exit")) { error in
             XCTAssertEqual(error as? ExitPolicyConfigurationError,

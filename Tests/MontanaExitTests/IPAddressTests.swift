@@ -45,6 +45,28 @@ final class IPAddressTests: XCTestCase {
         XCTAssertNil(IPAddress("10.0.0.1")?.embeddedIPv4)
     }
 
+    func test_embeddedIPv4AddressesCoverMappedNAT64SIIT6to4AndTeredo() {
+        func embedded(_ text: String) -> [String] { IPAddress(text)?.embeddedIPv4Addresses.map(\.description) ?? ["unparsed"] }
+        XCTAssertEqual(embedded("::ffff:10.0.0.1"), ["10.0.0.1"])
+        XCTAssertEqual(embedded("64:ff9b::10.0.0.1"), ["10.0.0.1"])
+        XCTAssertEqual(embedded("::ffff:0:10.0.0.1"), ["10.0.0.1"], "SIIT")
+        XCTAssertEqual(embedded("2002:a00:1::"), ["10.0.0.1"], "6to4: bytes 2...5")
+        XCTAssertEqual(embedded("2002:c000:204:1:2:3:4:5"), ["192.0.2.4"])
+        // Teredo: client is the last 32 bits inverted, server bytes 4...7.
+        XCTAssertEqual(embedded("2001:0:4136:e378:8000:63bf:3fff:fdd2"), ["192.0.2.45", "65.54.227.120"])
+        XCTAssertEqual(embedded("2001:0:5db8:d822::ffff:ffff"), ["0.0.0.0", "93.184.216.34"])
+        XCTAssertEqual(embedded("2001:1::1"), [], "2001:1::/32 is not Teredo")
+        XCTAssertEqual(embedded("2003::1"), [])
+        XCTAssertEqual(embedded("::ffff:1:10.0.0.1"), [])
+        XCTAssertEqual(embedded("10.0.0.1"), [])
+    }
+
+    func test_unspecifiedAndLoopback() {
+        XCTAssertEqual(["0.0.0.0", "::", "127.0.0.1", "127.255.0.1", "::1", "::2", "128.0.0.1"].map { IPAddress($0)?.isLoopback },
+                       [false, false, true, true, true, false, false])
+        XCTAssertEqual(["0.0.0.0", "::", "0.0.0.1", "::1"].map { IPAddress($0)?.isUnspecified }, [true, true, false, false])
+    }
+
     func test_networkContainment() throws {
         let network = try XCTUnwrap(IPNetwork(address: XCTUnwrap(IPAddress("172.16.0.0")), prefixLength: 12))
         XCTAssertTrue(network.contains(try XCTUnwrap(IPAddress("172.31.255.255"))))

@@ -14,7 +14,7 @@ final class EgressFramingTests: XCTestCase {
             var offset = 0
             while offset < size {
                 let n = min(EgressMessage.maxPayload, size - offset)
-                expected.writeImmutableBuffer(LengthPrefixedDecoder.frame(EgressMessage.data(streamID: 5, payload: Array(payload[offset..<offset + n])).encode()))
+                expected.writeImmutableBuffer(LengthPrefixedDecoder.frame(try EgressMessage.data(streamID: 5, payload: Array(payload[offset..<offset + n])).encode()))
                 offset += n
             }
             XCTAssertEqual(fast, expected, "size \(size)")
@@ -22,10 +22,10 @@ final class EgressFramingTests: XCTestCase {
     }
 
     func test_dataPayloadIsTakenOnlyFromEgressDataOfThisStream() throws {
-        let data = ByteBuffer(bytes: EgressMessage.data(streamID: 3, payload: [1, 2, 3]).encode())
+        let data = ByteBuffer(bytes: try EgressMessage.data(streamID: 3, payload: [1, 2, 3]).encode())
         XCTAssertEqual(EgressFraming.dataPayload(data, streamID: 3), ByteBuffer(bytes: [1, 2, 3]))
         XCTAssertNil(EgressFraming.dataPayload(data, streamID: 5), "another stream's id is left to the codec (which resets)")
-        XCTAssertNil(EgressFraming.dataPayload(ByteBuffer(bytes: EgressMessage.close(streamID: 3, reason: .normal).encode()), streamID: 3))
+        XCTAssertNil(EgressFraming.dataPayload(ByteBuffer(bytes: try EgressMessage.close(streamID: 3, reason: .normal).encode()), streamID: 3))
         XCTAssertNil(EgressFraming.dataPayload(ByteBuffer(bytes: [0x04, 3, 0]), streamID: 3))
         let tooLong = ByteBuffer(bytes: [0x04, 3, 0, 0, 0] + [UInt8](repeating: 0, count: 65520))
         XCTAssertNil(EgressFraming.dataPayload(tooLong, streamID: 3), "oversized payloads go to the codec, which rejects them")

@@ -68,10 +68,46 @@ final class WireCodecTests: XCTestCase {
 
     func test_egressOpenEncodesPortBigEndianAndStreamIdLittleEndian() throws {
         let open = EgressMessage.open(EgressOpen(streamID: 0x01020304, transport: .tcp, address: .host("a.example"), port: 0x1f90))
-        let bytes = open.encode()
+        let bytes = try open.encode()
         XCTAssertEqual(Array(bytes[0..<5]), [0x02, 0x04, 0x03, 0x02, 0x01])
         XCTAssertEqual(Array(bytes.suffix(2)), [0x1f, 0x90])
         XCTAssertEqual(try EgressMessage.decode(bytes), open)
+    }
+
+    /// The crash from issue 6 item 7: a 400-byte host name reached `UInt8(bytes.count)`.
+    func test_egressOpenWithAHostNameOver255BytesThrowsInsteadOfTrapping() throws {
+        func open(_ host: String) -> EgressMessage {
+            .open(EgressOpen(streamID: 1, transport: .tcp, address: .host(host), port: 443))
+        }
+        let longest = String(repeating: "a", count: EgressOpen.maxHostNameLength)
+        let bytes = try open(longest).encode()
+        XCTAssertEqual(bytes[7], 255, "host_len of the longest name the wire carries")
+        XCTAssertEqual(try EgressMessage.decode(bytes), open(longest))
+        for length in [256, 400, 70_000] {
+            XCTAssertThrowsError(try open(String(repeating: "a", count: length)).encode(), "\(length) bytes") { error in
+                XCTAssertEqual(error as? WireError, .tooLong(field: "EgressOpen host name", length: length, limit: 255))
+            }
+        }
+        // Multi-byte UTF-8 counts bytes, not characters: 128 × "é" is 256 bytes.
+        XCTAssertThrowsError(try open(String(repeating: "é", count: 128)).encode())
+        XCTAssertThrowsError(try open("").encode())
+        XCTAssertThrowsError(try open("a b").encode())
+        XCTAssertThrowsError(try EgressAddress.host(String(repeating: "a", count: 256)).validate())
+        XCTAssertNoThrow(try EgressAddress.host(longest).validate())
+    }
+
+    func test_egressEncoderRefusesWrongAddressLengthsAndOversizedDataWithoutTrapping() throws {
+        for address: EgressAddress in [.ipv4([1, 2, 3]), .ipv4([1, 2, 3, 4, 5]), .ipv6([UInt8](repeating: 0, count: 15)), .ipv6([])] {
+            XCTAssertThrowsError(try EgressMessage.open(EgressOpen(streamID: 1, transport: .udp, address: address, port: 53)).encode(),
+                                 "\(address)")
+            _ = address.description  // must not index past a short IPv6 array
+        }
+        XCTAssertEqual(EgressAddress.ipv6([1]).description, "invalid IPv6 address (1 bytes)")
+        let maximum = [UInt8](repeating: 7, count: EgressMessage.maxPayload)
+        XCTAssertEqual(try EgressMessage.data(streamID: 2, payload: maximum).encode().count, 5 + EgressMessage.maxPayload)
+        XCTAssertThrowsError(try EgressMessage.data(streamID: 2, payload: maximum + [0]).encode()) { error in
+            XCTAssertEqual(error as? WireError, .tooLong(field: "EgressData payload", length: 65520, limit: 65519))
+        }
     }
 
     func test_egressAuthLayoutAndOptionalPass() throws {

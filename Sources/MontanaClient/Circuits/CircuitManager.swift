@@ -10,13 +10,32 @@ public enum CircuitManagerError: Error, CustomStringConvertible, Equatable {
     case noExit(String)
     case noFront
     case unreachable(String)
+    /// No front other than the exit answered, and the user has not allowed the exit to be its
+    /// own front (which would show it the client's address).
+    case exitAsFrontRequired
 
     public var description: String {
         switch self {
         case .noExit(let what): return "no exit matches \(what)"
         case .noFront: return "no front is configured"
         case .unreachable(let why): return "could not reach the exit: \(why)"
+        case .exitAsFrontRequired:
+            return "no front other than the exit is reachable; set exit_as_front = true to let the exit see your address"
         }
+    }
+}
+
+/// How the client builds circuits, from `[client]` in client.toml (or command-line flags).
+public struct CircuitOptions: Sendable {
+    /// Let an exit be its own front when no other front is reachable. Off by default: the exit
+    /// would then see the client's address next to the destinations it opens.
+    public var exitAsFront: Bool
+    /// The local address outgoing carrier connections are bound to (port 0); nil lets the OS choose.
+    public var sourceAddress: SocketAddress?
+
+    public init(exitAsFront: Bool = false, sourceAddress: SocketAddress? = nil) {
+        self.exitAsFront = exitAsFront
+        self.sourceAddress = sourceAddress
     }
 }
 
@@ -28,6 +47,7 @@ public final class CircuitManager: @unchecked Sendable {
     let members: [AllianceMember]
     let defaultSelection: ExitSelection
     let alliance: [UInt8]?
+    let options: CircuitOptions
     let logger: Logger
     private var sessions: [NodeID: ExitSession] = [:]
     private var pending: [NodeID: EventLoopFuture<ExitSession>] = [:]
@@ -35,12 +55,13 @@ public final class CircuitManager: @unchecked Sendable {
     private var frontFailures: [NodeID: Int] = [:]
 
     public init(loop: any EventLoop, account: IdentityKey, members: [AllianceMember], defaultSelection: ExitSelection,
-                alliance: [UInt8]?, logger: Logger) {
+                alliance: [UInt8]?, options: CircuitOptions = CircuitOptions(), logger: Logger) {
         self.loop = loop
         self.account = account
         self.members = members
         self.defaultSelection = defaultSelection
         self.alliance = alliance
+        self.options = options
         self.logger = logger
     }
 
@@ -66,15 +87,23 @@ public final class CircuitManager: @unchecked Sendable {
         }
     }
 
-    /// Fronts to try for an exit, best first: other members before the exit itself (so the
-    /// exit's own address may be blocked), recently failing ones last.
+    /// Fronts to try for an exit, best first, recently failing ones last. The exit itself is
+    /// never among them unless `options.exitAsFront` (then it comes last): as its own front it
+    /// would see the client's address.
     func frontCandidates(for exit: AllianceMember) -> [AllianceMember] {
         let others = members.filter { $0.isFront && $0.nodeID != exit.nodeID }
         let sorted = others.enumerated().sorted { a, b in
             let fa = frontFailures[a.element.nodeID] ?? 0, fb = frontFailures[b.element.nodeID] ?? 0
             return fa != fb ? fa < fb : a.offset < b.offset
         }.map(\.element)
-        return sorted + [exit]
+        return options.exitAsFront ? sorted + [exit] : sorted
+    }
+
+    /// Exits no listed front but themselves could carry, while `exitAsFront` is off: every
+    /// connection to them fails with `exitAsFrontRequired`. Reads only immutable state.
+    public func exitsWithoutOtherFronts() -> [AllianceMember] {
+        guard !options.exitAsFront else { return [] }
+        return exits.filter { exit in !members.contains { $0.isFront && $0.nodeID != exit.nodeID } }
     }
 
     /// The live session to `exit`, building one if needed (concurrent callers share it).
@@ -82,7 +111,7 @@ public final class CircuitManager: @unchecked Sendable {
         loop.preconditionInEventLoop()
         if let s = sessions[exit.nodeID], s.isActive { return loop.makeSucceededFuture(s) }
         if let p = pending[exit.nodeID] { return p }
-        let future = build(to: exit, candidates: frontCandidates(for: exit), lastError: nil)
+        let future = build(to: exit, candidates: frontCandidates(for: exit), lastError: nil, frontAnswered: false)
         pending[exit.nodeID] = future
         future.assumeIsolated().whenComplete { [self] result in
             pending[exit.nodeID] = nil
@@ -91,20 +120,38 @@ public final class CircuitManager: @unchecked Sendable {
         return future
     }
 
-    private func build(to exit: AllianceMember, candidates: [AllianceMember], lastError: (any Error)?) -> EventLoopFuture<ExitSession> {
+    /// Tries `candidates` in order. `frontAnswered` records whether any front answered a preface
+    /// (so the exit, not the fronts, is what is unreachable).
+    private func build(to exit: AllianceMember, candidates: [AllianceMember], lastError: (any Error)?,
+                       frontAnswered: Bool) -> EventLoopFuture<ExitSession> {
         guard let front = candidates.first else {
+            if !options.exitAsFront && !frontAnswered {
+                if let lastError { logger.info("no front answered", metadata: ["exit": "\(exit.label)", "error": "\(lastError)"]) }
+                return loop.makeFailedFuture(CircuitManagerError.exitAsFrontRequired)
+            }
             return loop.makeFailedFuture(CircuitManagerError.unreachable(lastError.map { "\($0)" } ?? "no route"))
         }
-        return open(to: exit, via: front).flatMapError { [self] error in
+        let answered = NIOLoopBoundBox(false, eventLoop: loop)
+        return open(to: exit, via: front, onAnswer: { answered.value = true }).flatMapError { [self] error in
             logger.info("circuit via front failed; trying the next", metadata: ["front": "\(front.label)", "exit": "\(exit.label)", "error": "\(error)"])
             frontFailures[front.nodeID, default: 0] += 1
-            return build(to: exit, candidates: Array(candidates.dropFirst()), lastError: error)
+            let reached = answered.value || Self.isAnswerFromFront(error)
+            return build(to: exit, candidates: Array(candidates.dropFirst()), lastError: error,
+                         frontAnswered: frontAnswered || (reached && front.nodeID != exit.nodeID))
+        }
+    }
+
+    /// A refusal or an answer that did not open came from the front itself: it is reachable.
+    static func isAnswerFromFront(_ error: any Error) -> Bool {
+        switch error as? CircuitError {
+        case .refused?, .badAnswer?: return true
+        default: return false
         }
     }
 
     /// One circuit: preface to the front naming the exit, Noise_PQ XX with the account identity
     /// (only the exit can read it), EgressAuth bound to this session in msg3, then yamux.
-    func open(to exit: AllianceMember, via front: AllianceMember) -> EventLoopFuture<ExitSession> {
+    func open(to exit: AllianceMember, via front: AllianceMember, onAnswer: @escaping @Sendable () -> Void = {}) -> EventLoopFuture<ExitSession> {
         logger.debug("opening circuit", metadata: ["front": "\(front.label)", "exit": "\(exit.label)"])
         let hop = HopMessage(type: .connect, peer: RelayPeer(id: exit.nodeID.multihash),
                              ext: RelayExtension(ts: WallClock.now(), alliance: alliance, purpose: .session))
@@ -118,7 +165,7 @@ public final class CircuitManager: @unchecked Sendable {
         let established = loop.makePromise(of: SessionEstablished.self)
         let muxBox = NIOLoopBoundBox<MuxHandler?>(nil, eventLoop: loop)
         return CircuitDialer.connect(on: loop, host: front.host, port: front.port, hopKEMPublicKey: front.kemPublicKey,
-                                     message: .hop(hop)) { channel in
+                                     message: .hop(hop), localAddress: options.sourceAddress) { channel in
             let mux = MuxHandler(role: .client)
             mux.onEstablished = { event in
                 if let event { established.succeed(event) } else { established.fail(CircuitError.carrierClosed) }
@@ -130,6 +177,7 @@ public final class CircuitManager: @unchecked Sendable {
             try channel.pipeline.syncOperations.addHandler(mux)
         }
         .flatMap { [logger] (channel, _) -> EventLoopFuture<any Channel> in
+            onAnswer()
             logger.debug("front accepted the circuit; waiting for the exit's handshake", metadata: ["front": "\(front.label)"])
             return established.futureResult.map { _ in channel }
         }
@@ -149,8 +197,13 @@ public final class CircuitManager: @unchecked Sendable {
         return sessions.values.filter(\.isActive).map { s in
             CircuitStatus(exit: s.exit.label, exitCountry: s.exit.country ?? "?", front: s.front.label,
                           relayed: s.front.nodeID != s.exit.nodeID, streamsActive: s.activeStreams, streamsOpened: s.streamsOpened,
-                          bytesUp: s.bytesUp, bytesDown: s.bytesDown, ageSeconds: now - s.openedAt)
+                          bytesUp: s.bytesUp, bytesDown: s.bytesDown, ageSeconds: Self.elapsed(since: s.openedAt, now: now))
         }.sorted { $0.exit < $1.exit }
+    }
+
+    /// Seconds from `start` to `now`, 0 when the wall clock stepped back in between (never traps).
+    public static func elapsed(since start: UInt64, now: UInt64) -> UInt64 {
+        now >= start ? now - start : 0
     }
 
     public func closeAll() {

@@ -27,12 +27,15 @@ final class EgressPipe {
         self.app = app
     }
 
-    /// Sends EgressOpen (+ optimistic data) and reports the exit's answer once.
-    func open(address: EgressAddress, port: UInt16, optimistic: [UInt8], onAck: @escaping (EgressOpenStatus) -> Void) {
+    /// Sends EgressOpen (+ optimistic data) and reports the exit's answer once. Throws, before
+    /// anything is sent, when the destination cannot be encoded (the caller answers the app).
+    func open(address: EgressAddress, port: UInt16, optimistic: [UInt8],
+              onAck: @escaping (EgressOpenStatus) -> Void) throws(WireError) {
+        let openMessage = try EgressMessage.open(EgressOpen(streamID: stream.id, transport: .tcp, address: address, port: port)).encode()
         self.onAck = onAck
         session.streamsOpened += 1
         session.activeStreams += 1
-        send(.open(EgressOpen(streamID: stream.id, transport: .tcp, address: address, port: port)))
+        if !stream.write(LengthPrefixedDecoder.frame(openMessage)) { appReadPaused = true }
         sendData(optimistic)
         stream.onData = { [self] buffer in receive(buffer) }
         stream.onEnd = { [self] end in
@@ -62,18 +65,23 @@ final class EgressPipe {
         if status != .open { finish() }
     }
 
+    /// For EgressClose, which always encodes; a message that did not would reset the stream.
     private func send(_ message: EgressMessage) {
-        if !stream.write(LengthPrefixedDecoder.frame(message.encode())) { appReadPaused = true }
+        guard let bytes = try? message.encode() else {
+            stream.reset()
+            abort()
+            return
+        }
+        if !stream.write(LengthPrefixedDecoder.frame(bytes)) { appReadPaused = true }
     }
 
+    /// Optimistic bytes, split into EgressData messages of at most `EgressMessage.maxPayload`.
     private func sendData(_ bytes: [UInt8]) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = min(EgressMessage.maxPayload, bytes.count - offset)
-            send(.data(streamID: stream.id, payload: Array(bytes[offset..<offset + n])))
-            offset += n
-        }
+        guard !bytes.isEmpty else { return }
+        var out = ByteBuffer()
+        EgressFraming.appendData(streamID: stream.id, payload: ByteBuffer(bytes: bytes), to: &out)
         session.bytesUp += bytes.count
+        if !stream.write(out) { appReadPaused = true }
     }
 
     /// App bytes → the exit. Returns whether the app may be read further now.

@@ -160,8 +160,12 @@ final class LocalProxyHandler: ChannelInboundHandler {
                     return
                 }
                 state = .connecting
-                dial(context, address: request.address, port: request.port, optimistic: leftover) { [self] status, failure in
-                    let code: SOCKS5Reply.Code = status.map(SOCKS5Reply.Code.init(status:)) ?? (failure ?? .generalFailure)
+                dial(context, address: request.address, port: request.port, optimistic: leftover) { [self] outcome in
+                    let code: SOCKS5Reply.Code
+                    switch outcome {
+                    case .answered(let status): code = SOCKS5Reply.Code(status: status)
+                    case .failed(let failure): code = failure.socksCode
+                    }
                     write(context, SOCKS5Reply(code: code).encode())
                     if code != .succeeded { context.close(promise: nil) }
                 }
@@ -188,7 +192,7 @@ final class LocalProxyHandler: ChannelInboundHandler {
                 } else {
                     bound = .ipv4([127, 0, 0, 1])
                 }
-                write(context, SOCKS5Reply(code: .succeeded, boundAddress: bound, boundPort: UInt16(address.port ?? 0)).encode())
+                write(context, SOCKS5Reply(code: .succeeded, boundAddress: bound, boundPort: UInt16(exactly: address.port ?? 0) ?? 0).encode())
                 context.read()
             case .failure:
                 write(context, SOCKS5Reply(code: .generalFailure).encode())
@@ -240,21 +244,21 @@ final class LocalProxyHandler: ChannelInboundHandler {
         let address = EgressAddress.host(request.host)
         var optimistic = leftover
         if case .forward(let head) = request.kind { optimistic = head + leftover }
-        dial(context, address: address, port: request.port, optimistic: optimistic) { [self] status, _ in
-            switch status {
-            case .open?:
+        dial(context, address: address, port: request.port, optimistic: optimistic) { [self] outcome in
+            switch outcome {
+            case .answered(.open):
                 if case .connect = request.kind { write(context, HTTPProxyResponse.connectionEstablished) }
-            case .refusedByPolicy?:
+            case .answered(.refusedByPolicy):
                 write(context, HTTPProxyResponse.badGateway("refused by the exit's policy"))
                 context.close(promise: nil)
-            case .rateLimited?:
+            case .answered(.rateLimited):
                 write(context, HTTPProxyResponse.badGateway("the exit is rate-limiting this session"))
                 context.close(promise: nil)
-            case .unreachable?:
+            case .answered(.unreachable):
                 write(context, HTTPProxyResponse.gatewayTimeout("the exit could not reach the destination"))
                 context.close(promise: nil)
-            case nil:
-                write(context, HTTPProxyResponse.badGateway("no route to an exit"))
+            case .failed(let failure):
+                write(context, failure.httpResponse)
                 context.close(promise: nil)
             }
         }
@@ -262,40 +266,93 @@ final class LocalProxyHandler: ChannelInboundHandler {
 
     // MARK: egress
 
+    /// How a dial ended: the exit answered the EgressOpen, or the client could not get that far.
+    enum DialOutcome {
+        case answered(EgressOpenStatus)
+        case failed(DialFailure)
+    }
+
+    /// Why a connection never reached the exit; each maps to a SOCKS5 reply code and an HTTP answer.
+    enum DialFailure {
+        /// The destination cannot be carried in an EgressOpen (e.g. a host name over 255 bytes).
+        case invalidDestination(String)
+        case noExit(String)
+        /// Only the exit itself could be the front and `exit_as_front` is off.
+        case exitAsFrontRequired
+        case noSession(String)
+        case streamRefused
+
+        var socksCode: SOCKS5Reply.Code {
+            switch self {
+            case .invalidDestination: return .addressTypeNotSupported
+            case .noExit, .noSession: return .networkUnreachable
+            // "connection not allowed by ruleset": the user's own privacy rule refused it.
+            case .exitAsFrontRequired: return .connectionNotAllowed
+            case .streamRefused: return .generalFailure
+            }
+        }
+
+        var httpResponse: [UInt8] {
+            switch self {
+            case .invalidDestination(let why): return HTTPProxyResponse.badRequest("invalid destination: \(why)")
+            case .noExit(let why): return HTTPProxyResponse.badGateway(why)
+            case .exitAsFrontRequired: return HTTPProxyResponse.badGateway(CircuitManagerError.exitAsFrontRequired.description)
+            case .noSession: return HTTPProxyResponse.badGateway("no route to an exit")
+            case .streamRefused: return HTTPProxyResponse.badGateway("the exit refused the egress stream")
+            }
+        }
+    }
+
     private func dial(_ context: ChannelHandlerContext, address: EgressAddress, port: UInt16, optimistic: [UInt8],
-                      reply: @escaping (EgressOpenStatus?, SOCKS5Reply.Code?) -> Void) {
+                      reply: @escaping (DialOutcome) -> Void) {
+        do {
+            try address.validate()
+        } catch {
+            logger.debug("destination cannot be sent to an exit", metadata: ["error": "\(error)"])
+            reply(.failed(.invalidDestination("\(error)")))
+            return
+        }
         let exit: AllianceMember
         do {
             exit = try manager.chooseExit(selection)
         } catch {
             logger.notice("no exit for this connection", metadata: ["error": "\(error)"])
-            reply(nil, .networkUnreachable)
+            reply(.failed(.noExit("\(error)")))
             return
         }
         let channel = context.channel
         manager.session(to: exit).assumeIsolated().whenComplete { [self] result in
             guard channel.isActive else { return }
             switch result {
+            case .failure(CircuitManagerError.exitAsFrontRequired):
+                // The user must see this one: it names the setting that would fix it.
+                logger.warning("\(CircuitManagerError.exitAsFrontRequired)", metadata: ["exit": "\(exit.label)"])
+                reply(.failed(.exitAsFrontRequired))
             case .failure(let error):
                 logger.notice("no session to the exit", metadata: ["exit": "\(exit.label)", "error": "\(error)"])
-                reply(nil, .networkUnreachable)
+                reply(.failed(.noSession("\(error)")))
             case .success(let session):
                 var pipe: EgressPipe?
                 let stream = session.mux.openStream(protocol: EgressMessage.protocolID) { accepted in
-                    if !accepted { reply(nil, .generalFailure) }
+                    if !accepted { reply(.failed(.streamRefused)) }
                 }
                 guard let stream else {
-                    reply(nil, .generalFailure)
+                    reply(.failed(.streamRefused))
                     return
                 }
                 let p = EgressPipe(stream: stream, session: session, app: channel)
                 pipe = p
-                p.open(address: address, port: port, optimistic: optimistic) { [self] status in
-                    if status == .open, let pipe {
-                        state = .relaying(pipe)
-                        channel.read()
+                do {
+                    try p.open(address: address, port: port, optimistic: optimistic) { [self] status in
+                        if status == .open, let pipe {
+                            state = .relaying(pipe)
+                            channel.read()
+                        }
+                        reply(.answered(status))
                     }
-                    reply(status, nil)
+                } catch {
+                    stream.reset()
+                    reply(.failed(.invalidDestination("\(error)")))
                 }
             }
         }

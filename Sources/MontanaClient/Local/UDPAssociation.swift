@@ -108,8 +108,13 @@ final class UDPAssociation {
                 }
             }
             stream.onEnd = { [weak self] _ in self?.flows[key] = nil }
-            stream.write(LengthPrefixedDecoder.frame(
-                EgressMessage.open(EgressOpen(streamID: stream.id, transport: .udp, address: address, port: port)).encode()))
+            guard let open = try? EgressMessage.open(EgressOpen(streamID: stream.id, transport: .udp, address: address, port: port)).encode() else {
+                // A destination the wire cannot carry: drop the flow (UDP has no error reply).
+                flows[key] = nil
+                stream.reset()
+                return
+            }
+            stream.write(LengthPrefixedDecoder.frame(open))
             stream.startReading()
         }
     }
@@ -119,8 +124,9 @@ final class UDPAssociation {
             if flow.queue.count < Self.maxQueuedPerFlow { flow.queue.append(payload) }
             return
         }
-        guard stream.isWritable else { return }  // drop: UDP
-        stream.write(LengthPrefixedDecoder.frame(EgressMessage.data(streamID: stream.id, payload: payload).encode()))
+        // Drop (UDP) when the stream is not writable or the payload cannot be one EgressData.
+        guard stream.isWritable, let data = try? EgressMessage.data(streamID: stream.id, payload: payload).encode() else { return }
+        stream.write(LengthPrefixedDecoder.frame(data))
     }
 
     private func deliver(_ payload: [UInt8], from address: EgressAddress, port: UInt16) {
@@ -135,7 +141,9 @@ final class UDPAssociation {
         closed = true
         for flow in flows.values {
             if let stream = flow.stream {
-                stream.write(LengthPrefixedDecoder.frame(EgressMessage.close(streamID: stream.id, reason: .normal).encode()))
+                if let close = try? EgressMessage.close(streamID: stream.id, reason: .normal).encode() {
+                    stream.write(LengthPrefixedDecoder.frame(close))
+                }
                 stream.closeWrite()
             }
         }

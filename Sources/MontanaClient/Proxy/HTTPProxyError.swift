@@ -1,6 +1,10 @@
 /// Why a proxy request head was refused; `response` is what to send before closing.
 public enum HTTPProxyError: Error, Equatable, Sendable, CustomStringConvertible {
     case headTooLarge
+    case requestLineTooLong
+    case tooManyHeaders
+    /// A host name over 255 bytes or an IPv6 literal over 45 characters: EgressOpen cannot carry it.
+    case hostTooLong
     case malformedRequestLine
     case unsupportedVersion
     case malformedHeader
@@ -14,6 +18,11 @@ public enum HTTPProxyError: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String {
         switch self {
         case .headTooLarge: return "request head exceeds \(HTTPProxyRequestParser.maxHeadLength) bytes"
+        case .requestLineTooLong: return "request line exceeds \(HTTPProxyRequestParser.maxRequestLineLength) bytes"
+        case .tooManyHeaders: return "more than \(HTTPProxyRequestParser.maxHeaderCount) header fields"
+        case .hostTooLong:
+            return "target host exceeds \(HTTPProxyRequestParser.maxHostLength) bytes "
+                + "(or \(HTTPProxyRequestParser.maxIPv6LiteralLength) for a bracketed IPv6 literal)"
         case .malformedRequestLine: return "malformed request line"
         case .unsupportedVersion: return "HTTP version other than 1.0 or 1.1"
         case .malformedHeader: return "malformed header line"
@@ -26,7 +35,7 @@ public enum HTTPProxyError: Error, Equatable, Sendable, CustomStringConvertible 
 
     public var response: [UInt8] {
         switch self {
-        case .headTooLarge:
+        case .headTooLarge, .tooManyHeaders:
             return HTTPProxyResponse.plainText(status: 431, reason: "Request Header Fields Too Large", body: description)
         default:
             return HTTPProxyResponse.badRequest(description)

@@ -1,10 +1,24 @@
 import Foundation
+import MontanaWire
 
 /// Reads one HTTP/1.x proxy request head (RFC 9112) from bytes arriving in any fragments:
 /// `CONNECT host:port` or an absolute `http://` URI, which it rewrites to origin form for the
 /// target. Sans-I/O: `receive` bytes, call `next()`; the body and anything after it is leftover.
 public struct HTTPProxyRequestParser: Sendable {
+    /// The whole head (request line, headers, blank line): 16 KiB holds any real client's
+    /// proxy request (curl sends about 100 bytes, browsers under 2 KiB) and bounds what an app
+    /// can make the proxy buffer before it answers 431.
     public static let maxHeadLength = 16 * 1024
+    /// The request line without its CRLF: RFC 9112 section 3 asks for at least 8000 octets;
+    /// 8 KiB is what common servers allow. Longer gets 400 as soon as it is seen.
+    public static let maxRequestLineLength = 8 * 1024
+    /// Header fields per head: Apache's default LimitRequestFields; over it gets 431.
+    public static let maxHeaderCount = 100
+    /// A target host name: EgressOpen carries it with a one-byte length (PROTOCOL.md 7.2).
+    public static let maxHostLength = EgressOpen.maxHostNameLength
+    /// A bracketed IPv6 literal: the longest text form, with an embedded IPv4 address
+    /// ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"), is 45 characters (INET6_ADDRSTRLEN - 1).
+    public static let maxIPv6LiteralLength = 45
 
     public enum Step: Equatable, Sendable {
         case needMoreBytes
@@ -14,14 +28,21 @@ public struct HTTPProxyRequestParser: Sendable {
     private var buffer: [UInt8] = []
     /// Where the search for CRLFCRLF resumes, so byte-at-a-time input stays linear.
     private var scanned = 0
+    /// Where the search for the request line's CRLF resumes; nil once it was found.
+    private var requestLineScanned: Int? = 0
 
     public init() {}
+
+    /// Bytes held and not yet parsed. Bounded by `maxHeadLength` plus one `receive` when the
+    /// caller calls `next()` after each `receive`, as the proxy does.
+    public var bufferedByteCount: Int { buffer.count }
 
     public mutating func receive<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
         buffer.append(contentsOf: bytes)
     }
 
     public mutating func next() throws(HTTPProxyError) -> Step {
+        try checkRequestLineLength()
         guard let headEnd = findHeadEnd() else {
             if buffer.count >= Self.maxHeadLength { throw .headTooLarge }
             return .needMoreBytes
@@ -31,7 +52,25 @@ public struct HTTPProxyRequestParser: Sendable {
         let leftover = Array(buffer[(headEnd + 4)...])
         buffer = []
         scanned = 0
+        requestLineScanned = 0
         return .request(try Self.parse(head: head), leftover: leftover)
+    }
+
+    /// Refuses a request line longer than `maxRequestLineLength` as soon as that many bytes
+    /// arrived without its CRLF, without waiting for the whole head.
+    private mutating func checkRequestLineLength() throws(HTTPProxyError) {
+        guard var i = requestLineScanned else { return }
+        let limit = min(buffer.count, Self.maxRequestLineLength + 2)
+        i = max(i - 1, 0)
+        while i + 1 < limit {
+            if buffer[i] == 0x0d, buffer[i + 1] == 0x0a {
+                requestLineScanned = nil
+                return
+            }
+            i += 1
+        }
+        if buffer.count >= Self.maxRequestLineLength + 2 { throw .requestLineTooLong }
+        requestLineScanned = i
     }
 
     private mutating func findHeadEnd() -> Int? {
@@ -54,6 +93,8 @@ public struct HTTPProxyRequestParser: Sendable {
 
     private static func parse(head: [UInt8]) throws(HTTPProxyError) -> HTTPProxyRequest {
         let lines = try splitLines(head)
+        guard lines[0].count <= maxRequestLineLength else { throw .requestLineTooLong }
+        guard lines.count - 1 <= maxHeaderCount else { throw .tooManyHeaders }
         let requestLine = lines[0].split(separator: 0x20, omittingEmptySubsequences: false)
         guard requestLine.count == 3, !requestLine[0].isEmpty, requestLine[0].allSatisfy(isTokenByte),
               !requestLine[1].isEmpty, requestLine[1].allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else {
@@ -168,6 +209,7 @@ public struct HTTPProxyRequestParser: Sendable {
         if bytes.first == UInt8(ascii: "[") {
             guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { throw .invalidTarget }
             let literal = bytes[1..<close]
+            guard literal.count <= maxIPv6LiteralLength else { throw .hostTooLong }
             guard literal.contains(UInt8(ascii: ":")), literal.allSatisfy(isIPv6LiteralByte) else { throw .invalidTarget }
             host = String(decoding: literal, as: UTF8.self)
             hostText = "[\(host)]"
@@ -179,7 +221,8 @@ public struct HTTPProxyRequestParser: Sendable {
         } else {
             let colon = bytes.firstIndex(of: UInt8(ascii: ":"))
             let name = bytes[..<(colon ?? bytes.count)]
-            guard !name.isEmpty, name.count <= 255, name.allSatisfy(isHostNameByte) else { throw .invalidTarget }
+            guard name.count <= maxHostLength else { throw .hostTooLong }
+            guard !name.isEmpty, name.allSatisfy(isHostNameByte) else { throw .invalidTarget }
             host = String(decoding: name, as: UTF8.self)
             hostText = host
             if let colon { portText = bytes[(colon + 1)...] }

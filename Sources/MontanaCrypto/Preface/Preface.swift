@@ -170,6 +170,8 @@ public enum PrefaceError: Error, Equatable, Sendable, CustomStringConvertible {
     case staleTimestamp
     case replay
     case replayCacheFull
+    /// The sender's network (or member) holds its whole share of the replay memory.
+    case replayShareFull
     case unknownAlliance
 
     /// A short label for metrics ("handshake failures by reason").
@@ -185,6 +187,7 @@ public enum PrefaceError: Error, Equatable, Sendable, CustomStringConvertible {
         case .staleTimestamp: return "stale_ts"
         case .replay: return "replay"
         case .replayCacheFull: return "replay_cache_full"
+        case .replayShareFull: return "replay_share_full"
         case .unknownAlliance: return "unknown_alliance"
         }
     }

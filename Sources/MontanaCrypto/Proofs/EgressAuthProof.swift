@@ -17,6 +17,8 @@ public enum EgressAuthProof {
 
     public static func build(account: IdentityKey, exit: NodeID, bindingHash: [UInt8], now: UInt64,
                              signedPass: [UInt8]? = nil) throws -> EgressAuth {
+        // The pass length travels as a u16; a longer pass cannot be carried.
+        if let signedPass, signedPass.count > EgressAuth.maxPassSize { throw EgressAuthError.malformed }
         let n = nonce(bindingHash: bindingHash)
         let proof = try account.sign(proofMessage(exitNodeID: exit, windowSlot: TimeWindow.slot(unixSeconds: now), nonce: n))
         return EgressAuth(accountPublicKey: account.publicKey, nonce: n, proof: proof, signedPass: signedPass)

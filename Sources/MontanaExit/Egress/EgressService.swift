@@ -21,14 +21,25 @@ public struct EgressLimits: Sendable {
     public var openTimeout = TimeAmount.seconds(30)
     public var idleTimeout = TimeAmount.seconds(240)
     public var connectAttemptTimeout = TimeAmount.seconds(10)
+    /// Addresses dialled per TCP open at most (`[limits] connect_attempts_per_open`): a name with
+    /// 50 addresses must not cost 50 sockets.
+    public var connectAttemptsPerOpen = 4
+    /// Descriptors kept free for listeners, the accounting store and the admin port: an open is
+    /// refused with status 3 unless this many would remain after it. 256 leaves room for a burst
+    /// of accepts and the resolver's sockets while egress is at its limit.
+    public var descriptorReserve = 256
+    /// EgressOpens per session waiting for a DNS slot beyond `[dns] max_per_session`; more are
+    /// refused with status 3. 32 covers a page load that names dozens of hosts at once.
+    public var dnsQueuedPerSession = 32
 
     public init() {}
 }
 
 /// `/montana/egress/1.0.0` on an exit (PROTOCOL.md section 7). One stream is one connection
-/// to the clearnet: EgressOpen → policy on every resolved address → happy-eyeballs connect →
-/// EgressOpenAck, then EgressData both ways with half-closes. Only sessions that proved an
-/// account in msg3 get this service at all (others are answered `na`).
+/// to the clearnet: EgressOpen → DNS (the node's stub resolver) → policy on every resolved
+/// address → happy-eyeballs connect → EgressOpenAck, then EgressData both ways with half-closes.
+/// Only sessions that proved an account in msg3 get this service at all (others are answered
+/// `na`). One service is made per session; it owns that session's `EgressSessionState`.
 public struct EgressService: StreamService {
     public let protocolName = EgressMessage.protocolID
 
@@ -36,19 +47,51 @@ public struct EgressService: StreamService {
     let policy: ExitPolicy
     let limits: EgressLimits
     let observer: any EgressObserver
+    let resolver: StubResolver
+    let budget: AccountBudget
+    let state: EgressSessionState
 
-    public init(account: AdmittedAccount, policy: ExitPolicy, limits: EgressLimits, observer: any EgressObserver) {
+    /// Takes one of the account's session slots (`budget`) for as long as the session lives:
+    /// `sessionClosed` gives it back. A session that finds the account at its cap stays up, but
+    /// every EgressOpen on it is answered with status 3 (rate limited), so the client sees a
+    /// clear refusal instead of a dead circuit.
+    public init(account: AdmittedAccount, policy: ExitPolicy, limits: EgressLimits, observer: any EgressObserver,
+                resolver: StubResolver, budget: AccountBudget, sessionClosed: EventLoopFuture<Void>) {
         self.account = account
         self.policy = policy
         self.limits = limits
         self.observer = observer
+        self.resolver = resolver
+        self.budget = budget
+        let id = account.accountID
+        let admitted = budget.openSession(id)
+        if admitted {
+            sessionClosed.whenComplete { _ in budget.closeSession(id) }
+        }
+        state = EgressSessionState(admitted: admitted)
     }
 
     public func serve(_ stream: MuxStream, session: MuxHandler) {
-        let active = (session.userInfo["egress.active"] as? Int) ?? 0
-        let connection = EgressConnection(stream: stream, session: session, service: self, overLimit: active >= limits.streamsPerSession)
-        session.userInfo["egress.active"] = active + 1
+        let connection = EgressConnection(stream: stream, session: session, service: self,
+                                          overLimit: state.activeStreams >= limits.streamsPerSession)
+        state.activeStreams += 1
         connection.start()
+    }
+}
+
+/// What one session's egress streams share, on the session's event loop: the stream count and
+/// the session's DNS slots and queue.
+final class EgressSessionState {
+    /// False when the account already had `sessions_per_account` sessions at establishment.
+    let admitted: Bool
+    var activeStreams = 0
+    /// Lookups of this session on the network (`[dns] max_per_session` at most).
+    var dnsRunning = 0
+    /// Opens waiting for a DNS slot, oldest first.
+    var dnsWaiting: [EgressConnection] = []
+
+    init(admitted: Bool) {
+        self.admitted = admitted
     }
 }
 
@@ -77,6 +120,15 @@ final class EgressConnection {
     private var counted = false
     /// For UDP egress: the one destination datagrams go to and are accepted from.
     private var udpTarget: SocketAddress?
+    /// Holds one of the account's stream slots (`AccountBudget`).
+    private var holdsAccountStream = false
+    /// Counted in the session's `activeStreams`.
+    private var countedInSession = true
+    /// Where this open is with the session's DNS slots.
+    private enum LookupSlot { case none, waiting(name: String, deadline: NIODeadline), running }
+    private var lookupSlot = LookupSlot.none
+    /// EGRESS_OPEN_TIMEOUT for the whole open (DNS wait, lookup, connect).
+    private var openTimer: Scheduled<Void>?
 
     init(stream: MuxStream, session: MuxHandler, service: EgressService, overLimit: Bool) {
         self.stream = stream
@@ -161,61 +213,136 @@ final class EgressConnection {
         }
     }
 
+    private var sessionState: EgressSessionState { service.state }
+
+    /// Whether one more socket leaves `descriptorReserve` descriptors free.
+    private func descriptorsLeft() -> Bool {
+        FileDescriptorBudget.current().hasRoom(reserve: service.limits.descriptorReserve)
+    }
+
     private func begin(_ open: EgressOpen) {
         state = .connecting(open)
+        if !sessionState.admitted {
+            refuse(.rateLimited, reason: "sessions_per_account")
+            return
+        }
         if overLimit {
             refuse(.rateLimited, reason: "streams_per_session")
             return
         }
-        guard let loop = session?.eventLoop else { return teardown() }
-        let port = Int(open.port)
-        let resolved: EventLoopFuture<(String?, [[UInt8]])>
-        switch open.address {
-        case .ipv4(let bytes), .ipv6(let bytes):
-            resolved = loop.makeSucceededFuture((nil, [bytes]))
-        case .host(let name):
-            if let literal = IPAddress(name) {
-                resolved = loop.makeSucceededFuture((nil, [literal.bytes]))
-            } else {
-                resolved = HostResolver.resolve(name, port: port, on: loop).map { (name, $0) }
-            }
+        guard service.budget.openStream(account) else {
+            refuse(.rateLimited, reason: "streams_per_account")
+            return
         }
-        let openTimer = loop.assumeIsolated().scheduleTask(in: service.limits.openTimeout) { [weak self] in
+        holdsAccountStream = true
+        guard descriptorsLeft() else {
+            refuse(.rateLimited, reason: "resource_limit")
+            return
+        }
+        guard let loop = session?.eventLoop else { return teardown() }
+        openTimer = loop.assumeIsolated().scheduleTask(in: service.limits.openTimeout) { [weak self] in
             guard let self, case .connecting = self.state else { return }
             self.refuse(.unreachable, reason: nil)
         }
-        resolved.assumeIsolated().whenComplete { [self] result in
-            guard case .connecting = state else { return }
-            switch result {
-            case .failure:
-                openTimer.cancel()
-                refuse(.unreachable, reason: nil)
-            case .success(let (host, addresses)):
-                let decision = service.policy.check(host: host, addressBytes: addresses, port: open.port)
-                if case .deny(let reason) = decision {
-                    openTimer.cancel()
-                    refuse(.refusedByPolicy, reason: reason.rawValue)
-                    return
+        switch open.address {
+        case .ipv4(let bytes), .ipv6(let bytes):
+            resolved(.success([bytes]), host: nil, open: open, loop: loop)
+        case .host(let name):
+            if let literal = IPAddress(name) {
+                resolved(.success([literal.bytes]), host: nil, open: open, loop: loop)
+                return
+            }
+            // Hosts-file and cached names never wait behind the session's lookups in flight.
+            if let known = service.resolver.answerWithoutNetwork(name) {
+                resolved(known, host: name, open: open, loop: loop)
+                return
+            }
+            let deadline = NIODeadline.now() + service.resolver.configuration.timeout
+            if sessionState.dnsRunning < service.resolver.configuration.maxPerSession {
+                lookUp(name, deadline: deadline, open: open, loop: loop)
+            } else if sessionState.dnsWaiting.count < service.limits.dnsQueuedPerSession {
+                lookupSlot = .waiting(name: name, deadline: deadline)
+                sessionState.dnsWaiting.append(self)
+                // The deadline covers the wait for a slot too.
+                loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+                    guard let self, case .waiting = self.lookupSlot, case .connecting = self.state else { return }
+                    self.refuse(.unreachable, reason: nil)
                 }
-                let targets = addresses.compactMap { try? HostResolver.socketAddress($0, port: port) }
-                if open.transport == .udp {
-                    bindUDP(targets, loop: loop, openTimer: openTimer)
-                } else {
-                    connect(targets, loop: loop, openTimer: openTimer)
-                }
+            } else {
+                openTimer?.cancel()
+                refuse(.rateLimited, reason: "dns_per_session")
             }
         }
     }
 
-    private func connect(_ targets: [SocketAddress], loop: any EventLoop, openTimer: Scheduled<Void>) {
+    /// Runs the lookup in one of the session's DNS slots. The slot is held until the resolver
+    /// answers (at its deadline at the latest), even if the stream is gone by then: opening and
+    /// resetting streams cannot multiply a session's lookups in flight.
+    private func lookUp(_ name: String, deadline: NIODeadline, open: EgressOpen, loop: any EventLoop) {
+        lookupSlot = .running
+        sessionState.dnsRunning += 1
+        service.resolver.resolve(name, deadline: deadline, on: loop).assumeIsolated().whenComplete { [self] result in
+            lookupSlot = .none
+            let shared = sessionState
+            shared.dnsRunning = max(0, shared.dnsRunning - 1)
+            while shared.dnsRunning < service.resolver.configuration.maxPerSession, !shared.dnsWaiting.isEmpty {
+                shared.dnsWaiting.removeFirst().slotFreed()
+            }
+            resolved(result, host: name, open: open, loop: loop)
+        }
+    }
+
+    /// Called by the session's queue when a DNS slot is free for this waiting open.
+    private func slotFreed() {
+        guard case .waiting(let name, let deadline) = lookupSlot, case .connecting(let open) = state, let loop = session?.eventLoop else {
+            lookupSlot = .none
+            return
+        }
+        lookUp(name, deadline: deadline, open: open, loop: loop)
+    }
+
+    private func resolved(_ result: Result<[[UInt8]], any Error>, host: String?, open: EgressOpen, loop: any EventLoop) {
+        guard case .connecting = state else { return }
+        let port = Int(open.port)
+        switch result {
+        case .failure(let error):
+            openTimer?.cancel()
+            if let dns = error as? DNSResolveError, dns == .busy {
+                refuse(.rateLimited, reason: "dns_inflight")
+            } else {
+                refuse(.unreachable, reason: nil)
+            }
+        case .success(let addresses):
+            let decision = service.policy.check(host: host, addressBytes: addresses, port: open.port)
+            if case .deny(let reason) = decision {
+                openTimer?.cancel()
+                refuse(.refusedByPolicy, reason: reason.rawValue)
+                return
+            }
+            guard descriptorsLeft() else {
+                openTimer?.cancel()
+                refuse(.rateLimited, reason: "resource_limit")
+                return
+            }
+            let targets = addresses.compactMap { try? HostResolver.socketAddress($0, port: port) }
+            if open.transport == .udp {
+                bindUDP(targets, loop: loop)
+            } else {
+                connect(targets, loop: loop)
+            }
+        }
+    }
+
+    private func connect(_ targets: [SocketAddress], loop: any EventLoop) {
         let handler = EgressTCPHandler()
         handler.connection = self
         tcpHandler = handler
         let boxed = NIOLoopBound(handler, eventLoop: loop)
-        HappyEyeballsConnector.connect(addresses: targets, on: loop, timeout: service.limits.connectAttemptTimeout) { channel in
+        HappyEyeballsConnector.connect(addresses: targets, maxAttempts: service.limits.connectAttemptsPerOpen, on: loop,
+                                       timeout: service.limits.connectAttemptTimeout) { channel in
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(boxed.value) }
         }.assumeIsolated().whenComplete { [self] result in
-            openTimer.cancel()
+            openTimer?.cancel()
             switch result {
             case .failure:
                 tcpHandler = nil
@@ -232,9 +359,9 @@ final class EgressConnection {
 
     /// UDP egress: one socket per stream, bound to an ephemeral port, talking to the first
     /// approved address only; one EgressData is one datagram (PROTOCOL.md 7.2).
-    private func bindUDP(_ targets: [SocketAddress], loop: any EventLoop, openTimer: Scheduled<Void>) {
+    private func bindUDP(_ targets: [SocketAddress], loop: any EventLoop) {
         guard let target = targets.first else {
-            openTimer.cancel()
+            openTimer?.cancel()
             refuse(.unreachable, reason: nil)
             return
         }
@@ -249,7 +376,7 @@ final class EgressConnection {
             .bind(host: wildcard, port: 0)
             .assumeIsolated()
             .whenComplete { [self] result in
-                openTimer.cancel()
+                openTimer?.cancel()
                 switch result {
                 case .failure:
                     if case .connecting = state { refuse(.unreachable, reason: nil) }
@@ -290,8 +417,12 @@ final class EgressConnection {
     private func forward(_ payload: ByteBuffer, to channel: any Channel, wireSize: Int) {
         service.observer.bytes(account: account, up: payload.readableBytes, down: 0)
         if let target = udpTarget {
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: payload), promise: nil)
-            stream.consumed(wireSize)
+            // Credit goes back only once the datagram left (or was dropped by the kernel): while the
+            // socket is not writable NIO holds the write, the credit stays out, and the client's
+            // window closes instead of the exit queueing without bound.
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: payload)).assumeIsolated().whenComplete { [weak self] _ in
+                self?.stream.consumed(wireSize)
+            }
             return
         }
         guard payload.readableBytes > 0 else {
@@ -314,7 +445,9 @@ final class EgressConnection {
     }
 
     private func sendMessage(_ message: EgressMessage) {
-        _ = stream.write(LengthPrefixedDecoder.frame(message.encode()))
+        // openAck and close always encode; `try?` because encode() throws for EgressOpen/Data.
+        guard let bytes = try? message.encode() else { return }
+        _ = stream.write(LengthPrefixedDecoder.frame(bytes))
     }
 
     /// Upstream bytes → EgressData messages. Returns whether the stream can take more.
@@ -386,6 +519,8 @@ final class EgressConnection {
     private func teardown() {
         idleTimer?.cancel()
         idleTimer = nil
+        openTimer?.cancel()
+        openTimer = nil
         if case .open(let channel) = state { channel.close(promise: nil) }
         if case .finished = state, !counted {} else if counted {
             counted = false
@@ -394,9 +529,17 @@ final class EgressConnection {
         state = .finished
         tcpHandler?.connection = nil
         tcpHandler = nil
-        if let session {
-            let active = (session.userInfo["egress.active"] as? Int) ?? 1
-            session.userInfo["egress.active"] = max(0, active - 1)
+        if holdsAccountStream {
+            holdsAccountStream = false
+            service.budget.closeStream(account)
+        }
+        if countedInSession {
+            countedInSession = false
+            sessionState.activeStreams = max(0, sessionState.activeStreams - 1)
+        }
+        if case .waiting = lookupSlot {
+            lookupSlot = .none
+            sessionState.dnsWaiting.removeAll { $0 === self }
         }
         self.session = nil
     }

@@ -3,13 +3,15 @@ import NIOPosix
 
 /// Connects to the first reachable of several checked addresses, starting the next attempt
 /// 250 ms after the previous one (RFC 8305 style), IPv6 and IPv4 interleaved. Only the given
-/// addresses are ever dialled: they are the ones the exit policy approved.
+/// addresses are ever dialled: they are the ones the exit policy approved. At most `maxAttempts`
+/// of them (the first ones after interleaving) are dialled, so one open costs a bounded number
+/// of sockets however many addresses a name has.
 public enum HappyEyeballsConnector {
     static let stagger = TimeAmount.milliseconds(250)
 
-    public static func connect(addresses: [SocketAddress], on loop: any EventLoop, timeout: TimeAmount,
+    public static func connect(addresses: [SocketAddress], maxAttempts: Int, on loop: any EventLoop, timeout: TimeAmount,
                                initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<any Channel> {
-        let ordered = interleave(addresses)
+        let ordered = Array(interleave(addresses).prefix(max(1, maxAttempts)))
         guard !ordered.isEmpty else { return loop.makeFailedFuture(ChannelError.connectTimeout(timeout)) }
         let promise = loop.makePromise(of: (any Channel).self)
         let state = NIOLoopBoundBox(AttemptState(), eventLoop: loop)

@@ -1,18 +1,13 @@
 import NIOCore
-import NIOPosix
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Resolves a host name to *all* its addresses (the exit policy checks every one), off the
-/// event loop: getaddrinfo blocks, so it runs on NIO's thread pool.
+/// Address helpers. Egress names are resolved by `StubResolver` (non-blocking UDP DNS with
+/// deadlines and limits), never by getaddrinfo on a shared thread pool. `resolveBlocking` is
+/// only for the node's own configured names (e.g. its public host for the self-address denial),
+/// on a thread of the caller's choosing, never for user input.
 public enum HostResolver {
-    public static func resolve(_ host: String, port: Int, on loop: any EventLoop) -> EventLoopFuture<[[UInt8]]> {
-        NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
-            try resolveBlocking(host)
-        }
-    }
-
     public static func resolveBlocking(_ host: String) throws -> [[UInt8]] {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC

@@ -9,7 +9,7 @@ public enum ExitPolicyDecision: Equatable, Sendable {
 /// Why a request was refused. Raw values are metric label values: refusals are counted, never
 /// logged per user (PROTOCOL.md 7.3).
 public enum ExitPolicyDenyReason: String, Sendable, CaseIterable {
-    /// An address (or the IPv4 address inside it) is in a built-in denied range.
+    /// An address (or an IPv4 address inside it) is in a built-in denied range.
     case builtinRange = "builtin_range"
     /// The port is built-in denied (SMTP).
     case port = "port"
@@ -19,4 +19,7 @@ public enum ExitPolicyDenyReason: String, Sendable, CaseIterable {
     case defaultDeny = "default_deny"
     /// The name resolved to nothing, so there is nothing that could be checked.
     case noAddress = "no_address"
+    /// The destination is the exit itself: an interface or public address, its admin listener,
+    /// or a member's transit endpoint (`SelfAddresses`).
+    case selfAddress = "self"
 }

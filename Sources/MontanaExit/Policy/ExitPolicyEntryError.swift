@@ -9,6 +9,8 @@ public enum ExitPolicyEntryError: Error, Equatable, Sendable, CustomStringConver
     case invalidPort(String)
     case reversedPortRange
     case invalidHostSuffix
+    /// A host name in `allow_private`: names cannot re-open private ranges (DNS rebinding).
+    case hostSuffixCannotReopen
 
     public var description: String {
         switch self {
@@ -20,6 +22,8 @@ public enum ExitPolicyEntryError: Error, Equatable, Sendable, CustomStringConver
         case .hostBitsSet(let suggestion): return "address has bits set beyond the prefix (did you mean \(suggestion)?)"
         case .invalidPort(let text): return "port \"\(text)\" is not a number from 1 to 65535"
         case .reversedPortRange: return "port range runs backwards (write low-high)"
+        case .hostSuffixCannotReopen:
+            return "allow_private takes address ranges and ports only: a host name could resolve to any private address (DNS rebinding)"
         case .invalidHostSuffix: return "not a CIDR, port, port range or host name (letters, digits, '-', '_' and dots)"
         }
     }

@@ -57,6 +57,49 @@ public enum IPAddress: Hashable, Sendable {
         return .v4(UInt32(truncatingIfNeeded: low))
     }
 
+    /// Every IPv4 address a connection to this IPv6 address may reach, so policy judges those too:
+    /// - IPv4-mapped `::ffff:0:0/96` and NAT64 `64:ff9b::/96` (as `embeddedIPv4`);
+    /// - SIIT IPv4-translated `::ffff:0:0:0/96` (RFC 2765): the last 32 bits;
+    /// - 6to4 `2002::/16` (RFC 3056): the relay's IPv4 destination, in bytes 2...5;
+    /// - Teredo `2001::/32` (RFC 4380): the client's IPv4 address (the last 32 bits XOR
+    ///   0xffffffff), which relays send to, and the Teredo server's IPv4 address (bytes 4...7).
+    /// 6to4 and Teredo are not denied outright: they are judged by these embedded addresses, so
+    /// one embedding a built-in denied IPv4 address (`2002:7f00:1::`, a Teredo address whose
+    /// client is 10.0.0.1) is denied and one embedding only public addresses is not.
+    /// Empty for IPv4 and for every other IPv6 address.
+    public var embeddedIPv4Addresses: [IPAddress] {
+        guard case .v6(let high, let low) = self else { return [] }
+        if let mappedOrNAT64 = embeddedIPv4 { return [mappedOrNAT64] }
+        if high == 0, low >> 32 == 0xffff_0000 {
+            return [.v4(UInt32(truncatingIfNeeded: low))]
+        }
+        if high >> 48 == 0x2002 {
+            return [.v4(UInt32(truncatingIfNeeded: high >> 16))]
+        }
+        if high >> 32 == 0x2001_0000 {
+            let server = IPAddress.v4(UInt32(truncatingIfNeeded: high))
+            let client = IPAddress.v4(UInt32(truncatingIfNeeded: low) ^ 0xffff_ffff)
+            return [client, server]
+        }
+        return []
+    }
+
+    /// 0.0.0.0 or `::`: as a destination the kernel connects to this machine itself.
+    public var isUnspecified: Bool {
+        switch self {
+        case .v4(let v): return v == 0
+        case .v6(let high, let low): return high == 0 && low == 0
+        }
+    }
+
+    /// 127.0.0.0/8 or `::1`.
+    public var isLoopback: Bool {
+        switch self {
+        case .v4(let v): return v >> 24 == 127
+        case .v6(let high, let low): return high == 0 && low == 1
+        }
+    }
+
     private static func parseIPv4(_ text: ArraySlice<UInt8>) -> UInt32? {
         let parts = text.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         guard parts.count == 4 else { return nil }

@@ -18,6 +18,9 @@ extension ClientConfiguration {
         # username = ""                           # local proxy authentication (RFC 1929 / Basic)
         # password = ""                           # needed when a listener is not on loopback
         # alliance = ""                           # 16-byte hex alliance UUID sent in prefaces
+        # exit_as_front = false                   # true lets an exit be its own front when no other front
+        #                                         # is reachable: that exit then sees your address
+        # source = "127.0.1.1"                    # local address to connect to fronts from (default: the OS picks)
 
         # Alliance members this client may use as fronts and exits:
 

@@ -17,6 +17,10 @@ public struct ClientConfiguration: Sendable {
     /// Local proxy authentication (RFC 1929 / Basic); nil means none.
     public var credentials: ProxyCredentials?
     public var alliance: [UInt8]?
+    /// `exit_as_front`: an exit may be its own front (then it sees the client's address). Default false.
+    public var exitAsFront: Bool
+    /// `source`: the local address carrier connections are sent from; nil lets the OS choose.
+    public var source: ClientSourceAddress?
     public var members: [PeerConfiguration]
     public var logLevel: Logger.Level
     public var warnings: [String]
@@ -24,7 +28,13 @@ public struct ClientConfiguration: Sendable {
     public static let defaultSOCKS = HostPort(host: "127.0.0.1", port: 1080)
 
     static let sections = ["client", "members", "log"]
-    static let clientKeys = ["account_key", "socks", "http", "mixed", "country", "username", "password", "alliance"]
+    static let clientKeys = ["account_key", "socks", "http", "mixed", "country", "username", "password", "alliance",
+                             "exit_as_front", "source"]
+
+    /// How the local proxy builds circuits, from `exit_as_front` and `source`.
+    public var circuitOptions: CircuitOptions {
+        CircuitOptions(exitAsFront: exitAsFront, sourceAddress: source?.address)
+    }
 
     public static func load(path: String) throws(ConfigurationError) -> ClientConfiguration {
         try resolve(ConfigSection.load(path: path))
@@ -68,13 +78,20 @@ public struct ClientConfiguration: Sendable {
             }
         }
 
+        let exitAsFront = try client.bool("exit_as_front") ?? false
+        var source: ClientSourceAddress?
+        if let text = try client.string("source"), !text.isEmpty {
+            do { source = try ClientSourceAddress(parsing: text) } catch { throw client.invalid("source", error.description) }
+        }
+
         let members = try PeerConfiguration.parseList(root, name: "members", ownID: nil)
         if members.isEmpty {
             warnings.append("\(root.file): no [[members]]: the client has no front or exit to connect to")
         }
         return ClientConfiguration(file: root.file, accountKeyPath: accountPath, account: account, socks: socks, http: http,
                                    mixed: mixed, defaultExit: try defaultExit(client), credentials: credentials,
-                                   alliance: try SharedSettings.alliance(client), members: members,
+                                   alliance: try SharedSettings.alliance(client), exitAsFront: exitAsFront, source: source,
+                                   members: members,
                                    logLevel: try SharedSettings.logLevel(root), warnings: warnings)
     }
 

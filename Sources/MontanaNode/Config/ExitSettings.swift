@@ -12,7 +12,7 @@ public struct ExitSettings: Sendable {
         self.policy = policy
     }
 
-    static let keys = ["admission", "allow_accounts", "pass_issuers", "policy", "allow", "deny"]
+    static let keys = ["admission", "allow_accounts", "pass_issuers", "policy", "allow", "deny", "allow_private"]
 
     static func parse(_ s: ConfigSection?, warnings: inout [String]) throws(ConfigurationError) -> ExitSettings {
         guard let s else { return ExitSettings() }
@@ -37,25 +37,29 @@ public struct ExitSettings: Sendable {
         }
         let allow = try s.strings("allow") ?? []
         let deny = try s.strings("deny") ?? []
+        // Networks and ports that re-open built-in denials and the exit's own addresses; a broad
+        // `allow` never does.
+        let allowPrivate = try s.strings("allow_private") ?? []
         let mode = try s.string("policy") ?? "default-allow"
         do {
-            let policy = try ExitPolicyConfiguration.parse(allow: allow, deny: deny, mode: mode, section: s.path)
+            let policy = try ExitPolicyConfiguration.parse(allow: allow, deny: deny, allowPrivate: allowPrivate,
+                                                           mode: mode, section: s.path)
             return ExitSettings(admission: admission, policy: policy)
         } catch {
-            throw policyError(error, s: s, allow: allow, deny: deny)
+            throw policyError(error, s: s, lists: ["allow": allow, "deny": deny, "allow_private": allowPrivate])
         }
     }
 
     /// Re-points an exit policy error from the list (`exit.allow`) to the entry (`exit.allow[2]`).
     private static func policyError(_ error: ExitPolicyConfigurationError, s: ConfigSection,
-                                    allow: [String], deny: [String]) -> ConfigurationError {
+                                    lists: [String: [String]]) -> ConfigurationError {
         switch error {
         case .invalidMode(_, let value):
             return s.invalid("policy", "\"\(value)\" is not one of default-allow, default-deny")
         case .invalidEntry(let field, let entry, let problem):
-            let list = field.hasSuffix(".deny") ? "deny" : "allow"
+            let list = field.split(separator: ".").last.map(String.init) ?? "allow"
             // parse stops at the first bad entry, so the first equal string is the one.
-            let index = (list == "deny" ? deny : allow).firstIndex(of: entry) ?? 0
+            let index = lists[list]?.firstIndex(of: entry) ?? 0
             return .invalidValue(file: s.file, key: "\(s.key(list))[\(index)]", problem: "\"\(entry)\": \(problem)")
         }
     }

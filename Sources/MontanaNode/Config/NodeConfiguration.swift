@@ -1,5 +1,6 @@
 import Logging
 import MontanaCrypto
+import MontanaTransport
 import MontanaWire
 
 /// A member node's configuration (`node.toml`), validated and resolved: keys loaded, addresses
@@ -21,8 +22,12 @@ public struct NodeConfiguration: Sendable {
     public var alliance: [UInt8]?
     public var listen: NodeListen
     public var limits: NodeLimits
+    /// `[admission]`, with the circuit and handshake numbers of `[limits]` folded in.
+    public var admission = AdmissionLimits()
     /// Present exactly when `roles` contains `.exit`.
     public var exit: ExitSettings?
+    /// The exit's stub resolver (`[dns]`); defaults when the section is absent.
+    public var dns = DNSSettings()
     public var peers: [PeerConfiguration]
     public var logLevel: Logger.Level
     /// SQLite file for the exit's per-account totals (`node.state`, default `state.sqlite` beside
@@ -35,7 +40,7 @@ public struct NodeConfiguration: Sendable {
 
     public static let operatorLabelMaxBytes = 64
 
-    static let sections = ["node", "listen", "limits", "exit", "peers", "log"]
+    static let sections = ["node", "listen", "limits", "exit", "peers", "log", "dns", "admission"]
     static let nodeKeys = ["identity_key", "kem_key", "roles", "country", "capacity", "operator", "alliance", "state"]
 
     /// Reads `path`; relative key paths resolve against its directory.
@@ -73,6 +78,7 @@ public struct NodeConfiguration: Sendable {
 
         let listen = try NodeListen.parse(root.section("listen"), warnings: &warnings)
         let limits = try NodeLimits.parse(root.section("limits"))
+        let admission = try AdmissionSettings.parse(root.section("admission"), limits: limits)
         let exitSection = try root.section("exit")
         // Validate the section either way so a typo is caught before the role is switched on.
         var exit: ExitSettings? = try ExitSettings.parse(exitSection, warnings: &warnings)
@@ -83,12 +89,16 @@ public struct NodeConfiguration: Sendable {
             exit = nil
         }
         let peers = try PeerConfiguration.parseList(root, name: "peers", ownID: identity.nodeID)
+        let dns = try DNSSettings.parse(root.section("dns"))
         let logLevel = try SharedSettings.logLevel(root)
 
-        return NodeConfiguration(file: root.file, identityKeyPath: identityPath, kemKeyPath: kemPath, identity: identity, kem: kem,
+        var configuration = NodeConfiguration(file: root.file, identityKeyPath: identityPath, kemKeyPath: kemPath, identity: identity, kem: kem,
                                  roles: roles, country: country, capacity: capacity, operatorLabel: operatorLabel,
                                  alliance: alliance, listen: listen, limits: limits, exit: exit, peers: peers,
                                  logLevel: logLevel, statePath: statePath, warnings: warnings)
+        configuration.dns = dns
+        configuration.admission = admission
+        return configuration
     }
 
     private static func capacityClass(_ node: ConfigSection) throws(ConfigurationError) -> EgressDirectoryEntry.CapacityClass {

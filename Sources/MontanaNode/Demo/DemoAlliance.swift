@@ -31,8 +31,18 @@ public final class DemoAlliance: @unchecked Sendable {
         public var strictPolicy = false
         /// Exits admit only the demo client's account.
         public var allowListAdmission = false
+        /// `[dns] servers` for the exits (nil: the system's resolv.conf).
+        public var dnsServers: [HostPort]?
+        /// `[dns] timeout_ms` for the exits (nil: the default).
+        public var dnsTimeoutMilliseconds: Int?
+        /// Where the demo's client connects to fronts from: 127.0.1.1 by default, another /24
+        /// than 127.0.0.x, so traffic from 127.0.0.x (a flood, a probe) is told apart from the
+        /// user's. nil lets the OS choose.
+        public var clientSource: ClientSourceAddress? = DemoAlliance.defaultClientSource
         public init() {}
     }
+
+    public static let defaultClientSource = try? ClientSourceAddress(parsing: "127.0.1.1")
 
     public static let cities = [
         City(name: "berlin", country: "DE", roles: [.front, .exit]),
@@ -59,6 +69,9 @@ public final class DemoAlliance: @unchecked Sendable {
     private var site: DemoSite?
     private let siteGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private var account: IdentityKey?
+    /// The source the client really uses (the default falls back to the OS's choice where
+    /// 127.0.1.1 cannot be bound).
+    private var clientSource: ClientSourceAddress?
 
     public init(options: Options, logger: Logger) throws {
         self.options = options
@@ -107,7 +120,9 @@ public final class DemoAlliance: @unchecked Sendable {
         }
         for (city, identity, kem, transit, admin) in prepared {
             let peers = prepared.filter { $0.0.name != city.name }
-            let config = nodeConfig(city: city, transit: transit, admin: admin, peers: peers.map { ($0.0, $0.1, $0.2, $0.3) }, account: account)
+            let otherAdmins = prepared.filter { $0.0.name != city.name }.map { $0.4 }
+            let config = nodeConfig(city: city, transit: transit, admin: admin, otherAdmins: otherAdmins,
+                                    peers: peers.map { ($0.0, $0.1, $0.2, $0.3) }, account: account)
             let configPath = path("\(city.name)/node.toml")
             try config.write(toFile: configPath, atomically: true, encoding: .utf8)
             let logPath = path("\(city.name)/node.log")
@@ -119,6 +134,10 @@ public final class DemoAlliance: @unchecked Sendable {
             process.standardOutput = log
             process.standardError = log
             process.standardInput = FileHandle.nullDevice
+            // The city stops by itself if the demo dies without stopping it (ParentWatch).
+            var environment = ProcessInfo.processInfo.environment
+            environment["MONTANA_EXIT_WITH_PARENT"] = "1"
+            process.environment = environment
             try process.run()
             running.append(RunningCity(city: city, identity: identity, kem: kem, transit: transit, admin: admin, process: process,
                                        config: configPath, log: logPath))
@@ -131,7 +150,15 @@ public final class DemoAlliance: @unchecked Sendable {
             AllianceMember(nodeID: c.identity.nodeID, kemPublicKey: c.kem.publicKey, host: "127.0.0.1", port: c.transit,
                            country: c.city.roles.contains(.exit) ? c.city.country : nil, roles: c.city.roles, name: c.city.name)
         }
-        let proxy = LocalProxyServer(account: account, members: members, defaultSelection: .automatic, alliance: nil, auth: nil, logger: logger)
+        var source = options.clientSource
+        if let chosen = source, let problem = chosen.bindProblem() {
+            guard chosen == Self.defaultClientSource else { throw DemoError.sourceUnusable("--client-source \(chosen): \(problem)") }
+            logger.notice("the demo client connects from the OS's choice of address", metadata: ["reason": "\(problem)"])
+            source = nil
+        }
+        clientSource = source
+        let proxy = LocalProxyServer(account: account, members: members, defaultSelection: .automatic, alliance: nil, auth: nil,
+                                     options: CircuitOptions(sourceAddress: source?.address), logger: logger)
         do {
             try await proxy.start([.init(kind: .socks5, host: options.socks.host, port: options.socks.port),
                                    .init(kind: .http, host: options.http.host, port: options.http.port)])
@@ -143,7 +170,8 @@ public final class DemoAlliance: @unchecked Sendable {
 
     private func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
 
-    private func nodeConfig(city: City, transit: Int, admin: Int, peers: [(City, IdentityKey, KEMKey, Int)], account: IdentityKey) -> String {
+    private func nodeConfig(city: City, transit: Int, admin: Int, otherAdmins: [Int], peers: [(City, IdentityKey, KEMKey, Int)],
+                            account: IdentityKey) -> String {
         var text = """
         # Generated by `montana demo` for the city \(city.name).
         [node]
@@ -161,6 +189,13 @@ public final class DemoAlliance: @unchecked Sendable {
         level = "info"
 
         """
+        if city.roles.contains(.exit), options.dnsServers != nil || options.dnsTimeoutMilliseconds != nil {
+            text += "\n[dns]\n"
+            if let servers = options.dnsServers {
+                text += "servers = [\(servers.map { "\"\($0)\"" }.joined(separator: ", "))]\n"
+            }
+            if let timeout = options.dnsTimeoutMilliseconds { text += "timeout_ms = \(timeout)\n" }
+        }
         if city.roles.contains(.exit) {
             let admission = options.allowListAdmission ? "allow-list" : "any-account"
             let accounts = options.allowListAdmission ? "\"\(Hex.encode(account.accountID))\"" : ""
@@ -171,9 +206,13 @@ public final class DemoAlliance: @unchecked Sendable {
             admission = "\(admission)"
             allow_accounts = [\(accounts)]
             policy = "default-allow"
-            # The demo lets its exits reach loopback so the local web site works.
-            allow = [\(allow)]
-            deny = []
+            # The demo lets its exits reach loopback so the local web site works (only
+            # allow_private re-opens built-in denials; this exit's admin port and every member's
+            # transit port stay denied). The other cities' admin ports share this machine's
+            # loopback here, which real members never do, so they are denied by port.
+            allow = []
+            allow_private = [\(allow)]
+            deny = [\(otherAdmins.map { "\"\($0)\"" }.joined(separator: ", "))]
 
             """
         }
@@ -229,6 +268,7 @@ public final class DemoAlliance: @unchecked Sendable {
         }
         lines.append("")
         lines.append("Proxy:  SOCKS5 127.0.0.1:\(socksPort)   HTTP 127.0.0.1:\(httpPort)   (exit per connection via the proxy username)")
+        lines.append("Client: connects to fronts from \(clientSource?.text ?? "the OS's choice of address")")
         lines.append("Site:   \(site)/   (also /bytes/N and /whoami)")
         if options.strictPolicy {
             lines.append("Exit policy: default (loopback destinations are refused, as on a real exit).")
@@ -275,7 +315,8 @@ public final class DemoAlliance: @unchecked Sendable {
             "directory": directory,
             "cities": cities,
             "client": ["socks": ["host": "127.0.0.1", "port": socksPort], "http": ["host": "127.0.0.1", "port": httpPort],
-                       "account_id": Hex.encode(account?.accountID ?? []), "account_key": path("client-account.key")],
+                       "account_id": Hex.encode(account?.accountID ?? []), "account_key": path("client-account.key"),
+                       "source": clientSource.map { $0.text as Any } ?? NSNull()],
             "site": ["url": "http://127.0.0.1:\(sitePort)/", "port": sitePort],
         ]
         return try JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
@@ -305,9 +346,11 @@ public enum DemoError: Error, CustomStringConvertible {
     case noFreePort
     case cityFailed(String, String)
     case portInUse(String)
+    case sourceUnusable(String)
 
     public var description: String {
         switch self {
+        case .sourceUnusable(let why): return why
         case .noFreePort: return "could not find a free loopback port"
         case .cityFailed(let name, let log): return "city \(name) failed to start:\n\(log)"
         case .portInUse(let what): return "cannot listen on \(what)"

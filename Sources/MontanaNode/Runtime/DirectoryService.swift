@@ -21,12 +21,18 @@ final class DirectoryRecords: Sendable {
         self.makeRecord = makeRecord
     }
 
-    func current() -> [[UInt8]] {
-        let now = WallClock.now()
-        if let cached = cache.withLockedValue({ $0 }), now - cached.signedAt < Self.resignInterval { return [cached.bytes] }
+    /// The records to serve at `now`. A cached record is reused while it is younger than
+    /// `resignInterval`; if the wall clock stepped back past its signing time it is re-signed
+    /// (never a negative age, which would trap on `UInt64`).
+    func current(now: UInt64 = WallClock.now()) -> [[UInt8]] {
+        if let cached = cache.withLockedValue({ $0 }), Self.isFresh(signedAt: cached.signedAt, now: now) { return [cached.bytes] }
         guard let record = try? makeRecord(now), let signed = try? RecordSigner.sign(record, with: identity).encode() else { return [] }
         cache.withLockedValue { $0 = (now, signed) }
         return [signed]
+    }
+
+    static func isFresh(signedAt: UInt64, now: UInt64) -> Bool {
+        now >= signedAt && now - signedAt < resignInterval
     }
 }
 

@@ -17,7 +17,9 @@ public final class Node: Sendable {
     let logger: Logger
     let observer: NodeObserver
     let exit: ExitRuntime?
-    let limiter: CircuitLimiter
+    /// Keeps the exit policy's view of this node's own addresses current (exit role only).
+    let selfAddresses: SelfAddressMonitor?
+    let admission: SourceAdmission
     let records: DirectoryRecords
     private let state = RunningNodeState()
 
@@ -26,17 +28,27 @@ public final class Node: Sendable {
         self.logger = logger
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         observer = NodeObserver(metrics: metrics)
-        limiter = CircuitLimiter(perSource: configuration.limits.circuitsPerSource, total: configuration.limits.circuitsTotal,
-                                 exempt: Set(configuration.peers.compactMap { IPAddress($0.endpoint.host)?.description }))
+        // Members (configured peers, by address) relay many users' circuits: exempt from the
+        // per-prefix budgets, each with its own shares.
+        admission = SourceAdmission(limits: configuration.admission,
+                                    members: AdmissionSettings.memberAddresses(configuration.peers))
         if configuration.roles.contains(.exit) {
             let settings = configuration.exit ?? ExitSettings()
             var limits = EgressLimits()
             limits.streamsPerSession = configuration.limits.streamsPerSession
             limits.openTimeout = .seconds(Int64(configuration.limits.egressOpenTimeoutSeconds))
             limits.idleTimeout = .seconds(Int64(configuration.limits.egressIdleTimeoutSeconds))
+            limits.connectAttemptsPerOpen = configuration.limits.connectAttemptsPerOpen
+            let resolver = StubResolver(configuration: configuration.dns.resolverConfiguration())
+            let budget = AccountBudget(sessionsPerAccount: configuration.limits.sessionsPerAccount,
+                                       streamsPerAccount: configuration.limits.streamsPerAccount)
+            let monitor = SelfAddressMonitor(addresses: SelfAddresses())
+            selfAddresses = monitor
             exit = ExitRuntime(node: configuration.nodeID, admission: settings.admission,
-                               policy: ExitPolicy(configuration: settings.policy), limits: limits)
+                               policy: ExitPolicy(configuration: settings.policy, selfAddresses: monitor.addresses), limits: limits,
+                               resolver: resolver, budget: budget)
         } else {
+            selfAddresses = nil
             exit = nil
         }
         let config = configuration
@@ -60,6 +72,9 @@ public final class Node: Sendable {
 
     /// Starts listening. Returns the bound transit and admin ports (useful with port 0).
     public func start() async throws -> (transit: Int, admin: Int?) {
+        // Every circuit, spliced relay and egress stream holds descriptors: use all the kernel allows.
+        let descriptors = FileDescriptorBudget.raiseSoftLimitToHard()
+        logger.info("\(descriptors)", metadata: ["fd_limit": "\(descriptors.after)", "fd_hard_limit": "\(descriptors.hard)"])
         if exit != nil {
             do {
                 state.set(store: try AccountingStore(path: configuration.statePath))
@@ -71,22 +86,28 @@ public final class Node: Sendable {
                 self?.flushAccounting()
             }
             state.set(flusher: flusher)
+            // The exit must not reach itself: literals now, names and interfaces every 60 s off-loop.
+            selfAddresses?.update(selfAddressSources(transitPort: configuration.listen.transit.port,
+                                                     adminPort: configuration.listen.admin?.port))
+            selfAddresses?.start()
         }
-        let gate = SharedPrefaceGate(key: configuration.kem, alliance: configuration.alliance)
+        let gate = SharedPrefaceGate(key: configuration.kem, capacity: configuration.admission.replayCapacity,
+                                     alliance: configuration.alliance)
         let exit = self.exit
         let records = self.records
         let observer = self.observer
-        let router = NodeRouter(identity: configuration.identity, roles: configuration.roles, members: members,
-                                handshakes: HandshakeRateLimiter(perSecond: configuration.limits.handshakesPerSecond),
+        var router = NodeRouter(identity: configuration.identity, roles: configuration.roles, members: members,
                                 exit: exit, services: { admission, channel in
                                     var list: [any StreamService] = [PingService(), IPEchoService(remote: { [weak channel] in channel?.remoteAddress }),
                                                                       DirectoryService(records: records)]
                                     if let exit, let account = admission.account {
-                                        list.append(EgressService(account: account, policy: exit.policy, limits: exit.limits, observer: observer))
+                                        list.append(exit.egressService(account: account, channel: channel, observer: observer))
                                     }
                                     return list
                                 }, observer: observer, logger: logger)
-        let limiter = self.limiter
+        router.windowBudget = SharedBudget(capacity: UInt64(configuration.limits.windowBudgetMiB) * 1_048_576)
+        let routerForAccepts = router
+        let admission = self.admission
         let alliance = configuration.alliance
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -95,15 +116,11 @@ public final class Node: Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                let source = channel.remoteAddress?.ipAddress.map { IPAddress($0)?.description ?? $0 } ?? "?"
-                guard limiter.acquire(source: source) else {
-                    observer.metrics.prefaceRejections(reason: "circuit_limit").increment()
-                    return channel.close()
-                }
-                channel.closeFuture.whenComplete { _ in limiter.release(source: source) }
-                return channel.eventLoop.makeCompletedFuture {
+                // Admission (circuit caps, preface and handshake budgets per source prefix) is the
+                // accept handler's: over a cap a connection is discarded silently, never closed here.
+                channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        PrefaceAcceptHandler(gate: gate, router: router, observer: observer, alliance: alliance))
+                        PrefaceAcceptHandler(gate: gate, admission: admission, router: routerForAccepts, observer: observer, alliance: alliance))
                 }
             }
             .bind(host: configuration.listen.transit.host, port: configuration.listen.transit.port)
@@ -116,6 +133,7 @@ public final class Node: Sendable {
             state.set(admin: server)
         }
         let transitPort = server.localAddress?.port ?? configuration.listen.transit.port
+        selfAddresses?.update(selfAddressSources(transitPort: transitPort, adminPort: adminPort))
         logger.info("node started", metadata: [
             "node_id": "\(configuration.nodeID.hex)",
             "roles": "\(describe(configuration.roles))",
@@ -133,7 +151,8 @@ public final class Node: Sendable {
             "node_id": configuration.nodeID.hex,
             "roles": describe(configuration.roles),
             "country": configuration.country ?? "",
-            "circuits_active": limiter.active,
+            "circuits_active": admission.activeCircuits,
+            "discarders_active": admission.activeDiscarders,
             "peers": configuration.peers.count,
         ]
         if let store = state.store, let stored = try? store.summary() {
@@ -151,6 +170,12 @@ public final class Node: Sendable {
         let deltas = observer.takeDeltas()
         do {
             try store.add(deltas)
+            // Keep the table bounded: idle accounts and rows beyond the cap fold into the rollup.
+            let folded = try store.prune(idleDays: configuration.limits.accountingIdleDays,
+                                         maxRows: configuration.limits.accountingMaxRows)
+            if folded.total > 0 {
+                logger.info("folded accounting rows into the rollup", metadata: ["idle": "\(folded.idle)", "over_cap": "\(folded.overCap)"])
+            }
         } catch {
             logger.error("cannot write accounting totals", metadata: ["file": "\(store.path)", "error": "\(error)"])
         }
@@ -161,9 +186,25 @@ public final class Node: Sendable {
         if let server = state.server { try? await server.close() }
         if let admin = state.admin { try? await admin.stop() }
         state.flusher?.cancel()
+        selfAddresses?.stop()
         flushAccounting()
         try? await group.shutdownGracefully()
         logger.info("node stopped")
+    }
+}
+
+extension Node {
+    /// What the exit denies as itself: public_host and a specific transit host on every port;
+    /// the admin and transit listeners and every member's transit endpoint on their ports.
+    func selfAddressSources(transitPort: Int, adminPort: Int?) -> SelfAddressSources {
+        let listen = configuration.listen
+        var sources = SelfAddressSources()
+        sources.hosts = [listen.publicHost, listen.transit.isWildcard ? nil : listen.transit.host].compactMap { $0 }
+        sources.endpoints.append(.init(host: listen.transit.host, port: transitPort))
+        if let publicHost = listen.publicHost { sources.endpoints.append(.init(host: publicHost, port: transitPort)) }
+        if let admin = listen.admin, let adminPort { sources.endpoints.append(.init(host: admin.host, port: adminPort)) }
+        sources.endpoints += configuration.peers.map { .init(host: $0.endpoint.host, port: $0.endpoint.port) }
+        return sources
     }
 }
 

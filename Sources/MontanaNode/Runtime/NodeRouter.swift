@@ -7,16 +7,21 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// Decides what a node does with each accepted preface: terminate (a control session or an
-/// exit session), relay to a known member (fronts only), or refuse with a status.
+/// exit session), relay to a known member (fronts only), or refuse with a status. Budgets (preface
+/// rates, handshake shares, circuits) are `SourceAdmission`'s, applied by the accept handler
+/// around this decision.
 struct NodeRouter: CircuitRouter {
     let identity: IdentityKey
     let roles: NodeRoles
     let members: [NodeID: AllianceMember]
-    let handshakes: HandshakeRateLimiter
     let exit: ExitRuntime?
     let services: @Sendable (SessionAdmission, any Channel) -> [any StreamService]
     let observer: NodeObserver
     let logger: Logger
+    /// Receive-window growth of all sessions on this node comes out of this budget.
+    var windowBudget = SharedBudget()
+    /// Streams of control sessions (no egress) open at once on this node.
+    let controlStreams = SharedBudget(capacity: ControlSessionLimits.streamsPerNode)
 
     func route(_ message: Preface.Message) -> RouteDecision {
         switch message {
@@ -33,7 +38,6 @@ struct NodeRouter: CircuitRouter {
     }
 
     private func terminate() -> RouteDecision {
-        guard handshakes.tryAcquire() else { return .refuse(.resourceLimitExceeded) }
         let exit = self.exit
         let features = TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0)))])
         let role = SessionRole.responder(identity: identity, payload: features) { peer, bindingHash in
@@ -53,13 +57,21 @@ struct NodeRouter: CircuitRouter {
         }
         let services = self.services
         let observer = self.observer
+        let windowBudget = self.windowBudget
+        let controlStreams = self.controlStreams
         return .terminate(role) { channel in
-            let mux = MuxHandler(role: .server)
+            let mux = MuxHandler(role: .server, windowBudget: windowBudget)
             mux.onEstablished = { event in
                 guard let event else { return }
                 observer.metrics.sessionsActive.increment()
                 observer.metrics.sessionsTotal.increment()
-                mux.setServices(services(event.admission, channel))
+                // A session without egress only pings, echoes and reads the directory: few
+                // streams, small backlogs, and a node-wide cap on such streams.
+                if event.admission.account == nil {
+                    mux.setControlServices(services(event.admission, channel), streamBudget: controlStreams)
+                } else {
+                    mux.setServices(services(event.admission, channel))
+                }
             }
             mux.onClosed = {
                 if mux.establishedEvent != nil { observer.metrics.sessionsActive.decrement() }
@@ -73,12 +85,24 @@ struct NodeRouter: CircuitRouter {
 final class ExitRuntime: Sendable {
     let policy: ExitPolicy
     let limits: EgressLimits
+    /// The node's stub resolver (`[dns]`), shared by every session.
+    let resolver: StubResolver
+    /// Per-account session and stream caps (`[limits] sessions_per_account`, `streams_per_account`).
+    let budget: AccountBudget
     private let verifier: NIOLockedValueBox<EgressAuthVerifier>
 
-    init(node: NodeID, admission: Admission, policy: ExitPolicy, limits: EgressLimits) {
+    init(node: NodeID, admission: Admission, policy: ExitPolicy, limits: EgressLimits, resolver: StubResolver, budget: AccountBudget) {
         verifier = NIOLockedValueBox(EgressAuthVerifier(exit: node, admission: admission))
         self.policy = policy
         self.limits = limits
+        self.resolver = resolver
+        self.budget = budget
+    }
+
+    /// The egress service for one established session of `account`; `channel` is its carrier.
+    func egressService(account: AdmittedAccount, channel: any Channel, observer: any EgressObserver) -> EgressService {
+        EgressService(account: account, policy: policy, limits: limits, observer: observer, resolver: resolver, budget: budget,
+                      sessionClosed: channel.closeFuture)
     }
 
     var admissionLabel: String { verifier.withLockedValue { $0.admission.label } }

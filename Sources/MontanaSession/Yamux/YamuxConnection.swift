@@ -13,7 +13,7 @@ import NIOCore
 /// the caller stops reading its source until a `.writable` event.
 public struct YamuxConnection: Sendable {
     public let role: YamuxRole
-    public let configuration: YamuxConfiguration
+    public private(set) var configuration: YamuxConfiguration
 
     private var streams: [UInt32: YamuxStream] = [:]
     private var inboundStreamCount = 0
@@ -31,6 +31,16 @@ public struct YamuxConnection: Sendable {
     private var localGoAway = false
     private var remoteGoAway = false
 
+    /// Outbound bytes waiting for windows, all streams together (bounded by
+    /// `maxPendingOutboundBytesPerSession`).
+    private var totalPendingBytes = 0
+    /// Receive-window growth beyond the initial windows, all streams together.
+    private var windowGrowth: UInt64 = 0
+    /// A write was refused because of the session-wide bound; streams owe `.writable` events.
+    private var sessionBacklogWasFull = false
+    private var pingTokens: TokenBucket
+    private var refusedStreamTokens: TokenBucket
+
     private var outstandingPing: (opaque: UInt32, sentAt: UInt64)?
     private var nextPingOpaque: UInt32 = 1
     private var measuredRTT: UInt64?
@@ -39,6 +49,21 @@ public struct YamuxConnection: Sendable {
         self.role = role
         self.configuration = configuration
         self.nextStreamID = role.firstStreamID
+        pingTokens = TokenBucket(burst: configuration.pingBurst, perSecond: configuration.pingsPerSecond)
+        refusedStreamTokens = TokenBucket(burst: configuration.refusedStreamBurst, perSecond: configuration.refusedStreamsPerSecond)
+    }
+
+    /// Lowers (or raises) how many peer-opened streams may be open at once, e.g. once a session
+    /// turns out to be a control session that needs only a few. Streams already open stay.
+    public mutating func limitInboundStreams(to count: Int) {
+        configuration.maxInboundStreams = max(0, count)
+    }
+
+    /// Lowers the outbound backlog bounds (per stream, per session), e.g. for a control session
+    /// whose answers are small. Bytes already queued stay queued.
+    public mutating func limitPendingOutbound(perStream: Int, perSession: Int) {
+        configuration.maxPendingOutboundBytesPerStream = max(1, perStream)
+        configuration.maxPendingOutboundBytesPerSession = max(1, perSession)
     }
 
     // MARK: Observability
@@ -52,6 +77,11 @@ public struct YamuxConnection: Sendable {
     /// The latest ping round-trip time, if any.
     public var roundTripTime: UInt64? { measuredRTT }
 
+    /// Outbound bytes waiting for the peers' windows, all streams together.
+    public var pendingOutboundBytes: Int { totalPendingBytes }
+    /// Receive-window growth beyond the initial windows, all streams together.
+    public var receiveWindowGrowth: UInt64 { windowGrowth }
+
     /// Outbound bytes of `id` waiting for the peer's window (0 for an unknown stream).
     public func pendingOutboundBytes(on id: YamuxStreamID) -> Int { streams[id.rawValue]?.pendingBytes ?? 0 }
     /// Whether `write` to `id` is currently accepted.
@@ -61,6 +91,7 @@ public struct YamuxConnection: Sendable {
     public func isWritable(_ id: YamuxStreamID) -> Bool {
         guard let stream = streams[id.rawValue] else { return false }
         return !stream.closeRequested && stream.pendingBytes < configuration.maxPendingOutboundBytesPerStream
+            && totalPendingBytes < configuration.maxPendingOutboundBytesPerSession
     }
     /// The receive window of `id` (grows with auto-tuning), or nil for an unknown stream.
     public func receiveWindowSize(of id: YamuxStreamID) -> UInt32? { streams[id.rawValue]?.receiveWindowSize }
@@ -98,7 +129,8 @@ public struct YamuxConnection: Sendable {
         guard var stream = streams[id.rawValue] else { throw .unknownStream(id) }
         guard !stream.closeRequested else { throw .streamClosedForWriting(id) }
         let limit = configuration.maxPendingOutboundBytesPerStream
-        guard stream.pendingBytes < limit else {
+        guard stream.pendingBytes < limit, totalPendingBytes < configuration.maxPendingOutboundBytesPerSession else {
+            if totalPendingBytes >= configuration.maxPendingOutboundBytesPerSession { sessionBacklogWasFull = true }
             stream.owesWritableEvent = true
             streams[id.rawValue] = stream
             throw .streamNotWritable(id)
@@ -106,10 +138,12 @@ public struct YamuxConnection: Sendable {
         if data.readableBytes > 0 {
             stream.pending.append(data)
             stream.pendingBytes += data.readableBytes
+            totalPendingBytes += data.readableBytes
         }
         sendPending(&stream)
-        let writable = stream.pendingBytes < limit
+        let writable = stream.pendingBytes < limit && totalPendingBytes < configuration.maxPendingOutboundBytesPerSession
         if !writable { stream.owesWritableEvent = true }
+        if totalPendingBytes >= configuration.maxPendingOutboundBytesPerSession { sessionBacklogWasFull = true }
         store(stream)
         return writable
     }
@@ -148,8 +182,16 @@ public struct YamuxConnection: Sendable {
         let rtt = measuredRTT ?? configuration.assumedRTTNanoseconds
         let (threshold, overflow) = rtt.multipliedReportingOverflow(by: configuration.autoTuneRTTMultiple)
         if let start = stream.epochStart, now >= start, overflow || now - start < threshold {
-            window = min(window * 2, UInt64(max(configuration.maxReceiveWindowSize, stream.receiveWindowSize)))
-            stream.receiveWindowSize = UInt32(window)
+            let grown = min(window * 2, UInt64(max(configuration.maxReceiveWindowSize, stream.receiveWindowSize)))
+            // Growth comes out of the session's and the node's budgets; without room the window
+            // simply stays as it is (the stream is then window-limited, never unbounded).
+            let increase = grown - window
+            if increase > 0, windowGrowth + increase <= configuration.maxReceiveWindowGrowthPerSession,
+               configuration.sharedWindowBudget?.reserve(increase) ?? true {
+                windowGrowth += increase
+                window = grown
+                stream.receiveWindowSize = UInt32(window)
+            }
         }
         stream.epochStart = now
 
@@ -187,6 +229,10 @@ public struct YamuxConnection: Sendable {
         do throws(YamuxError) {
             while let header = try nextStep(&input, &events) {
                 try handle(header, now: now, events: &events)
+            }
+            if sessionBacklogWasFull {
+                sessionBacklogWasFull = totalPendingBytes >= configuration.maxPendingOutboundBytesPerSession
+                if !sessionBacklogWasFull { announceSessionWritable(&events) }
             }
         } catch {
             fail()
@@ -226,6 +272,7 @@ public struct YamuxConnection: Sendable {
         case .ping:
             // Stream id is meant to be 0; like the Go implementations we do not insist.
             if header.flags.contains(.syn) {
+                guard pingTokens.take(now: now) else { throw .pingFlood }
                 writeFrame(.ping, [.ack], 0, header.length)
             } else if header.flags.contains(.ack), let ping = outstandingPing, ping.opaque == header.length {
                 outstandingPing = nil
@@ -244,7 +291,7 @@ public struct YamuxConnection: Sendable {
     private mutating func handleStreamFrame(_ header: YamuxFrameHeader, now: UInt64, events: inout [YamuxEvent]) throws(YamuxError) {
         let id = header.streamID
         guard id != 0 else { throw .streamFrameOnSessionID(header.type) }
-        if header.flags.contains(.syn) { try acceptPeerStream(id, &events) }
+        if header.flags.contains(.syn) { try acceptPeerStream(id, now: now, &events) }
 
         guard var stream = streams[id] else {
             // A stream we reset, refused or already finished: skip whatever is still in flight.
@@ -275,12 +322,13 @@ public struct YamuxConnection: Sendable {
         }
     }
 
-    private mutating func acceptPeerStream(_ id: UInt32, _ events: inout [YamuxEvent]) throws(YamuxError) {
+    private mutating func acceptPeerStream(_ id: UInt32, now: UInt64, _ events: inout [YamuxEvent]) throws(YamuxError) {
         guard !role.opens(id) else { throw .wrongStreamIDParity(id) }
         guard streams[id] == nil else { throw .duplicateStream(id) }
         guard id > highestPeerStreamID else { throw .streamIDNotIncreasing(id) }
         highestPeerStreamID = id
         guard !localGoAway, inboundStreamCount < configuration.maxInboundStreams else {
+            guard refusedStreamTokens.take(now: now) else { throw .refusedStreamFlood }
             writeFrame(.windowUpdate, [.rst], id, 0)
             return
         }
@@ -316,6 +364,7 @@ public struct YamuxConnection: Sendable {
                 stream.pending.removeFirst()
             }
             stream.pendingBytes -= count
+            totalPendingBytes -= count
             stream.sendWindow -= UInt32(count)
             let carriesFIN = stream.closeRequested && stream.pending.isEmpty
             writeFrame(.data, carriesFIN ? [.fin] : [], stream.id, UInt32(count))
@@ -340,6 +389,26 @@ public struct YamuxConnection: Sendable {
     private mutating func removeStream(_ id: UInt32) {
         guard let stream = streams.removeValue(forKey: id) else { return }
         if stream.openedByPeer { inboundStreamCount -= 1 }
+        totalPendingBytes -= stream.pendingBytes
+        releaseGrowth(of: stream)
+    }
+
+    private mutating func releaseGrowth(of stream: YamuxStream) {
+        let growth = UInt64(stream.receiveWindowSize) - UInt64(YamuxConfiguration.initialWindowSize)
+        guard growth > 0 else { return }
+        windowGrowth -= min(growth, windowGrowth)
+        configuration.sharedWindowBudget?.release(growth)
+    }
+
+    /// Streams that were refused writes only because the session-wide backlog was full get their
+    /// `.writable` once it has drained below the bound.
+    private mutating func announceSessionWritable(_ events: inout [YamuxEvent]) {
+        guard totalPendingBytes < configuration.maxPendingOutboundBytesPerSession else { return }
+        for (id, stream) in streams where stream.owesWritableEvent
+            && stream.pendingBytes < configuration.maxPendingOutboundBytesPerStream && !stream.closeRequested {
+            streams[id]?.owesWritableEvent = false
+            events.append(.writable(YamuxStreamID(id)))
+        }
     }
 
     private mutating func writeFrame(_ type: YamuxFrameType, _ flags: YamuxFlags, _ id: UInt32, _ length: UInt32) {
@@ -348,10 +417,46 @@ public struct YamuxConnection: Sendable {
 
     private mutating func fail() {
         failed = true
+        for stream in streams.values { releaseGrowth(of: stream) }
         streams.removeAll()
+        totalPendingBytes = 0
         inboundStreamCount = 0
         currentBody = nil
         partialHeader.clear()
         writeFrame(.goAway, [], 0, YamuxGoAwayCode.protocolError.rawValue)
+    }
+}
+
+/// A token bucket on the caller's monotonic clock (nanoseconds): `burst` tokens, `perSecond`
+/// regained each second. Time going backwards regains nothing.
+struct TokenBucket: Sendable {
+    let burst: UInt64
+    let perSecond: UInt64
+    private var tokens: UInt64
+    private var last: UInt64?
+
+    init(burst: UInt64, perSecond: UInt64) {
+        self.burst = burst
+        self.perSecond = perSecond
+        tokens = burst
+    }
+
+    mutating func take(now: UInt64) -> Bool {
+        if let last, now > last, perSecond > 0 {
+            let elapsed = now - last
+            // Whole tokens earned since `last`; the remainder of the interval is kept by moving
+            // `last` forward only by the time those tokens took.
+            let nanosPerToken = max(1, 1_000_000_000 / perSecond)
+            let earned = elapsed / nanosPerToken
+            if earned > 0 {
+                tokens = min(burst, tokens &+ min(earned, burst))
+                self.last = last + earned * nanosPerToken
+            }
+        } else if last == nil {
+            last = now
+        }
+        guard tokens > 0 else { return false }
+        tokens -= 1
+        return true
     }
 }

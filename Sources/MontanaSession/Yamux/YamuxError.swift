@@ -11,6 +11,10 @@ public enum YamuxError: Error, Equatable, Sendable, CustomStringConvertible {
     case windowExceeded(stream: UInt32, length: UInt32, window: UInt32)
     case windowOverflow(stream: UInt32)
     case dataAfterFIN(stream: UInt32)
+    /// The peer sent ping SYNs faster than `pingsPerSecond` beyond `pingBurst`.
+    case pingFlood
+    /// The peer kept opening streams we had to refuse, beyond `refusedStreamBurst`.
+    case refusedStreamFlood
 
     // The connection is unusable or the caller asked for something impossible.
     case connectionFailed
@@ -24,7 +28,8 @@ public enum YamuxError: Error, Equatable, Sendable, CustomStringConvertible {
     public var isProtocolViolation: Bool {
         switch self {
         case .unsupportedVersion, .unknownFrameType, .streamFrameOnSessionID, .wrongStreamIDParity,
-             .duplicateStream, .streamIDNotIncreasing, .windowExceeded, .windowOverflow, .dataAfterFIN:
+             .duplicateStream, .streamIDNotIncreasing, .windowExceeded, .windowOverflow, .dataAfterFIN,
+             .pingFlood, .refusedStreamFlood:
             return true
         default:
             return false
@@ -43,6 +48,8 @@ public enum YamuxError: Error, Equatable, Sendable, CustomStringConvertible {
             return "yamux: \(length) data bytes on stream \(id) exceed its window of \(window)"
         case .windowOverflow(let id): return "yamux: window update overflows stream \(id)'s window"
         case .dataAfterFIN(let id): return "yamux: data on stream \(id) after the peer's FIN"
+        case .pingFlood: return "yamux: ping flood (more pings than the session allows)"
+        case .refusedStreamFlood: return "yamux: the peer keeps opening streams that are refused"
         case .connectionFailed: return "yamux: connection already failed"
         case .goingAway: return "yamux: go-away sent or received, no new streams"
         case .streamIDsExhausted: return "yamux: stream ids exhausted, open a new session"

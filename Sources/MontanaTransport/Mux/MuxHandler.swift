@@ -24,7 +24,7 @@ public final class MuxHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var established = false
     private var pingTimer: Scheduled<Void>?
-    private var lastHeard = NIODeadline.now().uptimeNanoseconds
+    private var lastHeard: UInt64 = 0
     public private(set) var establishedEvent: SessionEstablished?
     /// Called once the session is established (or fails with nil) on the event loop.
     public var onEstablished: ((SessionEstablished?) -> Void)?
@@ -34,8 +34,30 @@ public final class MuxHandler: ChannelDuplexHandler {
     /// Free-form per-session state for services (e.g. the admitted account's stream counter).
     public var userInfo: [String: Any] = [:]
 
-    public init(role: YamuxRole, services: [any StreamService] = []) {
+    /// Bytes handed to the carrier and not yet written to the socket. Above `maxUnsentBytes` the
+    /// session stops reading its carrier until they drain below half of it, so a peer that sends
+    /// and never reads cannot grow our send buffer with answers (yamux ping ACKs, SYN ACKs, RSTs).
+    private var unsentBytes = 0
+    /// A read was held back while `unsentBytes` was above the bound.
+    private var readPending = false
+    /// 8 MiB: above what legitimate traffic queues (stream writers stop at the carrier's 64 KiB
+    /// watermark; window updates release at most the 4 MiB session backlog), so only a peer that
+    /// makes us answer without reading is paused — and a pause on both ends cannot happen in
+    /// normal duplex traffic.
+    public static let maxUnsentBytes = 8 * 1024 * 1024
+    private let unsentLimit: Int
+
+    /// Streams a session without egress (ping, ip-echo, directory) may hold open at once.
+    public static let controlSessionStreams = ControlSessionLimits.streamsPerSession
+    /// Counts this session's streams against a node-wide budget (control sessions), if set.
+    private var streamBudget: SharedBudget?
+
+    public init(role: YamuxRole, services: [any StreamService] = [], windowBudget: (any YamuxWindowBudget)? = nil,
+                maxUnsentBytes: Int = MuxHandler.maxUnsentBytes) {
+        unsentLimit = maxUnsentBytes
         var configuration = YamuxConfiguration()
+        configuration.sharedWindowBudget = windowBudget
+        configuration.maxPendingOutboundBytesPerSession = 4 * 1024 * 1024
         configuration.maxDataFrameSize = 64 * 1024
         // Above the egress limit (256 per session), so the 257th egress stream gets the
         // protocol's status 3 instead of a bare yamux reset.
@@ -44,14 +66,35 @@ public final class MuxHandler: ChannelDuplexHandler {
         self.services = Dictionary(services.map { ($0.protocolName, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
-    public func setServices(_ list: [any StreamService]) {
+    /// Installs the services inbound streams may ask for; `maxInboundStreams` lowers how many
+    /// peer streams may be open at once (e.g. `controlSessionStreams` for a session without egress).
+    public func setServices(_ list: [any StreamService], maxInboundStreams: Int? = nil) {
         services = Dictionary(list.map { ($0.protocolName, $0) }, uniquingKeysWith: { a, _ in a })
+        if let maxInboundStreams { yamux.limitInboundStreams(to: maxInboundStreams) }
     }
 
-    private static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+    /// Installs the services of a control session (no egress) with its tighter bounds: few
+    /// streams, small backlogs, and every stream counted against the node-wide `streamBudget`
+    /// (a stream the budget cannot cover is reset at once).
+    public func setControlServices(_ list: [any StreamService], streamBudget: SharedBudget) {
+        setServices(list, maxInboundStreams: ControlSessionLimits.streamsPerSession)
+        yamux.limitPendingOutbound(perStream: ControlSessionLimits.backlogPerStream, perSession: ControlSessionLimits.backlogPerSession)
+        self.streamBudget = streamBudget
+    }
+
+    /// Session-level figures for tests and status: bytes waiting in yamux for windows, in stream
+    /// overflows, and the receive-window growth drawn from the budgets.
+    public var heldOutboundBytes: Int {
+        yamux.pendingOutboundBytes + streams.values.reduce(0) { $0 + $1.overflowBytes }
+    }
+    public var receiveWindowGrowth: UInt64 { yamux.receiveWindowGrowth }
+
+    /// The event loop's clock (virtual in tests with an embedded loop).
+    private func now() -> UInt64 { (context?.eventLoop.now ?? .now()).uptimeNanoseconds }
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        lastHeard = now()
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
@@ -79,22 +122,34 @@ public final class MuxHandler: ChannelDuplexHandler {
     private func schedulePing(_ context: ChannelHandlerContext, after delay: TimeAmount) {
         pingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
             guard let self, let context = self.context else { return }
-            if Self.now() - self.lastHeard > Self.silenceLimit {
+            let now = self.now()
+            if now > self.lastHeard, now - self.lastHeard > Self.silenceLimit {
                 context.close(promise: nil)
                 return
             }
-            self.yamux.ping(now: Self.now())
+            self.yamux.ping(now: self.now())
             self.flushOutbound()
             self.schedulePing(context, after: .seconds(30))
         }
     }
 
+    public func read(context: ChannelHandlerContext) {
+        if unsentBytes >= unsentLimit {
+            readPending = true
+            return
+        }
+        context.read()
+    }
+
+    /// Bytes handed to the carrier and not yet on the socket (for tests and status).
+    public var unsentCarrierBytes: Int { unsentBytes }
+
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastHeard = Self.now()
+        lastHeard = self.now()
         let buffer = unwrapInboundIn(data)
         let events: [YamuxEvent]
         do {
-            events = try yamux.receive(buffer, now: Self.now())
+            events = try yamux.receive(buffer, now: self.now())
         } catch {
             flushOutbound()
             context.close(promise: nil)
@@ -110,6 +165,13 @@ public final class MuxHandler: ChannelDuplexHandler {
             let stream = MuxStream(id: id.rawValue, protocolName: "", mux: self)
             stream.listener = MultistreamListener(supportedProtocols: Set(services.keys))
             streams[id.rawValue] = stream
+            if let streamBudget {
+                guard streamBudget.reserve(1) else {
+                    reset(stream)
+                    return
+                }
+                stream.onFinished = { streamBudget.release(1) }
+            }
         case .data(let id, let buffer):
             guard let stream = streams[id.rawValue] else { return }
             receive(buffer, on: stream)
@@ -211,20 +273,30 @@ public final class MuxHandler: ChannelDuplexHandler {
         return more && (context?.channel.isWritable ?? false)
     }
 
-    /// Never drops data: what yamux will not take now waits in the stream's overflow.
+    /// Never drops data silently: what yamux will not take now waits in the stream's overflow. A
+    /// writer that ignores `write`'s answer and pushes the overflow past `MuxStream.maxOverflowBytes`
+    /// gets its stream reset instead of growing memory.
     private func yamuxWrite(_ buffer: ByteBuffer, on stream: MuxStream) -> Bool {
         guard stream.overflow.isEmpty else {
-            stream.overflow.append(buffer)
-            return false
+            return keepInOverflow(buffer, on: stream)
         }
         do {
             return try yamux.write(buffer, to: YamuxStreamID(rawValue: stream.id))
         } catch YamuxError.streamNotWritable {
-            stream.overflow.append(buffer)
-            return false
+            return keepInOverflow(buffer, on: stream)
         } catch {
             return false
         }
+    }
+
+    private func keepInOverflow(_ buffer: ByteBuffer, on stream: MuxStream) -> Bool {
+        guard stream.overflowBytes + buffer.readableBytes <= MuxStream.maxOverflowBytes else {
+            reset(stream)
+            return false
+        }
+        stream.overflow.append(buffer)
+        stream.overflowBytes += buffer.readableBytes
+        return false
     }
 
     /// Moves overflow into yamux as its queue drains; true when nothing is left waiting.
@@ -232,6 +304,7 @@ public final class MuxHandler: ChannelDuplexHandler {
         let id = YamuxStreamID(rawValue: stream.id)
         while let first = stream.overflow.first, yamux.isWritable(id) {
             stream.overflow.removeFirst()
+            stream.overflowBytes -= first.readableBytes
             _ = try? yamux.write(first, to: id)
         }
         if stream.overflow.isEmpty && stream.closeAfterOverflow {
@@ -260,7 +333,7 @@ public final class MuxHandler: ChannelDuplexHandler {
 
     func consumed(_ count: Int, on stream: MuxStream) {
         guard count > 0 else { return }
-        yamux.consumed(count, on: YamuxStreamID(rawValue: stream.id), now: Self.now())
+        yamux.consumed(count, on: YamuxStreamID(rawValue: stream.id), now: self.now())
         flushOutbound()
     }
 
@@ -272,16 +345,25 @@ public final class MuxHandler: ChannelDuplexHandler {
 
     private func flushOutbound() {
         guard established, let context else { return }
-        var wrote = false
-        while let out = yamux.takeOutbound() {
-            context.write(wrapOutboundOut(out), promise: nil)
-            wrote = true
+        if let out = yamux.takeOutbound() {
+            let count = out.readableBytes
+            unsentBytes += count
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.assumeIsolated().whenComplete { [weak self] _ in self?.written(count) }
+            context.writeAndFlush(wrapOutboundOut(out), promise: written)
         }
-        if wrote { context.flush() }
         // Streams whose both directions closed are forgotten.
         for (id, stream) in streams where !yamux.isOpen(YamuxStreamID(rawValue: id)) && stream.overflow.isEmpty {
             streams[id] = nil
             if !stream.ended { stream.end(.reset) }
+        }
+    }
+
+    private func written(_ count: Int) {
+        unsentBytes -= min(count, unsentBytes)
+        if readPending, unsentBytes < unsentLimit / 2, let context {
+            readPending = false
+            context.read()
         }
     }
 

@@ -34,6 +34,10 @@ public final class MuxStream {
     /// Bytes accepted while yamux's per-stream queue was full; sent on the next `.writable`.
     /// A source that honours `write`'s return value keeps this to at most one read's worth.
     var overflow: [ByteBuffer] = []
+    var overflowBytes = 0
+    /// The most a stream holds beyond yamux's own backlog: 1 MiB. A source that honours `write`
+    /// keeps it to one read's worth (≤ 64 KiB); past the bound the stream is reset.
+    public static let maxOverflowBytes = 1024 * 1024
     /// closeWrite() was called while `overflow` still held data: FIN follows the overflow.
     var closeAfterOverflow = false
 
@@ -88,8 +92,16 @@ public final class MuxStream {
         for b in pending { onData?(b) }
     }
 
+    /// Called once, when the stream is gone for good (budgets it was counted against).
+    var onFinished: (() -> Void)?
+
     func end(_ how: MuxStreamEnd) {
-        if how != .remoteFinished { ended = true }
+        if how != .remoteFinished {
+            ended = true
+            let finished = onFinished
+            onFinished = nil
+            finished?()
+        }
         let callback = onEnd
         if ended {
             onData = nil

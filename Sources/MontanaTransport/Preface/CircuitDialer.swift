@@ -7,8 +7,11 @@ import NIOPosix
 /// hop's 80-byte answer. `upper` may add handlers (e.g. the session initiator) *before* the
 /// answer arrives, so their first bytes ride right behind the preface (0-RTT).
 public enum CircuitDialer {
+    /// `localAddress` binds the connection's local end first (e.g. a client's chosen source
+    /// address, port 0); nil lets the OS choose.
     public static func connect(on loop: any EventLoop, host: String, port: Int, hopKEMPublicKey: [UInt8],
                                message: Preface.Message, timeout: TimeAmount = .seconds(10),
+                               localAddress: SocketAddress? = nil,
                                upper: (@Sendable (any Channel) throws -> Void)? = nil) -> EventLoopFuture<(any Channel, Preface.Message)> {
         let sealed: (bytes: [UInt8], keys: Preface.Keys)
         do {
@@ -18,7 +21,9 @@ public enum CircuitDialer {
         }
         let answered = loop.makePromise(of: Preface.Message.self)
         let kind = message.kind
-        return ClientBootstrap(group: loop)
+        var bootstrap = ClientBootstrap(group: loop)
+        if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
+        return bootstrap
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(timeout)

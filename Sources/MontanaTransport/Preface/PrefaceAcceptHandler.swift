@@ -9,6 +9,11 @@ import NIOPosix
 /// status. A preface that does not pass the gate gets no answer at all: the hop reads and
 /// discards up to a random 1632-16384 bytes or 10-60 s, whichever comes first, then closes —
 /// a prober learns nothing from timing or bytes.
+///
+/// Admission (`SourceAdmission`) decides first and cheaply: a connection over a circuit cap, and a
+/// preface over its source's, network's or the node's preface budget, is discarded the same silent
+/// way before any decapsulation; a preface over its network's (or member's) handshake share is
+/// discarded after opening. Only prefaces that get an answer are remembered against replay.
 public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
@@ -26,6 +31,7 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     }
 
     private let gate: SharedPrefaceGate
+    private let admission: SourceAdmission
     private let router: any CircuitRouter
     private let observer: any TransportObserver
     private let alliance: [UInt8]?
@@ -33,15 +39,28 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     private var buffer: ByteBuffer?
     private var total = 0
     private var timer: Scheduled<Void>?
+    private var ticket: AdmissionTicket?
 
-    public init(gate: SharedPrefaceGate, router: any CircuitRouter, observer: any TransportObserver = NoTransportObserver(), alliance: [UInt8]? = nil) {
+    public init(gate: SharedPrefaceGate, admission: SourceAdmission, router: any CircuitRouter,
+                observer: any TransportObserver = NoTransportObserver(), alliance: [UInt8]? = nil) {
         self.gate = gate
+        self.admission = admission
         self.router = router
         self.observer = observer
         self.alliance = alliance
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
+        let ticket = admission.connect(context.channel.remoteAddress.flatMap(SourceAddress.init))
+        self.ticket = ticket
+        let admission = self.admission
+        context.channel.closeFuture.whenComplete { _ in admission.release(ticket) }
+        guard ticket.holdsCircuit else {
+            // Over a circuit cap: not closed (a prober would see that), discarded like garbage.
+            observer.prefaceRejected(reason: AdmissionRefusal.circuits.reason)
+            discard(context: context)
+            return
+        }
         // A connection that never completes its preface is closed after a random 10-60 s.
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64.random(in: 10...60))) {
             context.close(promise: nil)
@@ -85,6 +104,22 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         }
     }
 
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The peer's FIN before a preface was accepted, or on a discarder: nothing more can
+        // arrive, so holding the descriptor until the 10-60 s timer only helps a flooder.
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            switch state {
+            case .readingPreface, .discarding:
+                state = .done
+                context.close(promise: nil)
+                return
+            case .relaying, .done:
+                break
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     public func channelReadComplete(context: ChannelHandlerContext) {
         switch state {
         case .readingPreface, .discarding, .relaying:
@@ -95,44 +130,99 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     }
 
     private func accept(context: ChannelHandlerContext, preface: [UInt8]) {
-        let opened: (message: Preface.Message, keys: Preface.Keys)
-        do {
-            opened = try gate.admit(preface, now: WallClock.now())
-        } catch {
-            observer.prefaceRejected(reason: error.reason)
+        guard let ticket else {
             discard(context: context)
+            return
+        }
+        // Cheap checks first: the source's, network's and node's preface budgets, before any
+        // decapsulation and before anything is remembered.
+        if let refusal = admission.admitPreface(ticket) {
+            refuse(context, reason: refusal.reason)
+            return
+        }
+        let now = WallClock.now()
+        let opened: OpenedPreface
+        do {
+            opened = try gate.open(preface, now: now, owner: ticket.replayOwner, ownerShare: ticket.replayShare)
+        } catch {
+            refuse(context, reason: error.reason)
             return
         }
         timer?.cancel()
         switch opened.message {
         case .hop(let hop) where hop.type != .connect:
-            answer(context, opened, status: .unexpectedMessage, close: true)
+            answerRemembered(context, opened, status: .unexpectedMessage, now: now)
         case .hop(let hop) where hop.peer == nil:
-            answer(context, opened, status: .malformedMessage, close: true)
+            answerRemembered(context, opened, status: .malformedMessage, now: now)
         case .stop(let stop) where stop.type != .connect:
-            answer(context, opened, status: .unexpectedMessage, close: true)
+            answerRemembered(context, opened, status: .unexpectedMessage, now: now)
         default:
             switch router.route(opened.message) {
             case .refuse(let status):
-                answer(context, opened, status: status, close: true)
+                answerRemembered(context, opened, status: status, now: now)
             case .terminate(let role, let install):
+                // The expensive part (an ML-DSA signature): the network's or member's share and
+                // the node's budget; over either the preface is discarded, never answered.
+                if let refusal = admission.admitHandshake(ticket) {
+                    refuse(context, reason: refusal.reason)
+                    return
+                }
+                guard remember(context, opened, now: now) else { return }
                 terminate(context, opened, role: role, install: install)
             case .relay(let target):
+                // Counted against the client's own network before the exit sees it arrive from us.
+                if let refusal = admission.admitRelay(ticket) {
+                    refuse(context, reason: refusal.reason)
+                    return
+                }
+                guard remember(context, opened, now: now) else { return }
                 relay(context, opened, to: target)
             }
         }
     }
 
+    /// Remembers a preface that is about to be answered; if that fails (a concurrent replay, or
+    /// the share filled meanwhile) the connection is discarded instead.
+    private func remember(_ context: ChannelHandlerContext, _ opened: OpenedPreface, now: UInt64) -> Bool {
+        guard let ticket else { return false }
+        do {
+            try gate.remember(opened, now: now, owner: ticket.replayOwner, ownerShare: ticket.replayShare)
+            return true
+        } catch {
+            refuse(context, reason: error.reason)
+            return false
+        }
+    }
+
+    private func answerRemembered(_ context: ChannelHandlerContext, _ opened: OpenedPreface, status: RelayStatus, now: UInt64) {
+        guard remember(context, opened, now: now) else { return }
+        answer(context, opened, status: status, close: true)
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, reason: String) {
+        observer.prefaceRejected(reason: reason)
+        discard(context: context)
+    }
+
+    /// The silent end of every refusal: read and discard up to a random 1632-16384 bytes or for a
+    /// random 10-60 s, then close. The connection joins the node's bounded discard pool (it gives
+    /// back its circuit slot); if the pool has no room for it, it is closed now.
     private func discard(context: ChannelHandlerContext) {
-        state = .discarding(limit: Int.random(in: Preface.size...16384))
         buffer = nil
         timer?.cancel()
+        if let ticket, admission.discard(ticket, channel: context.channel) == .closeNow {
+            state = .done
+            context.close(promise: nil)
+            return
+        }
+        let limit = Int.random(in: Preface.size...16384)
+        state = .discarding(limit: limit)
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64.random(in: 10...60))) {
             context.close(promise: nil)
         }
-        if case .discarding(let limit) = state, total >= limit {
+        if total >= limit {
             context.close(promise: nil)
-        } else {
+        } else if context.channel.isActive {
             context.read()
         }
     }
@@ -144,7 +234,7 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         }
     }
 
-    private func answer(_ context: ChannelHandlerContext, _ opened: (message: Preface.Message, keys: Preface.Keys), status: RelayStatus, close: Bool) {
+    private func answer(_ context: ChannelHandlerContext, _ opened: OpenedPreface, status: RelayStatus, close: Bool) {
         guard let bytes = try? Preface.sealResponse(response(for: opened.message, status: status), keys: opened.keys) else {
             context.close(promise: nil)
             return
@@ -156,7 +246,7 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         }
     }
 
-    private func terminate(_ context: ChannelHandlerContext, _ opened: (message: Preface.Message, keys: Preface.Keys),
+    private func terminate(_ context: ChannelHandlerContext, _ opened: OpenedPreface,
                            role: SessionRole, install: @Sendable (any Channel) throws -> Void) {
         state = .done
         answer(context, opened, status: .ok, close: false)
@@ -183,7 +273,7 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         context.channel.read()
     }
 
-    private func relay(_ context: ChannelHandlerContext, _ opened: (message: Preface.Message, keys: Preface.Keys), to target: RelayTarget) {
+    private func relay(_ context: ChannelHandlerContext, _ opened: OpenedPreface, to target: RelayTarget) {
         state = .relaying
         context.read()
         let purpose: CircuitPurpose
@@ -211,7 +301,7 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
             }
     }
 
-    private func spliceAfterAnswer(_ context: ChannelHandlerContext, _ opened: (message: Preface.Message, keys: Preface.Keys),
+    private func spliceAfterAnswer(_ context: ChannelHandlerContext, _ opened: OpenedPreface,
                                    outbound: any Channel, observer: any TransportObserver) {
         answer(context, opened, status: .ok, close: false)
         state = .done

@@ -7,22 +7,45 @@ public struct PingService: StreamService {
     public init() {}
 
     public func serve(_ stream: MuxStream, session: MuxHandler) {
-        var pending = ByteBuffer()
-        stream.onData = { [weak stream] buffer in
-            guard let stream else { return }
-            var buffer = buffer
-            pending.writeBuffer(&buffer)
-            while pending.readableBytes >= 32, let chunk = pending.readSlice(length: 32) {
-                stream.write(chunk)
-                stream.consumed(32)
-            }
-            // Bound what a misbehaving peer can make us hold.
-            if pending.readableBytes > 32 { stream.reset() }
-        }
+        let echo = PingEcho(stream: stream)
+        stream.onData = { buffer in echo.receive(buffer) }
+        stream.onWritable = { echo.drain() }
         stream.onEnd = { [weak stream] end in
             if end == .remoteFinished { stream?.closeWrite() }
         }
         stream.startReading()
+    }
+}
+
+/// One ping stream. Echoes only while the stream is writable and reports bytes consumed only once
+/// they were echoed; a peer that keeps sending while its answers cannot go out (it grants no
+/// window or does not read) has its stream reset once 1 KiB of pings is unanswered. What a ping
+/// stream holds is bounded by that and the stream's backlog, not by how much the peer sends.
+final class PingEcho {
+    static let payloadSize = 32
+    private weak var stream: MuxStream?
+    private var pending = ByteBuffer()
+
+    init(stream: MuxStream) {
+        self.stream = stream
+    }
+
+    func receive(_ buffer: ByteBuffer) {
+        var buffer = buffer
+        pending.writeBuffer(&buffer)
+        drain()
+        if pending.readableBytes > ControlSessionLimits.unansweredPingBytes { stream?.reset() }
+    }
+
+    /// Echoes every whole ping held, in one write (one record, one window update): answering
+    /// ping by ping would cost a record and an AEAD seal per 32 bytes.
+    func drain() {
+        guard let stream, stream.isWritable else { return }
+        let whole = pending.readableBytes - pending.readableBytes % Self.payloadSize
+        guard whole > 0, let echo = pending.readSlice(length: whole) else { return }
+        stream.write(echo)
+        stream.consumed(whole)
+        pending.discardReadBytes()
     }
 }
 

@@ -8,6 +8,8 @@ public struct EgressAuth: Equatable, Sendable {
     public static let nonceSize = 32
     public static let proofSize = 3309
     public static let baseSize = 2 + accountKeySize + nonceSize + proofSize
+    /// The pass length is a u16 on the wire.
+    public static let maxPassSize = Int(UInt16.max)
 
     public var accountPublicKey: [UInt8]
     public var nonce: [UInt8]
@@ -27,7 +29,9 @@ public struct EgressAuth: Equatable, Sendable {
         out += nonce
         out += proof
         if let signedPass {
-            out.appendLE(UInt16(signedPass.count))
+            // Never traps: `EgressAuthProof.build` and `decode` keep passes within maxPassSize; a
+            // longer one set by hand encodes a wrong length, which every verifier rejects.
+            out.appendLE(UInt16(truncatingIfNeeded: signedPass.count))
             out += signedPass
         }
         return out

@@ -27,33 +27,27 @@ public enum EgressMessage: Equatable, Sendable {
         }
     }
 
-    public func encode() -> [UInt8] {
+    /// The bytes of this message. Never traps: a value the wire cannot carry (a host name of
+    /// 0 or over `EgressOpen.maxHostNameLength` bytes, an IP address of the wrong length, an
+    /// EgressData payload over `maxPayload`) is a thrown error, for the caller to turn into a
+    /// proxy error reply.
+    public func encode() throws(WireError) -> [UInt8] {
         var out: [UInt8] = []
         switch self {
         case .open(let o):
             out.append(TypeByte.open)
             out.appendLE(o.streamID)
             out.append(o.transport.rawValue)
-            switch o.address {
-            case .ipv4(let a):
-                out.append(0)
-                out += a
-            case .ipv6(let a):
-                out.append(1)
-                out += a
-            case .host(let name):
-                out.append(2)
-                let bytes = Array(name.utf8)
-                out.append(UInt8(bytes.count))
-                out += bytes
-            }
+            try o.address.append(to: &out)
             out.appendBE(o.port)
         case .openAck(let id, let status):
             out.append(TypeByte.openAck)
             out.appendLE(id)
             out.append(status.rawValue)
         case .data(let id, let payload):
-            precondition(payload.count <= Self.maxPayload, "EgressData payload must be split")
+            guard payload.count <= Self.maxPayload else {
+                throw .tooLong(field: "EgressData payload", length: payload.count, limit: Self.maxPayload)
+            }
             out.append(TypeByte.data)
             out.appendLE(id)
             out += payload
@@ -87,7 +81,7 @@ public enum EgressMessage: Equatable, Sendable {
                 let length = Int(try r.readU8())
                 guard length >= 1 else { throw .invalidField("EgressOpen host name is empty") }
                 let name = try r.readBytes(length)
-                guard name.allSatisfy({ $0 > 0x20 && $0 != 0x7f }), let s = String(validating: name, as: UTF8.self) else {
+                guard EgressAddress.isValidHostName(name), let s = String(validating: name, as: UTF8.self) else {
                     throw .invalidField("EgressOpen host name has control or space bytes, or is not UTF-8")
                 }
                 address = .host(s)
@@ -120,6 +114,9 @@ public enum EgressMessage: Equatable, Sendable {
 }
 
 public struct EgressOpen: Equatable, Sendable {
+    /// `host_len` is one byte on the wire (PROTOCOL.md 7.2), and 0 is refused: 1...255 bytes.
+    public static let maxHostNameLength = Int(UInt8.max)
+
     public var streamID: UInt32
     public var transport: EgressTransport
     public var address: EgressAddress
@@ -140,9 +137,55 @@ public enum EgressAddress: Equatable, Sendable, CustomStringConvertible {
     case ipv6([UInt8])
     case host(String)
 
+    /// Whether the wire can carry this address as `addr_type ‖ addr` (exact IP lengths, a host
+    /// name of 1...255 bytes without control or space bytes). Cheap; call it before opening a
+    /// stream so a bad destination becomes a proxy error reply, not a reset.
+    public func validate() throws(WireError) {
+        switch self {
+        case .ipv4(let a):
+            guard a.count == 4 else { throw .invalidField("EgressOpen IPv4 address is \(a.count) bytes, expected 4") }
+        case .ipv6(let a):
+            guard a.count == 16 else { throw .invalidField("EgressOpen IPv6 address is \(a.count) bytes, expected 16") }
+        case .host(let name):
+            let bytes = Array(name.utf8)
+            guard !bytes.isEmpty else { throw .invalidField("EgressOpen host name is empty") }
+            guard bytes.count <= EgressOpen.maxHostNameLength else {
+                throw .tooLong(field: "EgressOpen host name", length: bytes.count, limit: EgressOpen.maxHostNameLength)
+            }
+            guard Self.isValidHostName(bytes) else { throw .invalidField("EgressOpen host name has control or space bytes") }
+        }
+    }
+
+    /// `addr_type ‖ addr` as EgressOpen carries it.
+    func append(to out: inout [UInt8]) throws(WireError) {
+        try validate()
+        switch self {
+        case .ipv4(let a):
+            out.append(0)
+            out += a
+        case .ipv6(let a):
+            out.append(1)
+            out += a
+        case .host(let name):
+            let bytes = Array(name.utf8)
+            guard let length = UInt8(exactly: bytes.count) else {
+                throw .tooLong(field: "EgressOpen host name", length: bytes.count, limit: EgressOpen.maxHostNameLength)
+            }
+            out.append(2)
+            out.append(length)
+            out += bytes
+        }
+    }
+
+    /// The byte rule for host names, shared by the decoder and `validate()`.
+    static func isValidHostName<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {
+        bytes.allSatisfy { $0 > 0x20 && $0 != 0x7f }
+    }
+
     public var description: String {
         switch self {
         case .ipv4(let a): return a.map(String.init).joined(separator: ".")
+        case .ipv6(let a) where a.count != 16: return "invalid IPv6 address (\(a.count) bytes)"
         case .ipv6(let a):
             var groups: [String] = []
             for i in stride(from: 0, to: 16, by: 2) { groups.append(String(UInt16(a[i]) << 8 | UInt16(a[i + 1]), radix: 16)) }

@@ -8,6 +8,8 @@ final class DemoHarness: @unchecked Sendable {
     struct Options {
         var strictExitPolicy = false
         var allowList = false
+        /// More `montana demo` arguments (e.g. `--dns-server`), appended as given.
+        var extraArguments: [String] = []
     }
 
     let directory: String
@@ -30,6 +32,7 @@ final class DemoHarness: @unchecked Sendable {
                          "--quiet"]
         if options.strictExitPolicy { arguments.append("--strict-exit-policy") }
         if options.allowList { arguments.append("--allow-list") }
+        arguments += options.extraArguments
         let process = try ChildProcess(name: "demo", executable: montana, arguments: arguments, logDirectory: directory)
         var status: DemoStatus?
         var lastError = ""

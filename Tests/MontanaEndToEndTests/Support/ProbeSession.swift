@@ -26,7 +26,9 @@ final class ProbeSession: @unchecked Sendable {
     }
 
     /// Opens the circuit and starts the handshake. Returns once the front answered STATUS OK.
+    /// `localAddress` binds the carrier's source address first (e.g. 127.0.1.1).
     static func open(on loop: any EventLoop, front: DemoStatus.City, target: DemoStatus.City, identity: IdentityKey,
+                     localAddress: SocketAddress? = nil,
                      payload: @escaping @Sendable ([UInt8]) throws -> [UInt8]) throws -> ProbeSession {
         guard let frontKEM = Hex.decode(front.kemPK), let targetID = NodeID(hex: target.nodeID) else {
             throw E2EError("bad keys in the demo status for \(front.name)/\(target.name)")
@@ -38,7 +40,8 @@ final class ProbeSession: @unchecked Sendable {
         let peerClosed = loop.makePromise(of: Void.self)
         let box = NIOLoopBoundBox.makeEmptyBox(valueType: MuxHandler.self, eventLoop: loop)
         let connected = CircuitDialer.connect(on: loop, host: front.transit.host, port: front.transit.port,
-                                              hopKEMPublicKey: frontKEM, message: .hop(hop), timeout: .seconds(10)) { channel in
+                                              hopKEMPublicKey: frontKEM, message: .hop(hop), timeout: .seconds(10),
+                                              localAddress: localAddress) { channel in
             let mux = MuxHandler(role: .client)
             mux.onEstablished = { event in established.succeed(event) }
             box.value = mux
