@@ -44,7 +44,7 @@ extension Attacks {
         let producer = Thread { while !stop.get() { pool.fill(count: rate / 4) } }
         producer.start()
         var fetches = 0, fetched = 0, sessionsTried = 0, sessionsOK = 0
-        let legitLoop = group.next()
+        let legitLoop = userGroup.next()
         let rss = measured(city) {
             let start = Date()
             let flooder = Thread {

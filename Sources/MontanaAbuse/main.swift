@@ -23,7 +23,7 @@ do {
     exit(2)
 }
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-let attacks = Attacks(demo: demo, group: group)
+let attacks = Attacks(demo: demo, group: group, userGroup: MultiThreadedEventLoopGroup(numberOfThreads: 1))
 let floodSources = (2...9).map { "127.0.0.\($0)" }
 var failed = 0
 for name in chosen {

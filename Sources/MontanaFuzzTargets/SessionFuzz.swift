@@ -43,19 +43,9 @@ enum SessionFuzz {
                 session.sendData(Array(frame.readableBytesView))
             case 2:
                 let name = protocols[Int(reader.byte() ?? 0) % protocols.count]
-                var frame = ByteBuffer()
-                // SYN, then the multistream lines and whatever follows (egress messages, pings).
-                YamuxFrameHeader(type: .windowUpdate, flags: [.syn], streamID: nextStream, length: 0).encode(into: &frame)
-                var body = ByteBuffer()
-                for line in ["/multistream/1.0.0\n", name + "\n"] {
-                    body.writeBytes(UVarint.encode(UInt64(line.utf8.count)))
-                    body.writeString(line)
-                }
-                body.writeBytes(reader.bytes(Int(reader.u16() % 8192)))
-                YamuxFrameHeader(type: .data, flags: [], streamID: nextStream, length: UInt32(body.readableBytes)).encode(into: &frame)
-                frame.writeBuffer(&body)
+                let frame = ResponderSessionHarness.streamOpening(id: nextStream, protocol: name, then: reader.bytes(Int(reader.u16() % 8192)))
                 nextStream &+= 2
-                session.sendData(Array(frame.readableBytesView))
+                session.sendData(frame)
             case 3:
                 let kind = reader.byte() ?? 0
                 switch kind % 3 {
@@ -156,6 +146,22 @@ public final class ResponderSessionHarness {
         return ResponderSessionHarness(channel: channel, mux: mux, send: TransportCipher(key: keys.sendKey))
     }
 
+    /// The session bytes that open peer stream `id`: SYN, then one data frame with the
+    /// multistream header, the protocol line and `payload` (pipelined, as the dialer does).
+    public static func streamOpening(id: UInt32, protocol name: String, then payload: [UInt8]) -> [UInt8] {
+        var frame = ByteBuffer()
+        YamuxFrameHeader(type: .windowUpdate, flags: [.syn], streamID: id, length: 0).encode(into: &frame)
+        var body = ByteBuffer()
+        for line in ["/multistream/1.0.0\n", name + "\n"] {
+            body.writeBytes(UVarint.encode(UInt64(line.utf8.count)))
+            body.writeString(line)
+        }
+        body.writeBytes(payload)
+        YamuxFrameHeader(type: .data, flags: [], streamID: id, length: UInt32(body.readableBytes)).encode(into: &frame)
+        frame.writeBuffer(&body)
+        return Array(frame.readableBytesView)
+    }
+
     private static func lengthPrefixed(_ message: [UInt8]) -> ByteBuffer {
         var b = ByteBuffer()
         b.writeInteger(UInt16(message.count))
@@ -232,17 +238,7 @@ extension FuzzTarget {
         defer { session.finish() }
         _ = session.drainOutbound()
         func open(_ id: UInt32, _ name: String, _ payload: [UInt8]) -> Int {
-            var frame = ByteBuffer()
-            YamuxFrameHeader(type: .windowUpdate, flags: [.syn], streamID: id, length: 0).encode(into: &frame)
-            var body = ByteBuffer()
-            for line in ["/multistream/1.0.0\n", name + "\n"] {
-                body.writeBytes(UVarint.encode(UInt64(line.utf8.count)))
-                body.writeString(line)
-            }
-            body.writeBytes(payload)
-            YamuxFrameHeader(type: .data, flags: [], streamID: id, length: UInt32(body.readableBytes)).encode(into: &frame)
-            frame.writeBuffer(&body)
-            session.sendData(Array(frame.readableBytesView))
+            session.sendData(ResponderSessionHarness.streamOpening(id: id, protocol: name, then: payload))
             return session.drainOutbound()
         }
         // Answers are encrypted; their size tells enough: the ping answer carries 32 more bytes

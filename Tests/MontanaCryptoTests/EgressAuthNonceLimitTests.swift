@@ -9,9 +9,8 @@ import XCTest
 /// the memory is bounded — at most `perAccountLimit` (256) nonces per account inside the window —
 /// failing closed (`nonce_cache_full`) rather than forgetting nonces that could still be replayed.
 ///
-/// The node-wide bound (`totalLimit`, 65,536) is not pushed past here: it takes 65,536 valid
-/// proofs, and one ML-DSA-65 sign + verify costs ~36 ms in a debug build on this machine
-/// (~40 min in all). The verifier has no smaller-limit seam; see the report.
+/// The node-wide bound (`totalLimit`, 65,536) is pushed past with a verifier built with a small
+/// total (the same code path; 65,536 real proofs would take ~40 minutes of ML-DSA in a debug build).
 final class EgressAuthNonceLimitTests: XCTestCase {
     /// A fixed clock so the validity window is the test's: slot = now / 120.
     private static let now: UInt64 = 1_800_000_000
@@ -135,3 +134,25 @@ private final class ProofSlots: @unchecked Sendable {
         }
     }
 }
+
+extension EgressAuthNonceLimitTests {
+    func test_nodeWideNonceMemoryFullIsRefusedForEveryAccountUntilTheWindowMovesOn() throws {
+        var verifier = EgressAuthVerifier(exit: exit, admission: .anyAccount, perAccountLimit: 256, totalLimit: 6)
+        let accounts = try (0..<4).map { _ in try IdentityKey.generate() }
+        // Two sessions each for three accounts fill the six slots.
+        for (index, account) in accounts.prefix(3).enumerated() {
+            for (session, proof) in try proofs(account, index: index, sessions: 0..<2, at: Self.now).enumerated() {
+                XCTAssertNoThrow(try verify(&verifier, proof, account, index: index, session: session, at: Self.now))
+            }
+        }
+        let fourth = try XCTUnwrap(proofs(accounts[3], index: 3, sessions: 0..<1, at: Self.now).first)
+        XCTAssertEqual(refusal { try verify(&verifier, fourth, accounts[3], index: 3, session: 0, at: Self.now) }, .nonceMemoryFull,
+                       "a full memory refuses (fail closed) instead of forgetting live nonces")
+        XCTAssertEqual(EgressAuthError.nonceMemoryFull.reason, "nonce_memory_full", "told apart from the per-account cap in metrics")
+        // Two slots later the old nonces are past their window and the memory has room again.
+        let later = Self.now + 2 * Self.slotSeconds
+        let fresh = try XCTUnwrap(proofs(accounts[3], index: 3, sessions: 1..<2, at: later).first)
+        XCTAssertNoThrow(try verify(&verifier, fresh, accounts[3], index: 3, session: 1, at: later))
+    }
+}
+

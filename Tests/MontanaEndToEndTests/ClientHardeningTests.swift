@@ -7,8 +7,7 @@ import XCTest
 /// Issue 6 items 7 and 8 against a real demo: the malformed CONNECT that trapped the client,
 /// the exit-as-front privacy default, and the client's source address.
 final class ClientHardeningTests: XCTestCase {
-    nonisolated(unsafe) private static var demo: DemoHarness?
-    nonisolated(unsafe) private static var setupError: (any Error)?
+    private static let shared = SharedDemo()
     private var clients: [ChildProcess] = []
     private var work: String?
 
@@ -24,16 +23,8 @@ final class ClientHardeningTests: XCTestCase {
     /// replies, so this is only file-system slack).
     static let logSettleTimeout: TimeInterval = 5
 
-    override class func setUp() {
-        super.setUp()
-        do { demo = try DemoHarness.start() } catch { setupError = error }
-    }
-
-    override class func tearDown() {
-        demo?.stop()
-        demo = nil
-        super.tearDown()
-    }
+    override class func setUp() { super.setUp(); shared.start() }
+    override class func tearDown() { shared.stop(); super.tearDown() }
 
     override func tearDown() {
         for client in clients { client.stop(grace: 2) }
@@ -41,12 +32,6 @@ final class ClientHardeningTests: XCTestCase {
         Paths.removeTemporaryDirectory(work)
         work = nil
         super.tearDown()
-    }
-
-    private func running() throws -> DemoHarness {
-        if let error = Self.setupError { throw error }
-        guard let demo = Self.demo else { throw E2EError("the shared demo is not running") }
-        return demo
     }
 
     private func workDirectory() throws -> String {
@@ -59,7 +44,7 @@ final class ClientHardeningTests: XCTestCase {
     // MARK: crash 1 (issue 6 item 7)
 
     func test_malformedConnectGets400AndTheClientKeepsServing() throws {
-        let demo = try running()
+        let demo = try Self.shared.running()
         let malformed = "CONNECT [" + String(repeating: "a", count: 400) + "]:443 HTTP/1.1\r\nHost: x\r\n\r\n"
         let answer = try Net.exchange(port: demo.httpPort, send: Array(malformed.utf8), window: 5, stopAfter: 12)
         let text = String(decoding: answer.received, as: UTF8.self)
@@ -85,30 +70,48 @@ final class ClientHardeningTests: XCTestCase {
 
     // MARK: privacy (issue 6 item 8)
 
-    /// A client.toml that lists only berlin (front + exit): its only way to berlin is berlin itself.
-    private func onlyTheExitConfig(_ demo: DemoHarness, name: String, extra: String = "") throws -> (path: String, socks: Int, http: Int) {
-        let work = try workDirectory()
-        let berlin = try demo.status.exit(country: "DE")
-        let socks = try Net.freePort(), http = try Net.freePort()
-        let path = (work as NSString).appendingPathComponent("\(name).toml")
+    /// Writes `<name>.toml` in the work directory: a `[client]` section with the demo's account
+    /// key and `clientKeys`, then `rest` (members, other sections). Returns its path.
+    private func writeClientConfig(_ demo: DemoHarness, name: String, clientKeys: String, rest: String = "") throws -> String {
+        let path = (try workDirectory() as NSString).appendingPathComponent("\(name).toml")
         try """
         [client]
         account_key = "\(demo.status.client.accountKey)"
+        \(clientKeys)
+
+        \(rest)
+
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// A `[[members]]` entry for `city` with the given country and roles.
+    private func member(_ city: DemoStatus.City, country: String, roles: [String]) -> String {
+        """
+
+        [[members]]
+        node_id = "\(city.nodeID)"
+        kem_pk = "\(city.kemPK)"
+        endpoint = "\(city.transit.host):\(city.transit.port)"
+        country = "\(country)"
+        roles = [\(roles.map { "\"\($0)\"" }.joined(separator: ", "))]
+
+        """
+    }
+
+    /// A client.toml that lists only berlin (front + exit): its only way to berlin is berlin itself.
+    private func onlyTheExitConfig(_ demo: DemoHarness, name: String, extra: String = "") throws -> (path: String, socks: Int, http: Int) {
+        let berlin = try demo.status.exit(country: "DE")
+        let socks = try Net.freePort(), http = try Net.freePort()
+        let path = try writeClientConfig(demo, name: name, clientKeys: """
         socks = "127.0.0.1:\(socks)"
         http = "127.0.0.1:\(http)"
         \(extra)
-
-        [[members]]
-        node_id = "\(berlin.nodeID)"
-        kem_pk = "\(berlin.kemPK)"
-        endpoint = "\(berlin.transit.host):\(berlin.transit.port)"
-        country = "DE"
-        roles = ["front", "exit"]
+        """, rest: member(berlin, country: "DE", roles: ["front", "exit"]) + """
 
         [log]
         level = "info"
-
-        """.write(toFile: path, atomically: true, encoding: .utf8)
+        """)
         return (path, socks, http)
     }
 
@@ -127,7 +130,7 @@ final class ClientHardeningTests: XCTestCase {
     }
 
     func test_withOnlyTheExitAsFrontTheFetchFailsWithThePrivacyMessage() throws {
-        let demo = try running()
+        let demo = try Self.shared.running()
         let config = try onlyTheExitConfig(demo, name: "only-exit")
         let client = try startClient("client-only-exit", config: config.path, socks: config.socks)
         let atStart = occurrences(Self.exitAsFrontMessage, in: client)
@@ -149,7 +152,7 @@ final class ClientHardeningTests: XCTestCase {
     }
 
     func test_exitAsFrontTrueInTheConfigLetsTheExitBeTheFront() throws {
-        let demo = try running()
+        let demo = try Self.shared.running()
         let config = try onlyTheExitConfig(demo, name: "exit-as-front", extra: "exit_as_front = true")
         let client = try startClient("client-exit-as-front", config: config.path, socks: config.socks)
         XCTAssertEqual(occurrences(Self.exitAsFrontMessage, in: client), 0, "no privacy warning when allowed:\n\(client.outputTail())")
@@ -159,7 +162,7 @@ final class ClientHardeningTests: XCTestCase {
     }
 
     func test_exitAsFrontFlagOnTheCommandLineLetsTheExitBeTheFront() throws {
-        let demo = try running()
+        let demo = try Self.shared.running()
         let config = try onlyTheExitConfig(demo, name: "exit-as-front-flag")
         let client = try startClient("client-exit-as-front-flag", config: config.path, arguments: ["--exit-as-front"], socks: config.socks)
         let result = try Curl.run(Curl.httpProxy(config.http, user: "country-de") + ["--fail", "\(demo.siteURL)/"], timeout: Self.fetchTimeout)
@@ -169,7 +172,7 @@ final class ClientHardeningTests: XCTestCase {
     // MARK: source address (issue 6 item 8 "done means": the user comes from another /24)
 
     func test_theDemoClientConnectsToFrontsFrom127_0_1_1() throws {
-        let demo = try running()
+        let demo = try Self.shared.running()
         let statusPath = (demo.directory as NSString).appendingPathComponent("status.json")
         let json = try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: statusPath))) as? [String: Any]
         let client = json?["client"] as? [String: Any]
@@ -185,30 +188,12 @@ final class ClientHardeningTests: XCTestCase {
     }
 
     func test_sourceOptionBindsTheClientsCarriers() throws {
-        let demo = try running()
-        let work = try workDirectory()
+        let demo = try Self.shared.running()
         let socks = try Net.freePort()
-        let path = (work as NSString).appendingPathComponent("source.toml")
-        var members = ""
-        for city in demo.status.cities {
-            members += """
-
-            [[members]]
-            node_id = "\(city.nodeID)"
-            kem_pk = "\(city.kemPK)"
-            endpoint = "\(city.transit.host):\(city.transit.port)"
-            country = "\(city.country)"
-            roles = [\(city.roles.map { "\"\($0)\"" }.joined(separator: ", "))]
-
-            """
-        }
-        try """
-        [client]
-        account_key = "\(demo.status.client.accountKey)"
+        let path = try writeClientConfig(demo, name: "source", clientKeys: """
         socks = "127.0.0.1:\(socks)"
         source = "127.0.1.1"
-        \(members)
-        """.write(toFile: path, atomically: true, encoding: .utf8)
+        """, rest: demo.status.cities.map { member($0, country: $0.country, roles: $0.roles) }.joined())
         // --source overrides the file.
         let client = try startClient("client-source", config: path, arguments: ["--source", "127.0.1.2"], socks: socks)
         let result = try Curl.run(Curl.socks(socks, user: "country-nl") + ["--fail", "\(demo.siteURL)/"], timeout: Self.fetchTimeout)
@@ -219,18 +204,13 @@ final class ClientHardeningTests: XCTestCase {
     }
 
     func test_aSourceThatIsNotAnAddressIsAConfigErrorNamingFileAndKey() throws {
-        let demo = try running()
-        let work = try workDirectory()
-        let path = (work as NSString).appendingPathComponent("bad-source.toml")
-        try """
-        [client]
-        account_key = "\(demo.status.client.accountKey)"
+        let demo = try Self.shared.running()
+        let path = try writeClientConfig(demo, name: "bad-source", clientKeys: """
         socks = "127.0.0.1:\(try Net.freePort())"
         source = "localhost:99"
-
-        """.write(toFile: path, atomically: true, encoding: .utf8)
+        """)
         let client = try ChildProcess(name: "client-bad-source", executable: try Paths.montana(),
-                                      arguments: ["client", "--config", path], logDirectory: work)
+                                      arguments: ["client", "--config", path], logDirectory: try workDirectory())
         clients.append(client)
         guard let status = client.waitForExit(timeout: Self.clientStartTimeout) else {
             return XCTFail("the client kept running with source = \"localhost:99\":\n\(client.outputTail())")

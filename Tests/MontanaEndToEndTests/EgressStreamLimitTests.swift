@@ -18,20 +18,11 @@ final class EgressStreamLimitTests: XCTestCase {
     /// Bound on the destination seeing a connection open or close after the exit acted.
     private let settleTimeout: TimeInterval = 10
 
-    private var node: LoneExitNode?
-    private var group: MultiThreadedEventLoopGroup?
-    private var listener: HoldingListener?
-    private var probe: EgressProbe?
+    private var rig: EgressRig?
 
     override func tearDown() {
-        probe?.close()
-        probe = nil
-        listener?.close()
-        listener = nil
-        node?.stop()
-        node = nil
-        try? group?.syncShutdownGracefully()
-        group = nil
+        rig?.stop()
+        rig = nil
         super.tearDown()
     }
 
@@ -40,14 +31,9 @@ final class EgressStreamLimitTests: XCTestCase {
     }
 
     func test_257thEgressStreamOfASessionGetsStatus3AndClosingOneFreesASlot() throws {
-        let node = try LoneExitNode.start(name: "stream-limit")
-        self.node = node
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.group = group
-        let listener = try HoldingListener(group: group)
-        self.listener = listener
-        let probe = try EgressProbe.open(on: group.next(), exit: node.city, account: try IdentityKey.generate())
-        self.probe = probe
+        let rig = try EgressRig.start(name: "stream-limit")
+        self.rig = rig
+        let (node, listener, probe) = (rig.node, rig.listener, rig.probe)
         let destination = EgressAddress.ipv4([127, 0, 0, 1])
 
         let held = (0..<streamsPerSession).map { _ in probe.openEgress(destination, port: listener.port) }

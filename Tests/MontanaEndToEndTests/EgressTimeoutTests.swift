@@ -24,23 +24,14 @@ final class EgressTimeoutTests: XCTestCase {
     /// The kept-alive stream sends an EgressKeepalive this often: a quarter of the idle timeout.
     private let keepaliveInterval: TimeInterval = 0.5
 
-    private var node: LoneExitNode?
+    private var rig: EgressRig?
     private var dns: SwallowingDNSServer?
-    private var group: MultiThreadedEventLoopGroup?
-    private var listener: HoldingListener?
-    private var probe: EgressProbe?
 
     override func tearDown() {
-        probe?.close()
-        probe = nil
-        listener?.close()
-        listener = nil
-        node?.stop()
-        node = nil
+        rig?.stop()
+        rig = nil
         dns?.close()
         dns = nil
-        try? group?.syncShutdownGracefully()
-        group = nil
         super.tearDown()
     }
 
@@ -62,15 +53,9 @@ final class EgressTimeoutTests: XCTestCase {
 
             """
         }
-        let node = try LoneExitNode.start(name: "egress-timeouts", extraConfig: extra)
-        self.node = node
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.group = group
-        let listener = try HoldingListener(group: group)
-        self.listener = listener
-        let probe = try EgressProbe.open(on: group.next(), exit: node.city, account: try IdentityKey.generate())
-        self.probe = probe
-        return (node, listener, probe)
+        let rig = try EgressRig.start(name: "egress-timeouts", extraConfig: extra)
+        self.rig = rig
+        return (rig.node, rig.listener, rig.probe)
     }
 
     func test_openWhoseLookupNeverAnswersFailsAtTheOpenTimeout() throws {

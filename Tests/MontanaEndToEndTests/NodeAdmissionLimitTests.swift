@@ -26,6 +26,9 @@ final class NodeAdmissionLimitTests: XCTestCase {
     /// An over-limit connection must stay open, silent, at least this long (the discard timer
     /// is 10-60 s, so a close within this window would be a close at accept).
     private let silenceWindow: TimeInterval = 3
+    /// Send (and connect) timeout of a probe socket: a loopback connect is immediate; 2 s only
+    /// bounds a node whose accept queue is full.
+    private let connectTimeout: TimeInterval = 2
 
     private var node: LoneExitNode?
     private var fds: [Int32] = []
@@ -38,6 +41,13 @@ final class NodeAdmissionLimitTests: XCTestCase {
         super.tearDown()
     }
 
+    /// Starts a node with `limits` as its `[limits]` section; it is stopped in tearDown.
+    private func startNode(name: String, limits: String) throws -> LoneExitNode {
+        let node = try LoneExitNode.start(name: name, extraConfig: "[limits]\n\(limits)\n")
+        self.node = node
+        return node
+    }
+
     /// A fresh preface naming `node` itself (a session to terminate there).
     private func preface(_ node: LoneExitNode) throws -> [UInt8] {
         guard let kem = Hex.decode(node.city.kemPK), let id = NodeID(hex: node.city.nodeID) else { throw E2EError("bad node keys") }
@@ -47,9 +57,9 @@ final class NodeAdmissionLimitTests: XCTestCase {
 
     /// Connects from `source` and sends `bytes`; the socket is closed in tearDown.
     private func send(_ bytes: [UInt8], from source: String, to port: Int) throws -> Int32 {
-        guard let fd = BoundSocket.connect(from: source, port: port) else { throw E2EError("cannot connect from \(source) to \(port)") }
+        guard let fd = Net.connect(from: source, port: port, timeout: connectTimeout) else { throw E2EError("cannot connect from \(source) to \(port)") }
         fds.append(fd)
-        guard BoundSocket.sendAll(fd, bytes) else { throw E2EError("send from \(source) failed") }
+        guard Net.sendAll(fd, bytes) else { throw E2EError("send from \(source) failed") }
         return fd
     }
 
@@ -60,12 +70,7 @@ final class NodeAdmissionLimitTests: XCTestCase {
     }
 
     func test_prefacesOverTheNodesHandshakeLimitGetSilenceNotAnAnswerOrAClose() throws {
-        let node = try LoneExitNode.start(name: "handshake-limit", extraConfig: """
-        [limits]
-        handshakes_per_second = \(handshakesPerSecond)
-
-        """)
-        self.node = node
+        let node = try startNode(name: "handshake-limit", limits: "handshakes_per_second = \(handshakesPerSecond)")
         let port = node.city.transit.port
         let prefaces = try (0..<handshakeBurst).map { _ in try preface(node) }
         let sockets = try prefaces.enumerated().map { i, p in try send(p, from: "127.0.\(40 + i).1", to: port) }
@@ -76,7 +81,7 @@ final class NodeAdmissionLimitTests: XCTestCase {
         var answered = 0
         var silent: [Int32] = []
         for fd in sockets {
-            let seen = BoundSocket.drain(fd)
+            let seen = Net.drain(fd)
             if seen.received.count == Preface.responseSize {
                 answered += 1
             } else if seen.received.isEmpty && !seen.closedByPeer {
@@ -90,7 +95,7 @@ final class NodeAdmissionLimitTests: XCTestCase {
         XCTAssertLessThanOrEqual(answered, maxAnswered, "beyond \(handshakesPerSecond)/s prefaces are not answered: \(context)")
         XCTAssertEqual(answered + silent.count, handshakeBurst, context)
         if let probe = silent.last {
-            let watched = BoundSocket.receive(probe, window: silenceWindow, stopAfter: 1)
+            let watched = Net.receive(probe, window: silenceWindow, stopAfter: 1)
             XCTAssertEqual(watched.received.count, 0, "no late answer: \(context)")
             XCTAssertFalse(watched.closedByPeer, "an over-limit connection is not closed (closed after \(watched.elapsed) s): \(context)")
         }
@@ -99,35 +104,30 @@ final class NodeAdmissionLimitTests: XCTestCase {
         // The limit is a rate: a second later the budget has refilled.
         Thread.sleep(forTimeInterval: 1)
         let later = try send(try preface(node), from: "127.0.90.1", to: port)
-        XCTAssertEqual(BoundSocket.receive(later, window: answerWindow, stopAfter: Preface.responseSize).received.count,
+        XCTAssertEqual(Net.receive(later, window: answerWindow, stopAfter: Preface.responseSize).received.count,
                        Preface.responseSize, "once the budget refilled a preface is answered again")
     }
 
     func test_connectionOverTheCircuitCapOfItsSourceIsDiscardedSilentlyNotClosedAtAccept() throws {
-        let node = try LoneExitNode.start(name: "circuit-cap", extraConfig: """
-        [limits]
-        circuits_per_source = \(circuitsPerSource)
-
-        """)
-        self.node = node
+        let node = try startNode(name: "circuit-cap", limits: "circuits_per_source = \(circuitsPerSource)")
         let port = node.city.transit.port
         let source = "127.0.30.1"
         // Two connections from the source hold its circuits (they have not sent a preface yet).
         var held: [Int32] = []
         for _ in 0..<circuitsPerSource {
-            guard let fd = BoundSocket.connect(from: source, port: port) else { throw E2EError("cannot connect from \(source)") }
+            guard let fd = Net.connect(from: source, port: port, timeout: connectTimeout) else { throw E2EError("cannot connect from \(source)") }
             fds.append(fd)
             held.append(fd)
         }
         Thread.sleep(forTimeInterval: 0.3) // let the node accept them
 
         let over = try send(try preface(node), from: source, to: port)
-        let seen = BoundSocket.receive(over, window: silenceWindow, stopAfter: 1)
+        let seen = Net.receive(over, window: silenceWindow, stopAfter: 1)
         XCTAssertEqual(seen.received.count, 0, "a valid preface on a connection over the source's cap gets no answer\n\(node.diagnostics(1500))")
         XCTAssertFalse(seen.closedByPeer, "the connection over the cap is not closed at accept (closed after \(seen.elapsed) s)")
 
         let neighbour = try send(try preface(node), from: "127.0.30.2", to: port)
-        XCTAssertEqual(BoundSocket.receive(neighbour, window: answerWindow, stopAfter: Preface.responseSize).received.count,
+        XCTAssertEqual(Net.receive(neighbour, window: answerWindow, stopAfter: Preface.responseSize).received.count,
                        Preface.responseSize, "another source of the same /24 has circuits of its own")
         XCTAssertGreaterThan(try rejections(node, reason: "circuit_limit"), 0, "the refusal is counted as circuit_limit")
 
@@ -136,81 +136,9 @@ final class NodeAdmissionLimitTests: XCTestCase {
         var answer = 0
         let served = try poll(timeout: 5, interval: 0.3) {
             let fd = try send(try preface(node), from: source, to: port)
-            answer = BoundSocket.receive(fd, window: 1, stopAfter: Preface.responseSize).received.count
+            answer = Net.receive(fd, window: 1, stopAfter: Preface.responseSize).received.count
             return answer == Preface.responseSize
         }
         XCTAssertTrue(served, "after its circuits closed the source's preface is answered (last got \(answer) bytes)")
-    }
-}
-
-/// Blocking IPv4 sockets bound to a chosen loopback source address.
-private enum BoundSocket {
-    static func connect(from source: String, port: Int) -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var tv = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var local = sockaddr_in()
-        local.sin_family = sa_family_t(AF_INET)
-        local.sin_addr.s_addr = inet_addr(source)
-        var remote = Net.loopback(port: port)
-        let ok = withUnsafePointer(to: &local) { l in
-            l.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        } && withUnsafePointer(to: &remote) { r in
-            r.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard ok else {
-            close(fd)
-            return nil
-        }
-        return fd
-    }
-
-    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { return false }
-            sent += n
-        }
-        return true
-    }
-
-    /// What is already waiting on `fd` (never blocks).
-    static func drain(_ fd: Int32) -> Net.Exchange {
-        var result = Net.Exchange()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-            if n > 0 {
-                result.received += buffer[0..<n]
-                continue
-            }
-            if n < 0 && errno == EINTR { continue }
-            if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) { result.closedByPeer = true }
-            return result
-        }
-    }
-
-    /// What arrives on `fd` within `window` (stopping once `stopAfter` bytes came or the peer closed).
-    static func receive(_ fd: Int32, window: TimeInterval, stopAfter: Int) -> Net.Exchange {
-        var result = Net.Exchange()
-        let start = Date()
-        let deadline = start.addingTimeInterval(window)
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while Date() < deadline && result.received.count < stopAfter {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = Glibc.poll(&pfd, 1, Int32(max(1, deadline.timeIntervalSinceNow * 1000)))
-            if ready < 0 && errno == EINTR { continue }
-            guard ready > 0 else { break }
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 {
-                result.closedByPeer = true
-                break
-            }
-            result.received += buffer[0..<n]
-        }
-        result.elapsed = Date().timeIntervalSince(start)
-        return result
     }
 }

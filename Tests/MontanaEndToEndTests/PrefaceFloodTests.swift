@@ -14,9 +14,8 @@ import Glibc
 /// (127.0.1.1) from opening circuits through that front to an exit, and an over-limit
 /// connection gets silence, not a close.
 final class PrefaceFloodTests: XCTestCase {
-    nonisolated(unsafe) private static var demo: DemoHarness?
-    nonisolated(unsafe) private static var setupError: (any Error)?
-    private var group: MultiThreadedEventLoopGroup?
+    private static let shared = SharedDemo()
+    private let loops = OnDemandEventLoop()
 
     /// Flood rate: the figure (1000 fresh valid prefaces per second).
     static let floodPerSecond = 1000
@@ -29,8 +28,8 @@ final class PrefaceFloodTests: XCTestCase {
     /// The legitimate user's address: another /24 (the demo client's default source).
     static let userSource = "127.0.1.1"
     /// Each flood thread keeps at most this many connections open (closing the oldest): a flooder
-    /// holding descriptors, bounded so the test process stays far below its fd limit.
-    static let openPerThread = 256
+    /// holding descriptors (512 in all), bounded so the test process stays far below its fd limit.
+    static let openPerThread = 128
     /// The user starts once the flood has spent the /24's burst (100 at 50/s: 2 s).
     static let userHeadStart = 2.0
     /// One user attempt (circuit, Noise_PQ XX, ping) must finish within this; a healthy attempt
@@ -40,34 +39,17 @@ final class PrefaceFloodTests: XCTestCase {
     static let requiredSuccess = 0.8
     /// Fewer attempts than this would make the ratio meaningless.
     static let minimumAttempts = 5
+    /// However slow the node under test, the flood stops this long after its planned end and the
+    /// user's attempts this long after the flood's: the test stays bounded when admission fails.
+    static let floodGrace = 3.0
+    static let userGrace = 20.0
 
-    override class func setUp() {
-        super.setUp()
-        do { demo = try DemoHarness.start() } catch { setupError = error }
-    }
-
-    override class func tearDown() {
-        demo?.stop()
-        demo = nil
-        super.tearDown()
-    }
+    override class func setUp() { super.setUp(); shared.start() }
+    override class func tearDown() { shared.stop(); super.tearDown() }
 
     override func tearDown() {
-        try? group?.syncShutdownGracefully()
-        group = nil
+        loops.shutdown()
         super.tearDown()
-    }
-
-    private func running() throws -> DemoHarness {
-        if let error = Self.setupError { throw error }
-        guard let demo = Self.demo else { throw E2EError("the shared demo is not running") }
-        return demo
-    }
-
-    private func loop() -> any EventLoop {
-        let group = self.group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.group = group
-        return group.next()
     }
 
     /// `count` fresh prefaces naming `target`, sealed to `front`, built on both cores.
@@ -89,7 +71,7 @@ final class PrefaceFloodTests: XCTestCase {
     }
 
     func test_prefaceFloodFromOneNetworkLeavesAnotherNetworksUserServed() throws {
-        let demo = try running()
+        let demo = try Self.shared.running()
         let front = try demo.status.city("warsaw"), exit = try demo.status.city("berlin")
         let total = Int(Double(Self.floodPerSecond) * Self.floodSeconds)
         let built = Date()
@@ -99,7 +81,8 @@ final class PrefaceFloodTests: XCTestCase {
         let cpuBefore = (front: ProcessCPU.seconds(front.pid), exit: ProcessCPU.seconds(exit.pid))
 
         let flood = Flood(prefaces: prefaces, port: front.transit.port, sources: Self.floodSources,
-                          perSecond: Self.floodPerSecond, openPerThread: Self.openPerThread)
+                          perSecond: Self.floodPerSecond, openPerThread: Self.openPerThread,
+                          deadline: Self.floodSeconds + Self.floodGrace)
         flood.start()
         defer { flood.stop() }
         Thread.sleep(forTimeInterval: Self.userHeadStart)
@@ -109,11 +92,12 @@ final class PrefaceFloodTests: XCTestCase {
         var attempts = 0, successes = 0
         var failures: [String] = []
         let userDeadline = flood.startedAt.addingTimeInterval(Self.floodSeconds)
-        while Date() < userDeadline || attempts < Self.minimumAttempts {
+        let userHardStop = userDeadline.addingTimeInterval(Self.userGrace)
+        while (Date() < userDeadline || attempts < Self.minimumAttempts) && Date() < userHardStop {
             attempts += 1
             let started = Date()
             do {
-                let session = try ProbeSession.open(on: loop(), front: front, target: exit, identity: try IdentityKey.generate(),
+                let session = try ProbeSession.open(on: loops.next(), front: front, target: exit, identity: try IdentityKey.generate(),
                                                     localAddress: userAddress) { _ in
                     TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0)))])
                 }
@@ -130,7 +114,7 @@ final class PrefaceFloodTests: XCTestCase {
             }
             if attempts >= Self.minimumAttempts && Date() >= userDeadline { break }
         }
-        flood.waitUntilDone(timeout: Self.floodSeconds + 10)
+        flood.waitUntilDone(timeout: Self.floodSeconds + Self.floodGrace + 2)
         let sent = flood.sent
         flood.stop()
         let floodTime = flood.elapsed
@@ -147,8 +131,10 @@ final class PrefaceFloodTests: XCTestCase {
 
         // The flood was real: nearly all of it was delivered at about the rate ...
         XCTAssertGreaterThanOrEqual(Double(sent), 0.9 * Double(total), "the flood must be delivered: \(context)")
-        XCTAssertGreaterThanOrEqual(Double(sent) / max(floodTime, 0.001), 0.75 * Double(Self.floodPerSecond),
-                                    "the flood must run at about \(Self.floodPerSecond)/s: \(context)")
+        // (At least half the rate: a loaded CI machine slows the sender, not the point of the test;
+        // a front without per-prefix admission saturates and takes fewer than 300/s.)
+        XCTAssertGreaterThanOrEqual(Double(sent) / max(floodTime, 0.001), 0.5 * Double(Self.floodPerSecond),
+                                    "the flood must run at a real rate (≥ half of \(Self.floodPerSecond)/s): \(context)")
         // ... and the front refused most of it (silently: over the /24's budgets).
         XCTAssertGreaterThanOrEqual(rejected, 0.5 * Double(sent), "the front must refuse most of the flood: \(context)")
         // The user from another /24 was served.
@@ -157,42 +143,61 @@ final class PrefaceFloodTests: XCTestCase {
                                     "at least 80 % of the user's circuits must succeed during the flood: \(context)\n\(demo.diagnostics(1000))")
     }
 
-    func test_prefacesOverTheSourceBudgetGetNoAnswerAndTheConnectionStaysOpen() throws {
-        let demo = try running()
+    /// Sorts before the flood test on purpose: it measures a quiet front.
+    func test_excessPrefacesFromOneSourceGetNoAnswerAndTheConnectionsStayOpen() throws {
+        let demo = try Self.shared.running()
         let front = try demo.status.city("warsaw")
-        // A source of its own /24 (so the other test's flood does not matter) sends more valid
-        // prefaces than its burst (40) at once; each names the front itself (a control session).
-        let count = 60
+        // A source of its own /24 sends more valid prefaces than its burst (40) at once, staying
+        // within the per-source circuit cap (64); each names the front itself (a control session).
+        let count = 64
         let prefaces = try Self.prefaces(count, front: front, target: front)
         var fds: [Int32] = []
         defer { fds.forEach { close($0) } }
+        let sendStart = Date()
         for preface in prefaces {
-            guard let fd = RawSocket.connect(from: "127.0.2.1", port: front.transit.port, timeout: 2) else {
+            guard let fd = Net.connect(from: "127.0.2.1", port: front.transit.port, timeout: 2) else {
                 return XCTFail("cannot connect from 127.0.2.1 to \(front.name)")
             }
             fds.append(fd)
-            XCTAssertTrue(RawSocket.sendAll(fd, preface), "send to \(front.name)")
+            XCTAssertTrue(Net.sendAll(fd, preface), "send to \(front.name)")
         }
-        // Answers come within milliseconds; after a second, look at every connection at once
-        // (the discard timer is 10-60 s, so the 5 s watch below starts well inside it).
-        Thread.sleep(forTimeInterval: 1)
+        // Answers come within milliseconds on a quiet node; collect until no new one arrives for
+        // a second (at most `answerWindow`), so the 5 s watch below still ends before the 10 s
+        // minimum of the discard timer.
         var answered: [Int32] = [], silent: [Int32] = []
-        for fd in fds {
-            let seen = RawSocket.drain(fd)
-            if seen.received.count == Preface.responseSize {
-                answered.append(fd)
-            } else if seen.received.isEmpty && !seen.closedByPeer {
-                silent.append(fd)
+        var pending = fds
+        var received: [Int32: [UInt8]] = [:]
+        let answerWindow = 4.0
+        let started = Date()
+        var lastAnswer = Date()
+        while Date().timeIntervalSince(started) < answerWindow && Date().timeIntervalSince(lastAnswer) < 1 {
+            Thread.sleep(forTimeInterval: 0.1)
+            for fd in pending {
+                let seen = Net.drain(fd)
+                if !seen.received.isEmpty { received[fd, default: []] += seen.received }
+                if (received[fd]?.count ?? 0) >= Preface.responseSize {
+                    answered.append(fd)
+                    lastAnswer = Date()
+                }
             }
+            pending.removeAll { answered.contains($0) }
         }
-        let context = "answered \(answered.count), silent \(silent.count) of \(count); "
-            + (try PrometheusText.scrape(front).lines("montana_preface_rejections_total"))
+        for fd in pending {
+            let seen = Net.drain(fd)
+            if seen.received.isEmpty && received[fd] == nil && !seen.closedByPeer { silent.append(fd) }
+        }
+        // The source's bucket holds 40 and refills at 20/s while the node works through them; the
+        // node cannot have spread them over more than the time until the last answer was seen.
+        let spread = lastAnswer.timeIntervalSince(sendStart)
+        let allowed = 40 + Int((20 * spread).rounded(.up)) + 1
+        let context = String(format: "answered %d, silent %d of %d within %.2f s (allowed %d); ", answered.count, silent.count, count,
+                             spread, allowed) + (try PrometheusText.scrape(front).lines("montana_preface_rejections_total"))
         XCTAssertGreaterThanOrEqual(answered.count, 30, "prefaces within the source's burst are answered: \(context)")
-        XCTAssertLessThanOrEqual(answered.count, 50, "beyond the burst (40, +20/s) they are not: \(context)")
-        XCTAssertGreaterThanOrEqual(silent.count, 10, "the rest get silence: \(context)")
+        XCTAssertLessThanOrEqual(answered.count, min(allowed, count - 1), "beyond the burst (40, +20/s) they are not: \(context)")
+        XCTAssertEqual(silent.count, count - answered.count, "the rest get silence, not a close: \(context)")
         // An over-limit connection is discarded like garbage: no byte and no close for at least 5 s.
         guard let probe = silent.last else { return }
-        let watched = RawSocket.receive(probe, window: 5, stopAfter: 1)
+        let watched = Net.receive(probe, window: 5, stopAfter: 1)
         XCTAssertEqual(watched.received.count, 0, "no answer to an over-limit preface: \(context)")
         XCTAssertFalse(watched.closedByPeer, "the over-limit connection must stay open ≥ 5 s, got closed after \(watched.elapsed) s: \(context)")
         XCTAssertTrue(ProcessKiller.isAlive(front.pid), "\(front.name) is alive")
@@ -219,7 +224,8 @@ private final class FloodBox: @unchecked Sendable {
     }
 }
 
-/// Two paced threads that each connect from the flood sources in turn, send one pre-built
+/// Paced threads (4: one connect stalled by a full accept queue must not stall the whole flood)
+/// that each connect from the flood sources in turn, send one pre-built
 /// preface, and keep a bounded ring of connections open. `stop()` closes every descriptor.
 private final class Flood: @unchecked Sendable {
     private let prefaces: [[UInt8]]
@@ -227,17 +233,20 @@ private final class Flood: @unchecked Sendable {
     private let sources: [String]
     private let perSecond: Int
     private let openPerThread: Int
+    /// Seconds after the start at which the threads give up, sent or not.
+    private let deadline: TimeInterval
     private let lock = NSLock()
     private var stopped = false
     private var sentCount = 0
     private var failures = 0
     private var finished = 0
-    private var open: [[Int32]] = [[], []]
+    private var open: [[Int32]] = Array(repeating: [], count: Flood.threads)
     private(set) var startedAt = Date()
     private var endedAt: Date?
-    static let threads = 2
+    static let threads = 4
 
-    init(prefaces: [[UInt8]], port: Int, sources: [String], perSecond: Int, openPerThread: Int) {
+    init(prefaces: [[UInt8]], port: Int, sources: [String], perSecond: Int, openPerThread: Int, deadline: TimeInterval) {
+        self.deadline = deadline
         self.prefaces = prefaces
         self.port = port
         self.sources = sources
@@ -261,16 +270,16 @@ private final class Flood: @unchecked Sendable {
         let interval = Double(Self.threads) / Double(perSecond)
         var n = 0
         for i in stride(from: t, to: prefaces.count, by: Self.threads) {
-            if isStopped { break }
+            if isStopped || Date().timeIntervalSince(startedAt) > deadline { break }
             let due = startedAt.addingTimeInterval(Double(n) * interval)
             n += 1
             let wait = due.timeIntervalSinceNow
             if wait > 0 { Thread.sleep(forTimeInterval: wait) }
-            guard let fd = RawSocket.connect(from: sources[i % sources.count], port: port, timeout: 0.5) else {
+            guard let fd = Net.connect(from: sources[i % sources.count], port: port, timeout: 0.5) else {
                 lock.lock(); failures += 1; lock.unlock()
                 continue
             }
-            let ok = RawSocket.sendAll(fd, prefaces[i])
+            let ok = Net.sendAll(fd, prefaces[i])
             lock.lock()
             if ok { sentCount += 1 } else { failures += 1 }
             if stopped {
@@ -303,82 +312,9 @@ private final class Flood: @unchecked Sendable {
         stopped = true
         if endedAt == nil { endedAt = Date() }
         let fds = open.flatMap { $0 }
-        open = [[], []]
+        open = Array(repeating: [], count: Self.threads)
         lock.unlock()
         fds.forEach { close($0) }
-    }
-}
-
-/// Blocking IPv4 sockets bound to a chosen loopback source address.
-enum RawSocket {
-    static func connect(from source: String, port: Int, timeout: TimeInterval) -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var local = sockaddr_in()
-        local.sin_family = sa_family_t(AF_INET)
-        local.sin_addr.s_addr = inet_addr(source)
-        local.sin_port = 0
-        var remote = Net.loopback(port: port)
-        let ok = withUnsafePointer(to: &local) { l in
-            l.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        } && withUnsafePointer(to: &remote) { r in
-            r.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard ok else {
-            close(fd)
-            return nil
-        }
-        return fd
-    }
-
-    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { return false }
-            sent += n
-        }
-        return true
-    }
-
-    /// What is already waiting on `fd` (never blocks).
-    static func drain(_ fd: Int32) -> Net.Exchange {
-        var result = Net.Exchange()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-            if n > 0 {
-                result.received += buffer[0..<n]
-                continue
-            }
-            if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) { result.closedByPeer = true }
-            if n < 0 && errno == EINTR { continue }
-            return result
-        }
-    }
-
-    /// What arrives on `fd` within `window` (stopping early after `stopAfter` bytes or a close).
-    static func receive(_ fd: Int32, window: TimeInterval, stopAfter: Int) -> Net.Exchange {
-        var result = Net.Exchange()
-        let start = Date()
-        let deadline = start.addingTimeInterval(window)
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while Date() < deadline && result.received.count < stopAfter {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = Glibc.poll(&pfd, 1, Int32(max(1, deadline.timeIntervalSinceNow * 1000)))
-            if ready < 0 && errno == EINTR { continue }
-            guard ready > 0 else { break }
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 {
-                result.closedByPeer = true
-                break
-            }
-            result.received += buffer[0..<n]
-        }
-        result.elapsed = Date().timeIntervalSince(start)
-        return result
     }
 }
 

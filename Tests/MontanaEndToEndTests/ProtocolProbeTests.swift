@@ -10,45 +10,23 @@ import XCTest
 /// (prefaces, Noise_PQ XX, yamux) or raw sockets: what a session without (or with a bad)
 /// EgressAuth may do, and what a prober learns from a front.
 final class ProtocolProbeTests: XCTestCase {
-    nonisolated(unsafe) private static var demo: DemoHarness?
-    nonisolated(unsafe) private static var setupError: (any Error)?
-    private var group: MultiThreadedEventLoopGroup?
+    private static let shared = SharedDemo()
+    private let loops = OnDemandEventLoop()
 
-    override class func setUp() {
-        super.setUp()
-        do { demo = try DemoHarness.start() } catch { setupError = error }
-    }
-
-    override class func tearDown() {
-        demo?.stop()
-        demo = nil
-        super.tearDown()
-    }
+    override class func setUp() { super.setUp(); shared.start() }
+    override class func tearDown() { shared.stop(); super.tearDown() }
 
     override func tearDown() {
-        try? group?.syncShutdownGracefully()
-        group = nil
+        loops.shutdown()
         super.tearDown()
-    }
-
-    private func running() throws -> DemoHarness {
-        if let error = Self.setupError { throw error }
-        guard let demo = Self.demo else { throw E2EError("the shared demo is not running") }
-        return demo
-    }
-
-    private func loop() -> any EventLoop {
-        let group = self.group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.group = group
-        return group.next()
     }
 
     private static let features = TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0)))
 
     func test_sessionWithoutEgressAuthCannotOpenEgress() throws {
-        let demo = try running()
+        let demo = try Self.shared.running()
         let front = try demo.status.city("amsterdam"), exit = try demo.status.city("berlin")
-        let session = try ProbeSession.open(on: loop(), front: front, target: exit, identity: try IdentityKey.generate()) { _ in
+        let session = try ProbeSession.open(on: loops.next(), front: front, target: exit, identity: try IdentityKey.generate()) { _ in
             TLV.encode([Self.features]) // features only: no EgressAuth
         }
         defer { session.close() }
@@ -67,12 +45,12 @@ final class ProtocolProbeTests: XCTestCase {
     }
 
     func test_badEgressAuthClosesTheConnectionWithoutASession() throws {
-        let demo = try running()
+        let demo = try Self.shared.running()
         let front = try demo.status.city("amsterdam"), exit = try demo.status.city("berlin")
         let before = try PrometheusText.scrape(exit)
         let account = try IdentityKey.generate()
         let otherExit = try IdentityKey.generate().nodeID
-        let session = try ProbeSession.open(on: loop(), front: front, target: exit, identity: account) { h in
+        let session = try ProbeSession.open(on: loops.next(), front: front, target: exit, identity: account) { h in
             // A proof for some other exit: valid signature, wrong exit node id.
             let auth = try EgressAuthProof.build(account: account, exit: otherExit, bindingHash: h, now: WallClock.now())
             return TLV.encode([Self.features, TLV(type: PayloadTLV.egressAuth, value: auth.encode())])
@@ -92,7 +70,7 @@ final class ProtocolProbeTests: XCTestCase {
     }
 
     func test_frontGivenGarbageSendsNothingBack() throws {
-        let demo = try running()
+        let demo = try Self.shared.running()
         let front = try demo.status.city("warsaw")
         let garbage = SecureRandom.bytes(Preface.size)
         XCTAssertEqual(garbage.count, 1632)
@@ -102,7 +80,7 @@ final class ProtocolProbeTests: XCTestCase {
     }
 
     func test_replayedPrefaceGetsNoAnswer() throws {
-        let demo = try running()
+        let demo = try Self.shared.running()
         let front = try demo.status.city("warsaw")
         guard let kem = Hex.decode(front.kemPK), let id = NodeID(hex: front.nodeID) else {
             throw E2EError("bad keys for \(front.name) in the status JSON")

@@ -26,17 +26,23 @@ final class DNSSettingsTests: XCTestCase {
         XCTAssertTrue(error.description.contains(problem), error.description, file: file, line: line)
     }
 
+    /// The resolver's timeout, per-session and in-flight caps, cache size and TTL clamp.
+    private func assertBounds(_ resolver: StubResolverConfiguration, timeoutMs: Int64, maxPerSession: Int, maxInflight: Int,
+                              cacheEntries: Int, minTTL: UInt32, maxTTL: UInt32, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(resolver.timeout, .milliseconds(timeoutMs), "timeout", file: file, line: line)
+        XCTAssertEqual(resolver.maxPerSession, maxPerSession, "max_per_session", file: file, line: line)
+        XCTAssertEqual(resolver.maxInflight, maxInflight, "max_inflight", file: file, line: line)
+        XCTAssertEqual(resolver.cacheEntries, cacheEntries, "cache_entries", file: file, line: line)
+        XCTAssertEqual(resolver.minTTL, minTTL, "min_ttl_seconds", file: file, line: line)
+        XCTAssertEqual(resolver.maxTTL, maxTTL, "max_ttl_seconds", file: file, line: line)
+    }
+
     func test_withoutDNSSectionTheDefaultsApply() throws {
         let config = try fixture.parseNode(fixture.nodeText())
         XCTAssertEqual(config.dns, DNSSettings())
         XCTAssertNil(config.dns.servers, "no servers: /etc/resolv.conf")
         let resolver = config.dns.resolverConfiguration()
-        XCTAssertEqual(resolver.timeout, .milliseconds(5000))
-        XCTAssertEqual(resolver.maxPerSession, 8)
-        XCTAssertEqual(resolver.maxInflight, 256)
-        XCTAssertEqual(resolver.cacheEntries, 10_000)
-        XCTAssertEqual(resolver.minTTL, 5)
-        XCTAssertEqual(resolver.maxTTL, 3600)
+        assertBounds(resolver, timeoutMs: 5000, maxPerSession: 8, maxInflight: 256, cacheEntries: 10_000, minTTL: 5, maxTTL: 3600)
         XCTAssertFalse(resolver.servers.isEmpty, "resolv.conf or the fallbacks")
         XCTAssertEqual(config.limits.sessionsPerAccount, 8, "the fixture's [limits] does not set it")
         XCTAssertEqual(config.limits.streamsPerAccount, 1024)
@@ -61,12 +67,7 @@ final class DNSSettingsTests: XCTestCase {
         XCTAssertEqual(config.dns.servers, [HostPort(host: "127.0.0.1", port: 5353), HostPort(host: "::1", port: 53)])
         let resolver = config.dns.resolverConfiguration()
         XCTAssertEqual(resolver.servers.map(\.port), [5353, 53])
-        XCTAssertEqual(resolver.timeout, .milliseconds(1000))
-        XCTAssertEqual(resolver.maxPerSession, 4)
-        XCTAssertEqual(resolver.maxInflight, 64)
-        XCTAssertEqual(resolver.cacheEntries, 100)
-        XCTAssertEqual(resolver.minTTL, 1)
-        XCTAssertEqual(resolver.maxTTL, 60)
+        assertBounds(resolver, timeoutMs: 1000, maxPerSession: 4, maxInflight: 64, cacheEntries: 100, minTTL: 1, maxTTL: 60)
         XCTAssertEqual(resolver.hosts.lookup("printer.lan"), [[10, 9, 8, 7]])
     }
 

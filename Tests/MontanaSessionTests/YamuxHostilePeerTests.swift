@@ -16,6 +16,20 @@ final class YamuxHostilePeerTests: XCTestCase {
         func release(_ bytes: UInt64) { used -= bytes }
     }
 
+    /// The client writes 128 KiB at a time and the server consumes it 1 ms later: a consumer fast
+    /// enough that auto-tuning would grow the window every round.
+    private func consumeFast(_ pair: inout YamuxPair, on id: YamuxStreamID, writes: Int) throws {
+        for _ in 0..<writes {
+            try pair.client.write(ByteBuffer(repeating: 2, count: 128 * 1024), to: id)
+            try pair.pump()
+            let arrived = pair.serverEvents.dataByteCount(on: id)
+            pair.serverEvents.removeAll()
+            pair.now += 1_000_000
+            pair.server.consumed(arrived, on: id, now: pair.now)
+            try pair.pump()
+        }
+    }
+
     func test_pingFloodBeyondTheBurstFailsTheSession() throws {
         var server = YamuxConnection(role: .server)
         var flood = ByteBuffer()
@@ -80,15 +94,7 @@ final class YamuxHostilePeerTests: XCTestCase {
         let id = try pair.client.openStream()
         try pair.pump()
         // A fast consumer: would double its window up to 16 MiB.
-        for _ in 0..<64 {
-            try pair.client.write(ByteBuffer(repeating: 2, count: 128 * 1024), to: id)
-            try pair.pump()
-            let arrived = pair.serverEvents.dataByteCount(on: id)
-            pair.serverEvents.removeAll()
-            pair.now += 1_000_000
-            pair.server.consumed(arrived, on: id, now: pair.now)
-            try pair.pump()
-        }
+        try consumeFast(&pair, on: id, writes: 64)
         XCTAssertEqual(pair.server.receiveWindowSize(of: id), 512 * 1024, "one doubling fits the budget, the next does not")
         XCTAssertEqual(budget.used, 256 * 1024)
         pair.server.reset(id)
@@ -101,15 +107,7 @@ final class YamuxHostilePeerTests: XCTestCase {
         var pair = YamuxPair(server: config)
         let id = try pair.client.openStream()
         try pair.pump()
-        for _ in 0..<128 {
-            try pair.client.write(ByteBuffer(repeating: 2, count: 128 * 1024), to: id)
-            try pair.pump()
-            let arrived = pair.serverEvents.dataByteCount(on: id)
-            pair.serverEvents.removeAll()
-            pair.now += 1_000_000
-            pair.server.consumed(arrived, on: id, now: pair.now)
-            try pair.pump()
-        }
+        try consumeFast(&pair, on: id, writes: 128)
         // 256 KiB → 512 KiB (+256) → 1 MiB (+512): 768 KiB of growth, then no more.
         XCTAssertEqual(pair.server.receiveWindowSize(of: id), 1024 * 1024)
         XCTAssertEqual(pair.server.receiveWindowGrowth, 768 * 1024)

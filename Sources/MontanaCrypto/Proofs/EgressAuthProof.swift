@@ -33,6 +33,8 @@ public enum EgressAuthError: Error, Equatable, Sendable, CustomStringConvertible
     case badProof
     case nonceReused
     case tooManySessions
+    /// The node-wide nonce memory is full (fail closed until the window moves on).
+    case nonceMemoryFull
     case notAdmitted(String)
 
     public var reason: String {
@@ -44,6 +46,7 @@ public enum EgressAuthError: Error, Equatable, Sendable, CustomStringConvertible
         case .badProof: return "bad_proof"
         case .nonceReused: return "nonce_reused"
         case .tooManySessions: return "nonce_cache_full"
+        case .nonceMemoryFull: return "nonce_memory_full"
         case .notAdmitted: return "not_admitted"
         }
     }
@@ -85,15 +88,24 @@ public struct EgressAuthVerifier: Sendable {
     public static let perAccountLimit = 256
     public static let totalLimit = 65536
 
+    /// This verifier's bounds (the defaults above; tests lower them).
+    public let accountLimit: Int
+    public let nodeLimit: Int
+    /// The slot whose predecessors were last forgotten: expiry runs once per slot, not per proof.
+    private var prunedSlot: UInt64 = 0
+
     public let exit: NodeID
     public let admission: Admission
     private var nonces: [[UInt8]: UInt64] = [:]  // nonce -> window slot
     private var perAccount: [[UInt8]: Int] = [:]
     private var nonceOwners: [[UInt8]: [UInt8]] = [:]
 
-    public init(exit: NodeID, admission: Admission) {
+    public init(exit: NodeID, admission: Admission, perAccountLimit: Int = EgressAuthVerifier.perAccountLimit,
+                totalLimit: Int = EgressAuthVerifier.totalLimit) {
         self.exit = exit
         self.admission = admission
+        accountLimit = max(1, perAccountLimit)
+        nodeLimit = max(1, totalLimit)
     }
 
     /// `initiatorPublicKey` is the handshake's proven initiator identity; `bindingHash` is `h`
@@ -136,7 +148,8 @@ public struct EgressAuthVerifier: Sendable {
 
     private mutating func remember(nonce: [UInt8], account: [UInt8], slot: UInt64) throws(EgressAuthError) {
         // Proofs are only valid for the current and previous slot: older nonces can be forgotten.
-        if nonces.count >= Self.totalLimit / 2 || nonces.values.contains(where: { $0 + 1 < slot }) {
+        if slot > prunedSlot {
+            prunedSlot = slot
             for (n, s) in nonces where s + 1 < slot {
                 nonces[n] = nil
                 if let owner = nonceOwners.removeValue(forKey: n) {
@@ -146,7 +159,8 @@ public struct EgressAuthVerifier: Sendable {
             }
         }
         guard nonces[nonce] == nil else { throw .nonceReused }
-        guard nonces.count < Self.totalLimit, perAccount[account, default: 0] < Self.perAccountLimit else { throw .tooManySessions }
+        guard perAccount[account, default: 0] < accountLimit else { throw .tooManySessions }
+        guard nonces.count < nodeLimit else { throw .nonceMemoryFull }
         nonces[nonce] = slot
         nonceOwners[nonce] = account
         perAccount[account, default: 0] += 1

@@ -41,6 +41,20 @@ extension NodeConfiguration {
         streams_per_session = 256                 # PROTOCOL 7.4 MAX_STREAMS_PER_SESSION
         egress_open_timeout_seconds = 30
         egress_idle_timeout_seconds = 240
+        # sessions_per_account = 8                # exits: sessions of one account at once
+        # streams_per_account = 1024              # exits: egress streams of one account
+        # connect_attempts_per_open = 4           # exits: addresses dialled per TCP open
+        # accounting_idle_days = 30               # exits: idle accounts folded into one rollup row
+        # accounting_max_rows = 100000
+        # window_budget_mib = 256                 # node-wide memory for grown stream windows
+
+        # Per-prefix admission (docs/OPERATIONS.md has every key): one source or network cannot
+        # exhaust the node; over a budget a connection is read and discarded silently.
+        # [admission]
+        # source_prefaces_per_second = 20         # per IPv4 /32, IPv6 /64 (burst 40)
+        # network_prefaces_per_second = 50        # per IPv4 /24, IPv6 /48 (burst 100)
+        # network_handshakes_per_second = 50      # a network's share of handshakes_per_second
+        # replay_capacity = 65536
 
         """
         if roles.contains(.exit) {
@@ -53,6 +67,14 @@ extension NodeConfiguration {
             policy = "default-allow"                  # default-allow | default-deny
             allow = []                                # CIDRs, host suffixes, ports ("443", "8000-8100")
             deny = []                                 # loopback, private ranges and port 25 are always denied
+            # allow_private = []                      # the only way to re-open a built-in denial (CIDRs, ports)
+
+            # The exit's own stub resolver (defaults: /etc/resolv.conf's servers, /etc/hosts):
+            # [dns]
+            # servers = ["127.0.0.53:53"]
+            # timeout_ms = 5000                       # a lookup's deadline; the open then fails
+            # max_per_session = 8                     # lookups in flight per session
+            # max_inflight = 256                      # and per node
 
             """
         }

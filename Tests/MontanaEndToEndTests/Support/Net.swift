@@ -33,7 +33,7 @@ enum Net {
         guard fd >= 0 else { return nil }
         var addr = loopback(port: port)
         let ok = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
         if !ok {
             close(fd)
@@ -62,18 +62,60 @@ enum Net {
         var elapsed: TimeInterval = 0
     }
 
-    /// Connects to `port`, sends `bytes`, and collects what comes back until `window` passes,
-    /// the peer closes, or `stopAfter` bytes arrived (then it waits `settle` more for extras).
-    static func exchange(port: Int, send bytes: [UInt8], window: TimeInterval, stopAfter: Int? = nil,
-                         settle: TimeInterval = 0.5) throws -> Exchange {
-        guard let fd = connectLoopback(port) else { throw E2EError("cannot connect to 127.0.0.1:\(port)") }
-        defer { close(fd) }
+    /// A connected blocking socket from `source` (a loopback address such as 127.0.2.1) to
+    /// 127.0.0.1:port, with `timeout` as its send timeout (it also bounds the connect), or nil.
+    static func connect(from source: String, port: Int, timeout: TimeInterval) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_addr.s_addr = inet_addr(source)
+        local.sin_port = 0
+        var remote = loopback(port: port)
+        let ok = withUnsafePointer(to: &local) { l in
+            l.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        } && withUnsafePointer(to: &remote) { r in
+            r.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard ok else {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    /// Sends all of `bytes` on `fd`; false once a send fails.
+    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var sent = 0
         while sent < bytes.count {
             let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw E2EError("send to 127.0.0.1:\(port) failed: errno \(errno)") }
+            guard n > 0 else { return false }
             sent += n
         }
+        return true
+    }
+
+    /// What is already waiting on `fd` (never blocks).
+    static func drain(_ fd: Int32) -> Exchange {
+        var result = Exchange()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if n > 0 {
+                result.received += buffer[0..<n]
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) { result.closedByPeer = true }
+            return result
+        }
+    }
+
+    /// Collects what arrives on `fd` until `window` passes, the peer closes, or `stopAfter`
+    /// bytes arrived (then it waits `settle` more for extras; 0 stops at once).
+    static func receive(_ fd: Int32, window: TimeInterval, stopAfter: Int? = nil, settle: TimeInterval = 0) -> Exchange {
         var result = Exchange()
         let start = Date()
         var deadline = start.addingTimeInterval(window)
@@ -91,10 +133,21 @@ enum Net {
             }
             result.received += buffer[0..<n]
             if let stopAfter, result.received.count >= stopAfter {
+                if settle <= 0 { break }
                 deadline = min(deadline, Date().addingTimeInterval(settle))
             }
         }
         result.elapsed = Date().timeIntervalSince(start)
         return result
+    }
+
+    /// Connects to `port`, sends `bytes`, and collects what comes back until `window` passes,
+    /// the peer closes, or `stopAfter` bytes arrived (then it waits `settle` more for extras).
+    static func exchange(port: Int, send bytes: [UInt8], window: TimeInterval, stopAfter: Int? = nil,
+                         settle: TimeInterval = 0.5) throws -> Exchange {
+        guard let fd = connectLoopback(port) else { throw E2EError("cannot connect to 127.0.0.1:\(port)") }
+        defer { close(fd) }
+        guard sendAll(fd, bytes) else { throw E2EError("send to 127.0.0.1:\(port) failed: errno \(errno)") }
+        return receive(fd, window: window, stopAfter: stopAfter, settle: settle)
     }
 }
