@@ -133,8 +133,10 @@ final class ClientHardeningTests: XCTestCase {
         let demo = try Self.shared.running()
         let config = try onlyTheExitConfig(demo, name: "only-exit")
         let client = try startClient("client-only-exit", config: config.path, socks: config.socks)
+        // The warning is written as the client starts; its output reaches us a moment later.
+        XCTAssertTrue(poll(timeout: Self.logSettleTimeout) { self.occurrences(Self.exitAsFrontMessage, in: client) >= 1 },
+                      "the client warns at start that berlin has no other front:\n\(client.outputTail())")
         let atStart = occurrences(Self.exitAsFrontMessage, in: client)
-        XCTAssertGreaterThanOrEqual(atStart, 1, "the client warns at start that berlin has no other front:\n\(client.outputTail())")
 
         let socks = try Curl.run(Curl.socks(config.socks, user: "country-de") + ["\(demo.siteURL)/"], timeout: Self.fetchTimeout)
         XCTAssertEqual(socks.exitCode, Curl.proxyError, "SOCKS5 answers an error reply, not data: \(socks)")
