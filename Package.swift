@@ -82,7 +82,7 @@ let package = Package(
         .executableTarget(name: "MontanaFuzz", dependencies: ["MontanaFuzzTargets"], swiftSettings: strict),
         // scripts/abuse: the hardening issue's attacks against a running demo, with real sockets.
         .executableTarget(name: "MontanaAbuse", dependencies: [
-            "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaWire",
+            "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaWire", "MontanaNode",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: strict),
@@ -100,7 +100,7 @@ let package = Package(
         ]),
         // Starts real `montana` processes on loopback and drives them with curl.
         .testTarget(name: "MontanaEndToEndTests", dependencies: [
-            "MontanaCrypto", "MontanaWire", "MontanaTransport", "MontanaSession",
+            "MontanaCrypto", "MontanaWire", "MontanaTransport", "MontanaSession", "MontanaNode",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], resources: [.copy("Resources")]),

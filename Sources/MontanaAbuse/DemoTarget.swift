@@ -1,53 +1,17 @@
 import Foundation
+import MontanaNode
 
-/// What the attacks need from `montana demo --status-json FILE`.
-struct DemoTarget: Decodable {
-    struct Address: Decodable {
-        let host: String
-        let port: Int
-    }
+/// The demo's status file, as `montana demo --status-json FILE` writes it.
+typealias DemoTarget = DemoStatusFile
 
-    struct City: Decodable {
-        let name: String
-        let nodeID: String
-        let kemPK: String
-        let roles: [String]
-        let country: String
-        let transit: Address
-        let admin: Address
-        let pid: Int32
-
-        enum CodingKeys: String, CodingKey {
-            case name, roles, country, transit, admin, pid
-            case nodeID = "node_id", kemPK = "kem_pk"
-        }
-
-        var isExit: Bool { roles.contains("exit") }
-    }
-
-    struct Client: Decodable {
-        let socks: Address
-        let http: Address
-    }
-
-    struct Site: Decodable {
-        let url: String
-        let port: Int
-    }
-
-    let pid: Int32
-    let cities: [City]
-    let client: Client
-    let site: Site
-
-    static func load(_ path: String) throws -> DemoTarget {
+extension DemoStatusFile {
+    static func load(_ path: String) throws -> DemoStatusFile {
         guard let data = FileManager.default.contents(atPath: path) else { throw AbuseError("cannot read \(path)") }
-        return try JSONDecoder().decode(DemoTarget.self, from: data)
+        return try JSONDecoder().decode(DemoStatusFile.self, from: data)
     }
 
     /// The front-only city (warsaw in the demo): a node whose only sessions are control sessions.
     var frontOnly: City? { cities.first { !$0.isExit } }
-    var exits: [City] { cities.filter(\.isExit) }
 }
 
 struct AbuseError: Error, CustomStringConvertible {

@@ -156,4 +156,40 @@ final class MuxHostilePeerTests: XCTestCase {
         XCTAssertTrue(talking.isActive, "a peer heard from every 20 s stays")
         _ = try? talking.finish()
     }
+
+    func test_controlStreamsBeyondTheNodeBudgetAreResetAndAClosedOneFreesItsPlace() throws {
+        let budget = SharedBudget(capacity: 2)
+        let pair = try MuxHandlerTests.Pair(services: [])
+        pair.serverMux.setControlServices([PingService()], streamBudget: budget)
+        var ends: [MuxStreamEnd?] = [nil, nil, nil]
+        var streams: [MuxStream] = []
+        for i in 0..<3 {
+            let s = try XCTUnwrap(pair.clientMux.openStream(protocol: "/ipfs/ping/1.0.0") { _ in })
+            s.onEnd = { ends[i] = $0 }
+            streams.append(s)
+        }
+        try pair.pump()
+        XCTAssertEqual(budget.inUse, 2, "two streams are counted against the node's budget")
+        XCTAssertNil(ends[0])
+        XCTAssertNil(ends[1])
+        XCTAssertEqual(ends[2], .reset, "the third is beyond the budget")
+        streams[0].reset()
+        try pair.pump()
+        XCTAssertEqual(budget.inUse, 1, "a stream that ends gives its place back")
+    }
+
+    func test_pingerThatKeepsSendingWhileItsAnswersCannotGoOutIsReset() throws {
+        let pair = try MuxHandlerTests.Pair(services: [])
+        pair.serverMux.setControlServices([PingService()], streamBudget: SharedBudget(capacity: 8))
+        let stream = try XCTUnwrap(pair.clientMux.openStream(protocol: "/ipfs/ping/1.0.0") { _ in })
+        var ended: MuxStreamEnd?
+        stream.onEnd = { ended = $0 }
+        stream.onData = { _ in }  // answers read but never consumed: the server's send window closes
+        for _ in 0..<64 where ended == nil {
+            if stream.isWritable { stream.write(ByteBuffer(repeating: 1, count: 16 * 1024)) }
+            try pair.pump()
+        }
+        XCTAssertEqual(ended, .reset, "more than \(ControlSessionLimits.unansweredPingBytes) bytes of unanswered pings reset the stream")
+        XCTAssertLessThanOrEqual(pair.serverMux.heldOutboundBytes, ControlSessionLimits.backlogPerSession)
+    }
 }

@@ -1,0 +1,82 @@
+/// The file `montana demo --status-json PATH` writes once everything is up, as its readers
+/// (scripts, `montana-abuse`, the end-to-end tests) decode it.
+public struct DemoStatusFile: Decodable, Sendable {
+    public struct Address: Decodable, Sendable {
+        public let host: String
+        public let port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public struct City: Decodable, Sendable {
+        public let name: String
+        public let nodeID: String
+        public let kemPK: String
+        public let identityPK: String
+        public let roles: [String]
+        public let country: String
+        public let transit: Address
+        public let admin: Address
+        public let pid: Int32
+        public let config: String
+        public let log: String
+        public let exitAdmission: String?
+        public let exitPolicy: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, roles, country, transit, admin, pid, config, log
+            case nodeID = "node_id", kemPK = "kem_pk", identityPK = "identity_pk"
+            case exitAdmission = "exit_admission", exitPolicy = "exit_policy"
+        }
+
+        /// For a node started outside a demo (tests describe it in the same shape).
+        public init(name: String, nodeID: String, kemPK: String, identityPK: String, roles: [String], country: String,
+                    transit: Address, admin: Address, pid: Int32, config: String, log: String,
+                    exitAdmission: String?, exitPolicy: String?) {
+            self.name = name
+            self.nodeID = nodeID
+            self.kemPK = kemPK
+            self.identityPK = identityPK
+            self.roles = roles
+            self.country = country
+            self.transit = transit
+            self.admin = admin
+            self.pid = pid
+            self.config = config
+            self.log = log
+            self.exitAdmission = exitAdmission
+            self.exitPolicy = exitPolicy
+        }
+
+        public var isExit: Bool { roles.contains("exit") }
+        public var isFront: Bool { roles.contains("front") }
+    }
+
+    public struct Client: Decodable, Sendable {
+        public let socks: Address
+        public let http: Address
+        public let accountID: String
+        public let accountKey: String
+
+        enum CodingKeys: String, CodingKey {
+            case socks, http
+            case accountID = "account_id", accountKey = "account_key"
+        }
+    }
+
+    public struct Site: Decodable, Sendable {
+        public let url: String
+        public let port: Int
+    }
+
+    public let pid: Int32
+    public let directory: String
+    public let cities: [City]
+    public let client: Client
+    public let site: Site
+
+    public var exits: [City] { cities.filter(\.isExit) }
+}
