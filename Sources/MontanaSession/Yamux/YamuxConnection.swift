@@ -49,8 +49,9 @@ public struct YamuxConnection: Sendable {
         self.role = role
         self.configuration = configuration
         self.nextStreamID = role.firstStreamID
-        pingTokens = TokenBucket(burst: configuration.pingBurst, perSecond: configuration.pingsPerSecond)
-        refusedStreamTokens = TokenBucket(burst: configuration.refusedStreamBurst, perSecond: configuration.refusedStreamsPerSecond)
+        // The clock starts at the first use (the caller's `now` is not known here): both start full.
+        pingTokens = TokenBucket(burst: Int(clamping: configuration.pingBurst), now: 0)
+        refusedStreamTokens = TokenBucket(burst: Int(clamping: configuration.refusedStreamBurst), now: 0)
     }
 
     /// Lowers (or raises) how many peer-opened streams may be open at once, e.g. once a session
@@ -272,7 +273,8 @@ public struct YamuxConnection: Sendable {
         case .ping:
             // Stream id is meant to be 0; like the Go implementations we do not insist.
             if header.flags.contains(.syn) {
-                guard pingTokens.take(now: now) else { throw .pingFlood }
+                guard pingTokens.take(rate: Int(clamping: configuration.pingsPerSecond), burst: Int(clamping: configuration.pingBurst), now: now)
+                else { throw .pingFlood }
                 writeFrame(.ping, [.ack], 0, header.length)
             } else if header.flags.contains(.ack), let ping = outstandingPing, ping.opaque == header.length {
                 outstandingPing = nil
@@ -328,7 +330,9 @@ public struct YamuxConnection: Sendable {
         guard id > highestPeerStreamID else { throw .streamIDNotIncreasing(id) }
         highestPeerStreamID = id
         guard !localGoAway, inboundStreamCount < configuration.maxInboundStreams else {
-            guard refusedStreamTokens.take(now: now) else { throw .refusedStreamFlood }
+            guard refusedStreamTokens.take(rate: Int(clamping: configuration.refusedStreamsPerSecond),
+                                           burst: Int(clamping: configuration.refusedStreamBurst), now: now)
+            else { throw .refusedStreamFlood }
             writeFrame(.windowUpdate, [.rst], id, 0)
             return
         }
@@ -424,39 +428,5 @@ public struct YamuxConnection: Sendable {
         currentBody = nil
         partialHeader.clear()
         writeFrame(.goAway, [], 0, YamuxGoAwayCode.protocolError.rawValue)
-    }
-}
-
-/// A token bucket on the caller's monotonic clock (nanoseconds): `burst` tokens, `perSecond`
-/// regained each second. Time going backwards regains nothing.
-struct TokenBucket: Sendable {
-    let burst: UInt64
-    let perSecond: UInt64
-    private var tokens: UInt64
-    private var last: UInt64?
-
-    init(burst: UInt64, perSecond: UInt64) {
-        self.burst = burst
-        self.perSecond = perSecond
-        tokens = burst
-    }
-
-    mutating func take(now: UInt64) -> Bool {
-        if let last, now > last, perSecond > 0 {
-            let elapsed = now - last
-            // Whole tokens earned since `last`; the remainder of the interval is kept by moving
-            // `last` forward only by the time those tokens took.
-            let nanosPerToken = max(1, 1_000_000_000 / perSecond)
-            let earned = elapsed / nanosPerToken
-            if earned > 0 {
-                tokens = min(burst, tokens &+ min(earned, burst))
-                self.last = last + earned * nanosPerToken
-            }
-        } else if last == nil {
-            last = now
-        }
-        guard tokens > 0 else { return false }
-        tokens -= 1
-        return true
     }
 }

@@ -1,4 +1,5 @@
 import MontanaCrypto
+import MontanaSession
 import NIOConcurrencyHelpers
 import NIOCore
 

@@ -1,39 +1,4 @@
-/// A token bucket on the monotonic clock (nanoseconds). Rates and bursts live in the caller's
-/// configuration, so an entry is two words.
-struct TokenBucket: Sendable {
-    var tokens: Double
-    var last: UInt64
-
-    init(burst: Int, now: UInt64) {
-        tokens = Double(burst)
-        last = now
-    }
-
-    /// Tokens after refilling to `now` (a clock that went backwards refills nothing).
-    func level(rate: Int, burst: Int, now: UInt64) -> Double {
-        let elapsed = now >= last ? now - last : 0
-        return min(Double(burst), tokens + Double(elapsed) / 1e9 * Double(rate))
-    }
-
-    mutating func refill(rate: Int, burst: Int, now: UInt64) {
-        tokens = level(rate: rate, burst: burst, now: now)
-        if now > last { last = now }
-    }
-
-    func isFull(rate: Int, burst: Int, now: UInt64) -> Bool {
-        level(rate: rate, burst: burst, now: now) >= Double(burst)
-    }
-
-    /// Refills, and reports whether a token is there (without taking it).
-    mutating func has(rate: Int, burst: Int, now: UInt64) -> Bool {
-        refill(rate: rate, burst: burst, now: now)
-        return tokens >= 1
-    }
-
-    mutating func take() {
-        tokens = max(0, tokens - 1)
-    }
-}
+import MontanaSession
 
 /// A rate with its burst.
 struct BucketRate: Sendable {
