@@ -42,6 +42,16 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ], swiftSettings: strict),
+        // libmaxminddb from Debian (libmaxminddb-dev): reads MaxMind/DB-IP .mmdb GeoIP databases.
+        .systemLibrary(name: "CMaxMindDB", path: "Sources/CMaxMindDB", pkgConfig: "libmaxminddb",
+                       providers: [.apt(["libmaxminddb-dev"])]),
+        // The alliance's public files, endorsements, record validation, the SQLite directory store
+        // (GRDB), corroboration, GeoIP, subscriptions and member links.
+        .target(name: "MontanaDirectory", dependencies: [
+            "MontanaCrypto", "MontanaWire", "CMaxMindDB",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ], swiftSettings: strict),
         .target(name: "MontanaExit", dependencies: [
             "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaWire",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -57,7 +67,7 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
         ], swiftSettings: strict),
         .target(name: "MontanaNode", dependencies: [
-            "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaExit", "MontanaClient", "MontanaWire",
+            "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaExit", "MontanaClient", "MontanaWire", "MontanaDirectory",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -70,7 +80,7 @@ let package = Package(
         // Conformance vectors: generates ours, checks any file in the shared schema.
         .target(name: "MontanaConformance", dependencies: ["MontanaCrypto", "MontanaWire"], swiftSettings: strict),
         .executableTarget(name: "montana", dependencies: [
-            "MontanaNode", "MontanaCrypto", "MontanaWire", "MontanaConformance",
+            "MontanaNode", "MontanaCrypto", "MontanaWire", "MontanaConformance", "MontanaDirectory",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         // One entry point per decoder, shared by the libFuzzer binary and the unit tests.
@@ -104,6 +114,8 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], resources: [.copy("Resources")]),
+        .testTarget(name: "MontanaDirectoryTests", dependencies: ["MontanaDirectory", "MontanaCrypto", "MontanaWire"],
+                    resources: [.copy("Resources")]),
         .testTarget(name: "MontanaNodeTests", dependencies: ["MontanaNode", "MontanaExit", "MontanaCrypto", "MontanaWire"]),
     ]
 )

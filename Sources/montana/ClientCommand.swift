@@ -21,7 +21,19 @@ struct RunClient: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the client from a config file (the default).")
 
     @Option(name: .shortAndLong, help: "The client's TOML configuration file.")
-    var config: String
+    var config: String?
+
+    @Option(help: "A subscription file or http:// URL (overrides the config's subscription; enough on its own).")
+    var subscription: String?
+
+    @Option(help: "Without --config: where the account key and directory cache live.")
+    var data: String = (NSHomeDirectory() as NSString).appendingPathComponent(".montana")
+
+    @Option(help: "Loopback address of the status port (/status, /directory), e.g. 127.0.0.1:9090.")
+    var admin: String?
+
+    @Flag(help: "Allow exits whose country is not corroborated by 2 independent members.")
+    var advisoryExits = false
 
     @Option(help: "Default exit country for connections without a username (overrides the config).")
     var country: String?
@@ -35,9 +47,25 @@ struct RunClient: AsyncParsableCommand {
     func run() async throws {
         var configuration: ClientConfiguration
         do {
-            configuration = try ClientConfiguration.load(path: config)
+            if let config {
+                configuration = try ClientConfiguration.load(path: config)
+            } else if let subscription {
+                configuration = try Self.standalone(subscription: subscription, data: data)
+            } else {
+                throw ValidationError("give --config FILE or --subscription FILE|URL")
+            }
+        } catch let error as ValidationError {
+            throw error
         } catch {
             throw ValidationError("\(error)")
+        }
+        if let subscription {
+            configuration.subscription = subscription.hasPrefix("http") ? subscription
+                : (subscription as NSString).expandingTildeInPath
+        }
+        if advisoryExits { configuration.advisoryExits = true }
+        if let admin {
+            do { configuration.admin = try HostPort(parsing: admin) } catch { throw ValidationError("--admin: \(error)") }
         }
         if let country {
             do { configuration.defaultExit = try .parse(username: "country-\(country)") } catch { throw ValidationError("--country: \(error)") }
@@ -49,11 +77,30 @@ struct RunClient: AsyncParsableCommand {
         let logger = LogSetup.bootstrap(configuration.logLevel, label: "montana.client")
         for warning in configuration.warnings { logger.warning("\(warning)") }
         do { try ClientRuntime.checkSource(configuration) } catch { throw ValidationError("\(error)") }
-        let server = try await ClientRuntime.start(configuration, logger: logger)
-        for (kind, address) in server.bound { logger.info("listening", metadata: ["proxy": "\(kind.rawValue)", "address": "\(address)"]) }
+        let runtime: ClientRuntime
+        do {
+            runtime = try await ClientRuntime.start(configuration, logger: logger)
+        } catch let error as ClientRuntimeError {
+            throw ValidationError("\(error)")
+        }
+        for (kind, address) in runtime.proxy.bound { logger.info("listening", metadata: ["proxy": "\(kind.rawValue)", "address": "\(address)"]) }
+        if let port = runtime.adminPort { logger.info("status port", metadata: ["address": "\(configuration.admin?.host ?? "127.0.0.1"):\(port)"]) }
+        if let title = runtime.subscriptionTitle { logger.info("subscription", metadata: ["title": "\(title)"]) }
         if let source = configuration.source { logger.info("connecting to fronts from \(source)") }
         _ = await TerminationSignal.wait()
-        await server.shutdown()
+        await runtime.shutdown()
+    }
+
+    /// A client from a subscription alone: an account key (created once, 0600) and the directory
+    /// cache in `data`.
+    static func standalone(subscription: String, data: String) throws -> ClientConfiguration {
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        let keyPath = (data as NSString).appendingPathComponent("account.key")
+        if !FileManager.default.fileExists(atPath: keyPath) {
+            try KeyFile(kind: .account, seed: try IdentityKey.generate().seed).write(to: keyPath)
+        }
+        let text = "[client]\naccount_key = \"account.key\"\nsubscription = \"\(subscription)\"\n"
+        return try ClientConfiguration.parse(text, file: "(--subscription)", baseDirectory: data)
     }
 }
 

@@ -6,12 +6,15 @@ import MontanaNode
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run a whole alliance on loopback (3 cities, a local web site) plus your local proxy.",
+        abstract: "Run a whole alliance on loopback (3 to 12 cities, a local web site) plus your local proxy.",
         discussion: """
-        Starts berlin (DE, front+exit), amsterdam (NL, front+exit) and warsaw (PL, front only) as real \
-        `montana node` processes, a small web site, and the client with SOCKS5 and HTTP ports. Prints the \
-        cities and curl commands to try, then live circuit status until Ctrl-C. Nothing to install and \
-        nothing leaves loopback.
+        Creates an alliance, endorses its cities and starts them as real `montana node` processes on \
+        distinct loopback /16s (berlin DE front+exit on 127.1.0.1, amsterdam NL front+exit on 127.2.0.1, \
+        warsaw PL front on 127.3.0.1, more with --cities), each bootstrapped from one other city only; \
+        they gossip the signed directory and attest each other's egress country with a bundled loopback \
+        GeoIP table. The client imports a generated subscription, learns every member from the \
+        directory, and offers SOCKS5 and HTTP ports. Prints the cities, the countries and curl commands \
+        to try, then live circuit status until Ctrl-C. Nothing to install and nothing leaves loopback.
         """
     )
 
@@ -51,6 +54,12 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Local address the demo's client connects to fronts from (\"\" lets the OS choose).")
     var clientSource = "127.0.1.1"
 
+    @Option(help: "How many cities to start (3 to 12).")
+    var cities = 3
+
+    @Option(help: "The demo client's status port (/status, /directory), e.g. 127.0.0.1:9090 (default: a free port).")
+    var admin: String?
+
     func run() async throws {
         var options = DemoAlliance.Options()
         do {
@@ -60,6 +69,11 @@ struct DemoCommand: AsyncParsableCommand {
             throw ValidationError("--socks/--http: \(error)")
         }
         options.sitePort = sitePort
+        guard DemoAlliance.cityCountRange.contains(cities) else { throw ValidationError("--cities: the demo runs 3 to 12 cities") }
+        options.cityCount = cities
+        if let admin {
+            do { options.clientAdmin = try HostPort(parsing: admin) } catch { throw ValidationError("--admin: \(error)") }
+        }
         options.directory = dir
         options.strictPolicy = strictExitPolicy
         options.allowListAdmission = allowList

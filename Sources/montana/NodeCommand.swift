@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import MontanaCrypto
+import MontanaDirectory
 import MontanaNode
 import MontanaWire
 
@@ -14,7 +15,7 @@ struct NodeCommand: AsyncParsableCommand {
         `montana node --config DIR/node.toml` runs the member until SIGINT/SIGTERM. \
         Every config error names the file, the key and the problem, and the node refuses to start.
         """,
-        subcommands: [RunNode.self, InitNode.self],
+        subcommands: [RunNode.self, InitNode.self, NodeLink.self, NodeDeregister.self],
         defaultSubcommand: RunNode.self
     )
 }
@@ -94,8 +95,57 @@ struct InitNode: ParsableCommand {
                                               kemPublicKey: kem.publicKey, roles: nodeRoles, country: country.uppercased(),
                                               transit: transitAddress, publicHost: publicHost)
         try text.write(toFile: configPath, atomically: true, encoding: .utf8)
+        try PublicKeyFile.node(identity: identity, kem: kem).write(to: path("node.pub.json"))
         print("node_id: \(identity.nodeID.hex)")
-        print("wrote \(path("identity.key")) (0600), \(path("kem.key")) (0600), \(configPath)")
+        print("wrote \(path("identity.key")) (0600), \(path("kem.key")) (0600), \(path("node.pub.json")), \(configPath)")
+        print("to join an alliance: have its operator run `montana alliance endorse --node \(path("node.pub.json")) ...`,")
+        print("  then set node.alliance, node.endorsement and [directory] bootstrap in \(configPath)")
         print("next: edit \(configPath) (peers, exit policy), then: montana node --config \(configPath)")
+    }
+}
+
+struct NodeLink: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "link",
+        abstract: "Print this node's montana:// member link (for bootstrap lists and subscriptions).")
+
+    @Option(name: .shortAndLong, help: "The node's TOML configuration file.")
+    var config: String
+
+    func run() throws {
+        let configuration: NodeConfiguration
+        do { configuration = try NodeConfiguration.load(path: config) } catch { throw ValidationError("\(error)") }
+        guard let settings = configuration.directory else {
+            throw ValidationError("\(config): node.alliance names no alliance.json; a member link names the alliance")
+        }
+        guard let endpoint = configuration.listen.publicEndpoint, let port = UInt16(exactly: endpoint.port) else {
+            throw ValidationError("\(config): listen.public_host is not set, so there is no address to put in the link")
+        }
+        let link = MemberLink(alliance: settings.alliance.uuidBytes, host: endpoint.host, port: port, nodeID: configuration.nodeID,
+                              kemPublicKey: configuration.kem.publicKey, profile: 0, keyMode: .universal, ownT1: nil,
+                              label: configuration.operatorLabel)
+        print(link.text)
+    }
+}
+
+struct NodeDeregister: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deregister",
+        abstract: "Withdraw this node from the alliance directory (members drop it; a running node stops re-signing).")
+
+    @Option(name: .shortAndLong, help: "The node's TOML configuration file.")
+    var config: String
+
+    func run() async throws {
+        let configuration: NodeConfiguration
+        do { configuration = try NodeConfiguration.load(path: config) } catch { throw ValidationError("\(error)") }
+        let result: (reached: [String], failed: [String])
+        do { result = try await DirectoryPush.deregister(configuration) } catch { throw ValidationError("\(error)") }
+        for r in result.reached { print("withdrawal accepted by \(r)") }
+        for f in result.failed { print("could not reach \(f)") }
+        if result.reached.isEmpty {
+            throw ValidationError("no member took the withdrawal; it is kept and published by the node when it runs again")
+        }
+        print("withdrawn: members pass it on; clients drop this node at their next directory refresh. Disable the exit role to stop serving.")
     }
 }

@@ -8,17 +8,24 @@ import NIOPosix
 
 public enum CircuitManagerError: Error, CustomStringConvertible, Equatable {
     case noExit(String)
+    /// Exits exist for the selection but none is corroborated, and advisory exits are not allowed.
+    case onlyAdvisory(String)
     case noFront
     case unreachable(String)
     /// No front other than the exit answered, and the user has not allowed the exit to be its
     /// own front (which would show it the client's address).
     case exitAsFrontRequired
+    /// The account pass cannot be used (the reason says why).
+    case passRefused(String)
 
     public var description: String {
         switch self {
         case .noExit(let what): return "no exit matches \(what)"
+        case .onlyAdvisory(let what):
+            return "the exits for \(what) are advisory (their country is not corroborated by 2 independent members); set advisory_exits = true to use them"
         case .noFront: return "no front is configured"
         case .unreachable(let why): return "could not reach the exit: \(why)"
+        case .passRefused(let why): return why
         case .exitAsFrontRequired:
             return "no front other than the exit is reachable; set exit_as_front = true to let the exit see your address"
         }
@@ -32,6 +39,13 @@ public struct CircuitOptions: Sendable {
     public var exitAsFront: Bool
     /// The local address outgoing carrier connections are bound to (port 0); nil lets the OS choose.
     public var sourceAddress: SocketAddress?
+    /// Allow exits whose country is not corroborated (`advisory_exits`). Off by default.
+    public var allowAdvisory = false
+    /// A signed account pass (PROTOCOL.md 7.1) sent in every EgressAuth.
+    public var pass: [UInt8]?
+    /// Why the pass cannot work now (expired, not yet valid, foreign issuer), checked before
+    /// every new session: the exit would close it without saying why.
+    public var passCheck: (@Sendable () -> String?)?
 
     public init(exitAsFront: Bool = false, sourceAddress: SocketAddress? = nil) {
         self.exitAsFront = exitAsFront
@@ -44,7 +58,8 @@ public struct CircuitOptions: Sendable {
 public final class CircuitManager: @unchecked Sendable {
     public let loop: any EventLoop
     let account: IdentityKey
-    let members: [AllianceMember]
+    /// Every member known: static ones, or the directory's (replaced by `update(members:)`).
+    public private(set) var members: [AllianceMember]
     let defaultSelection: ExitSelection
     let alliance: [UInt8]?
     let options: CircuitOptions
@@ -53,6 +68,10 @@ public final class CircuitManager: @unchecked Sendable {
     private var pending: [NodeID: EventLoopFuture<ExitSession>] = [:]
     /// Fronts that failed recently are tried last.
     private var frontFailures: [NodeID: Int] = [:]
+    /// Handshake time (ms) of the last session built to each exit: the RTT automatic selection uses.
+    private var measuredRTT: [NodeID: UInt64] = [:]
+    /// Why the last session to an exit failed (shown by `montana status`).
+    public private(set) var lastFailure: [NodeID: String] = [:]
 
     public init(loop: any EventLoop, account: IdentityKey, members: [AllianceMember], defaultSelection: ExitSelection,
                 alliance: [UInt8]?, options: CircuitOptions = CircuitOptions(), logger: Logger) {
@@ -67,20 +86,42 @@ public final class CircuitManager: @unchecked Sendable {
 
     public var exits: [AllianceMember] { members.filter(\.isExit) }
 
+    /// Replaces the member list (the client's directory refreshed). Sessions to members that
+    /// left stay until they close; no new circuit uses them.
+    public func update(members: [AllianceMember]) {
+        loop.preconditionInEventLoop()
+        self.members = members
+    }
+
+    /// Exits automatic and country selection may use: corroborated ones, or all with `allowAdvisory`.
+    private func eligible(_ candidates: [AllianceMember], what: String) throws(CircuitManagerError) -> [AllianceMember] {
+        guard !candidates.isEmpty else { throw .noExit(what) }
+        let ok = options.allowAdvisory ? candidates : candidates.filter(\.corroborated)
+        guard !ok.isEmpty else { throw .onlyAdvisory(what) }
+        return ok
+    }
+
+    /// Lowest measured RTT first; unmeasured after, in random order (so clients do not herd).
+    private func best(_ candidates: [AllianceMember]) -> AllianceMember? {
+        let shuffled = candidates.shuffled()
+        return shuffled.min { (measuredRTT[$0.nodeID] ?? .max) < (measuredRTT[$1.nodeID] ?? .max) }
+    }
+
     /// The exit for a selection: manual country or node, or automatic (the default country when
     /// configured, else the exit with a live session, else the first listed).
     public func chooseExit(_ selection: ExitSelection) throws(CircuitManagerError) -> AllianceMember {
         let effective = selection == .automatic ? defaultSelection : selection
         switch effective {
         case .automatic:
-            if let live = exits.first(where: { sessions[$0.nodeID]?.isActive == true }) { return live }
-            guard let first = exits.first else { throw .noExit("any country") }
-            return first
+            let candidates = try eligible(exits, what: "any country")
+            if let live = candidates.first(where: { sessions[$0.nodeID]?.isActive == true }) { return live }
+            guard let chosen = best(candidates) else { throw .noExit("any country") }
+            return chosen
         case .country(let cc):
-            let matching = exits.filter { $0.country == cc }
+            let matching = try eligible(exits.filter { $0.country == cc }, what: "country \(cc)")
             if let live = matching.first(where: { sessions[$0.nodeID]?.isActive == true }) { return live }
-            guard let first = matching.first else { throw .noExit("country \(cc)") }
-            return first
+            guard let chosen = best(matching) else { throw .noExit("country \(cc)") }
+            return chosen
         case .node(let prefix):
             guard let m = exits.first(where: { $0.nodeID.hex.hasPrefix(prefix) }) else { throw .noExit("node \(prefix)…") }
             return m
@@ -111,11 +152,20 @@ public final class CircuitManager: @unchecked Sendable {
         loop.preconditionInEventLoop()
         if let s = sessions[exit.nodeID], s.isActive { return loop.makeSucceededFuture(s) }
         if let p = pending[exit.nodeID] { return p }
+        if let problem = options.passCheck?() { return loop.makeFailedFuture(CircuitManagerError.passRefused(problem)) }
         let future = build(to: exit, candidates: frontCandidates(for: exit), lastError: nil, frontAnswered: false)
         pending[exit.nodeID] = future
+        let started = NIODeadline.now()
         future.assumeIsolated().whenComplete { [self] result in
             pending[exit.nodeID] = nil
-            if case .success(let s) = result { sessions[exit.nodeID] = s }
+            switch result {
+            case .success(let s):
+                sessions[exit.nodeID] = s
+                lastFailure[exit.nodeID] = nil
+                measuredRTT[exit.nodeID] = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
+            case .failure(let error):
+                lastFailure[exit.nodeID] = "\(error)"
+            }
         }
         return future
     }
@@ -156,9 +206,10 @@ public final class CircuitManager: @unchecked Sendable {
         let hop = HopMessage(type: .connect, peer: RelayPeer(id: exit.nodeID.multihash),
                              ext: RelayExtension(ts: WallClock.now(), alliance: alliance, purpose: .session))
         let account = self.account
+        let pass = options.pass
         let exitID = exit.nodeID
         let role = SessionRole.initiator(identity: account, responder: exitID) { h in
-            let auth = try EgressAuthProof.build(account: account, exit: exitID, bindingHash: h, now: WallClock.now())
+            let auth = try EgressAuthProof.build(account: account, exit: exitID, bindingHash: h, now: WallClock.now(), signedPass: pass)
             return TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0))),
                                TLV(type: PayloadTLV.egressAuth, value: auth.encode())])
         }
@@ -204,6 +255,34 @@ public final class CircuitManager: @unchecked Sendable {
     /// Seconds from `start` to `now`, 0 when the wall clock stepped back in between (never traps).
     public static func elapsed(since start: UInt64, now: UInt64) -> UInt64 {
         now >= start ? now - start : 0
+    }
+
+    /// Asks the exit of `session` what it knows of this account (`/montana/account/1.0.0`): why
+    /// an open was refused with status 3. nil when it does not answer within 3 s.
+    public func accountStatus(_ session: ExitSession) -> EventLoopFuture<AccountStatus?> {
+        let promise = loop.makePromise(of: AccountStatus?.self)
+        guard let stream = session.mux.openStream(protocol: AccountStatusService.protocolID, negotiated: { ok in
+            if !ok { promise.succeed(nil) }
+        }) else { return loop.makeSucceededFuture(nil) }
+        var decoder = LengthPrefixedDecoder(maxMessageSize: 256)
+        var done = false
+        func finish(_ s: AccountStatus?) {
+            guard !done else { return }
+            done = true
+            promise.succeed(s)
+            stream.reset()
+        }
+        stream.onData = { buffer in
+            decoder.append(buffer)
+            stream.consumed(buffer.readableBytes)
+            if let message = try? decoder.nextMessage() {
+                finish(try? AccountStatus.decode(Array(message.readableBytesView)))
+            }
+        }
+        stream.onEnd = { _ in finish(nil) }
+        stream.startReading()
+        loop.assumeIsolated().scheduleTask(in: .seconds(3)) { finish(nil) }
+        return promise.futureResult
     }
 
     public func closeAll() {

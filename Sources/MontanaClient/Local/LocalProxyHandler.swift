@@ -164,6 +164,7 @@ final class LocalProxyHandler: ChannelInboundHandler {
                     let code: SOCKS5Reply.Code
                     switch outcome {
                     case .answered(let status): code = SOCKS5Reply.Code(status: status)
+                    case .limited: code = .generalFailure
                     case .failed(let failure): code = failure.socksCode
                     }
                     write(context, SOCKS5Reply(code: code).encode())
@@ -254,6 +255,9 @@ final class LocalProxyHandler: ChannelInboundHandler {
             case .answered(.rateLimited):
                 write(context, HTTPProxyResponse.badGateway("the exit is rate-limiting this session"))
                 context.close(promise: nil)
+            case .limited(let why):
+                write(context, HTTPProxyResponse.badGateway(why))
+                context.close(promise: nil)
             case .answered(.unreachable):
                 write(context, HTTPProxyResponse.gatewayTimeout("the exit could not reach the destination"))
                 context.close(promise: nil)
@@ -269,6 +273,8 @@ final class LocalProxyHandler: ChannelInboundHandler {
     /// How a dial ended: the exit answered the EgressOpen, or the client could not get that far.
     enum DialOutcome {
         case answered(EgressOpenStatus)
+        /// Status 3, with the reason the exit gave (`/montana/account/1.0.0`).
+        case limited(String)
         case failed(DialFailure)
     }
 
@@ -324,6 +330,9 @@ final class LocalProxyHandler: ChannelInboundHandler {
         manager.session(to: exit).assumeIsolated().whenComplete { [self] result in
             guard channel.isActive else { return }
             switch result {
+            case .failure(CircuitManagerError.passRefused(let why)):
+                logger.warning("\(why)", metadata: ["exit": "\(exit.label)"])
+                reply(.failed(.noExit(why)))
             case .failure(CircuitManagerError.exitAsFrontRequired):
                 // The user must see this one: it names the setting that would fix it.
                 logger.warning("\(CircuitManagerError.exitAsFrontRequired)", metadata: ["exit": "\(exit.label)"])
@@ -348,7 +357,17 @@ final class LocalProxyHandler: ChannelInboundHandler {
                             state = .relaying(pipe)
                             channel.read()
                         }
-                        reply(.answered(status))
+                        guard status == .rateLimited else { return reply(.answered(status)) }
+                        // Status 3 has many causes; the exit says which one it is for this account.
+                        manager.accountStatus(session).assumeIsolated().whenComplete { [self] result in
+                            if case .success(let account?) = result, account.quotaUsedUp {
+                                let why = "your pass's quota at this exit is used up (\(account.usedBytes) of \(account.quotaBytes) bytes)"
+                                logger.warning("\(why)", metadata: ["exit": "\(exit.label)"])
+                                reply(.limited(why))
+                            } else {
+                                reply(.answered(status))
+                            }
+                        }
                     }
                 } catch {
                     stream.reset()

@@ -5,6 +5,7 @@ public enum SignedObject {
     public static let recordLabel = Array("montana-directory-record-v1".utf8)
     public static let attestationLabel = Array("montana-attestation-v1".utf8)
     public static let passLabel = Array("montana-account-pass-v1".utf8)
+    public static let endorsementLabel = Array("montana-endorsement-v1".utf8)
 
     public static func sign(_ payload: [UInt8], label: [UInt8], with key: IdentityKey) throws -> SignedEnvelope {
         SignedEnvelope(payload: payload, signature: try key.sign(label + payload))
@@ -100,5 +101,27 @@ public enum PassSigner {
         guard now >= pass.notBefore else { throw .notYetValid }
         guard now <= pass.notAfter else { throw .expired }
         return pass
+    }
+}
+
+/// Endorsements (PROTOCOL.md section 8.5): signed by the alliance membership key, whose public
+/// half is `membership_pk` in alliance.json. Whether the endorsement names the right alliance and
+/// node is the caller's check (`RecordValidator`).
+public enum EndorsementSigner {
+    public static func sign(_ e: Endorsement, with membershipKey: IdentityKey) throws -> SignedEnvelope {
+        try SignedObject.sign(e.encode(), label: SignedObject.endorsementLabel, with: membershipKey)
+    }
+
+    public static func verify(_ bytes: [UInt8], membershipPublicKey: [UInt8]) throws(SignedObjectError) -> Endorsement {
+        let envelope: SignedEnvelope
+        let endorsement: Endorsement
+        do {
+            envelope = try SignedEnvelope.decode(bytes)
+            endorsement = try Endorsement.decode(envelope.payload)
+        } catch {
+            throw .malformed("\(error)")
+        }
+        guard SignedObject.verify(envelope, label: SignedObject.endorsementLabel, publicKey: membershipPublicKey) else { throw .badSignature }
+        return endorsement
     }
 }

@@ -31,6 +31,8 @@ public struct EgressLimits: Sendable {
     /// EgressOpens per session waiting for a DNS slot beyond `[dns] max_per_session`; more are
     /// refused with status 3. 32 covers a page load that names dozens of hosts at once.
     public var dnsQueuedPerSession = 32
+    /// Where egress TCP connections are bound before connecting (`[exit] egress_source`).
+    public var source = EgressSource()
 
     public init() {}
 }
@@ -55,8 +57,13 @@ public struct EgressService: StreamService {
     /// `sessionClosed` gives it back. A session that finds the account at its cap stays up, but
     /// every EgressOpen on it is answered with status 3 (rate limited), so the client sees a
     /// clear refusal instead of a dead circuit.
+    /// Bytes this exit has carried for an account (its accounting), for a pass's quota.
+    let usage: (@Sendable ([UInt8]) -> UInt64)?
+
     public init(account: AdmittedAccount, policy: ExitPolicy, limits: EgressLimits, observer: any EgressObserver,
-                resolver: StubResolver, budget: AccountBudget, sessionClosed: EventLoopFuture<Void>) {
+                resolver: StubResolver, budget: AccountBudget, sessionClosed: EventLoopFuture<Void>,
+                usage: (@Sendable ([UInt8]) -> UInt64)? = nil) {
+        self.usage = usage
         self.account = account
         self.policy = policy
         self.limits = limits
@@ -235,6 +242,12 @@ final class EgressConnection {
             return
         }
         holdsAccountStream = true
+        // A pass's quota is enforced per exit, at every open, against this exit's accounting;
+        // the client learns why from `/montana/account/1.0.0`.
+        if let quota = service.account.pass?.quotaBytes, quota > 0, let usage = service.usage, usage(service.account.accountID) >= quota {
+            refuse(.rateLimited, reason: "pass_quota")
+            return
+        }
         guard descriptorsLeft() else {
             refuse(.rateLimited, reason: "resource_limit")
             return
@@ -339,7 +352,7 @@ final class EgressConnection {
         tcpHandler = handler
         let boxed = NIOLoopBound(handler, eventLoop: loop)
         HappyEyeballsConnector.connect(addresses: targets, maxAttempts: service.limits.connectAttemptsPerOpen, on: loop,
-                                       timeout: service.limits.connectAttemptTimeout) { channel in
+                                       timeout: service.limits.connectAttemptTimeout, source: service.limits.source) { channel in
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(boxed.value) }
         }.assumeIsolated().whenComplete { [self] result in
             openTimer?.cancel()

@@ -10,6 +10,7 @@ public enum HappyEyeballsConnector {
     static let stagger = TimeAmount.milliseconds(250)
 
     public static func connect(addresses: [SocketAddress], maxAttempts: Int, on loop: any EventLoop, timeout: TimeAmount,
+                               source: EgressSource = EgressSource(),
                                initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<any Channel> {
         let ordered = Array(interleave(addresses).prefix(max(1, maxAttempts)))
         guard !ordered.isEmpty else { return loop.makeFailedFuture(ChannelError.connectTimeout(timeout)) }
@@ -20,7 +21,9 @@ public enum HappyEyeballsConnector {
             guard !state.value.done, state.value.next < ordered.count else { return }
             let index = state.value.next
             state.value.next += 1
-            let bootstrap = ClientBootstrap(group: loop)
+            var bootstrap = ClientBootstrap(group: loop)
+            if let local = source.address(for: ordered[index]) { bootstrap = bootstrap.bind(to: local) }
+            bootstrap = bootstrap
                 .channelOption(.allowRemoteHalfClosure, value: true)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.autoRead, value: false)
@@ -70,5 +73,26 @@ public enum HappyEyeballsConnector {
             if i < v4.count { out.append(v4[i]) }
         }
         return out
+    }
+}
+
+/// `[exit] egress_source`: the local addresses egress connections leave from (one IPv4, one
+/// IPv6, either optional), for exits with a dedicated egress address. A family without a
+/// configured source lets the OS choose.
+public struct EgressSource: Sendable, Equatable {
+    public var ipv4: SocketAddress?
+    public var ipv6: SocketAddress?
+
+    public init(ipv4: SocketAddress? = nil, ipv6: SocketAddress? = nil) {
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+    }
+
+    func address(for target: SocketAddress) -> SocketAddress? {
+        switch target.protocol {
+        case .inet: return ipv4
+        case .inet6: return ipv6
+        default: return nil
+        }
     }
 }

@@ -14,24 +14,28 @@ struct AdminRoutes: Sendable {
 
     let metrics: MontanaMetrics
     let status: AdminServer.StatusProvider
+    /// More JSON documents by path, e.g. `/directory`.
+    var documents: [String: AdminServer.StatusProvider] = [:]
 
     func respond(method: HTTPMethod, uri: String) -> Response {
         let path = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? uri
-        let known = ["/metrics", "/status", "/healthz"]
+        let known = ["/metrics", "/status", "/healthz"] + documents.keys
         guard known.contains(path) else { return Self.text(.notFound, "not found\n") }
         guard method == .GET || method == .HEAD else { return Self.text(.methodNotAllowed, "only GET\n") }
         switch path {
         case "/metrics":
             return Response(status: .ok, contentType: Self.prometheusContentType, body: metrics.exposition())
         case "/status":
-            return statusResponse()
+            return statusResponse(status)
+        case let other where documents[other] != nil:
+            return statusResponse(documents[other]!)
         default:
             return Self.text(.ok, "ok\n")
         }
     }
 
-    private func statusResponse() -> Response {
-        let document = status()
+    private func statusResponse(_ provider: AdminServer.StatusProvider) -> Response {
+        let document = provider()
         guard JSONSerialization.isValidJSONObject(document),
               let data = try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .prettyPrinted]) else {
             return Self.text(.internalServerError, "status is not representable as JSON\n")

@@ -2,7 +2,7 @@ import NIOCore
 import NIOPosix
 
 /// The node's admin API on a (normally loopback) address: `GET /metrics` (Prometheus text),
-/// `GET /status` (JSON from the caller's closure), `GET /healthz` (`ok`).
+/// `GET /status` (JSON from the caller's closure), `GET /healthz` (`ok`), and further JSON documents by path (`/directory`).
 public actor AdminServer {
     /// Builds the `/status` document. It runs on an event loop for every request, so it must be
     /// quick and must not block; values must be JSON-compatible (strings, numbers, booleans,
@@ -16,9 +16,9 @@ public actor AdminServer {
 
     /// `address` may use port 0 to let the system choose; `start()` returns the bound port.
     public init(address: HostPort, metrics: MontanaMetrics = .shared, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                status: @escaping StatusProvider) {
+                status: @escaping StatusProvider, documents: [String: StatusProvider] = [:]) {
         self.address = address
-        self.routes = AdminRoutes(metrics: metrics, status: status)
+        self.routes = AdminRoutes(metrics: metrics, status: status, documents: documents)
         self.group = group
         self.channel = nil
     }

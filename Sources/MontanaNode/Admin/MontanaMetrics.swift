@@ -1,4 +1,5 @@
 import Metrics
+import MontanaDirectory
 import MontanaExit
 import MontanaWire
 import Prometheus
@@ -102,6 +103,21 @@ public final class MontanaMetrics: Sendable {
     }
 
     /// The Prometheus text exposition (format 0.0.4) of everything in the registry.
+    /// `montana_directory_rejected_total{reason}`: records and attestations dropped, by reason.
+    public func directoryRejected(_ reason: RecordRejection) {
+        counter("montana_directory_rejected_total", "reason", reason.rawValue).increment()
+    }
+
+    /// `montana_gossip_exchanges_total{outcome}`: peer exchanges (ok, served, unreachable, refused, rate_limited, not_member).
+    public func gossipExchanges(outcome: String) {
+        counter("montana_gossip_exchanges_total", "outcome", outcome).increment()
+    }
+
+    /// `montana_attestations_total{outcome}`: attestations this node made (geolocated, session_verified) or failed.
+    public func attestations(outcome: String) {
+        counter("montana_attestations_total", "outcome", outcome).increment()
+    }
+
     public func exposition() -> [UInt8] { registry.emitToBuffer() }
 
     private func counter(_ name: String, _ label: String, _ value: String) -> CoreMetrics.Counter {

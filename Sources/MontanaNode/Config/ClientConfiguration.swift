@@ -22,6 +22,16 @@ public struct ClientConfiguration: Sendable {
     /// `source`: the local address carrier connections are sent from; nil lets the OS choose.
     public var source: ClientSourceAddress?
     public var members: [PeerConfiguration]
+    /// `subscription`: a subscription file or http:// URL; members then come from the directory.
+    public var subscription: String?
+    /// `admin`: loopback address of the client's status port (`/status`, `/directory`).
+    public var admin: HostPort?
+    /// `cache`: the directory cache (SQLite; default `client-cache.sqlite` beside the config).
+    public var cachePath: String?
+    /// `advisory_exits`: allow exits whose country is not corroborated.
+    public var advisoryExits = false
+    /// `pass`: an account pass file (`montana pass issue`), sent to exits with `admission = "pass"`.
+    public var passPath: String?
     public var logLevel: Logger.Level
     public var warnings: [String]
 
@@ -29,11 +39,14 @@ public struct ClientConfiguration: Sendable {
 
     static let sections = ["client", "members", "log"]
     static let clientKeys = ["account_key", "socks", "http", "mixed", "country", "username", "password", "alliance",
-                             "exit_as_front", "source"]
+                             "exit_as_front", "source",
+                             "subscription", "admin", "cache", "advisory_exits", "pass"]
 
     /// How the local proxy builds circuits, from `exit_as_front` and `source`.
     public var circuitOptions: CircuitOptions {
-        CircuitOptions(exitAsFront: exitAsFront, sourceAddress: source?.address)
+        var options = CircuitOptions(exitAsFront: exitAsFront, sourceAddress: source?.address)
+        options.allowAdvisory = advisoryExits
+        return options
     }
 
     public static func load(path: String) throws(ConfigurationError) -> ClientConfiguration {
@@ -85,14 +98,32 @@ public struct ClientConfiguration: Sendable {
         }
 
         let members = try PeerConfiguration.parseList(root, name: "members", ownID: nil)
-        if members.isEmpty {
-            warnings.append("\(root.file): no [[members]]: the client has no front or exit to connect to")
+        var subscription = try client.string("subscription")
+        if let text = subscription, text.isEmpty { subscription = nil }
+        if let text = subscription, !text.hasPrefix("http://"), !text.hasPrefix("https://") {
+            subscription = client.resolve(text.hasPrefix("file://") ? String(text.dropFirst(7)) : text)
         }
-        return ClientConfiguration(file: root.file, accountKeyPath: accountPath, account: account, socks: socks, http: http,
+        if members.isEmpty && subscription == nil {
+            warnings.append("\(root.file): no subscription and no [[members]]: the client has no front or exit to connect to")
+        }
+        let admin = try optionalListener(client, "admin")
+        if let admin, !admin.isLoopback {
+            warnings.append("\(root.file): \(client.key("admin")) \(admin) is not loopback: your status would be readable from the network")
+        }
+        let cachePath = try client.path("cache") ?? client.resolve("client-cache.sqlite")
+        let advisory = try client.bool("advisory_exits") ?? false
+        let passPath = try client.path("pass")
+        var configuration = ClientConfiguration(file: root.file, accountKeyPath: accountPath, account: account, socks: socks, http: http,
                                    mixed: mixed, defaultExit: try defaultExit(client), credentials: credentials,
                                    alliance: try SharedSettings.alliance(client), exitAsFront: exitAsFront, source: source,
                                    members: members,
                                    logLevel: try SharedSettings.logLevel(root), warnings: warnings)
+        configuration.subscription = subscription
+        configuration.admin = admin
+        configuration.cachePath = cachePath
+        configuration.advisoryExits = advisory
+        configuration.passPath = passPath
+        return configuration
     }
 
     private static func optionalListener(_ client: ConfigSection, _ name: String) throws(ConfigurationError) -> HostPort? {

@@ -1,24 +1,29 @@
 import Foundation
 import MontanaCrypto
 import MontanaExit
+import NIOCore
 
 /// The `[exit]` section, resolved: who may use the exit and where traffic may go.
 public struct ExitSettings: Sendable {
     public var admission: Admission
     public var policy: ExitPolicyConfiguration
+    /// `egress_source`: local addresses egress connections are bound to (one per family).
+    public var egressSource = EgressSource()
 
     public init(admission: Admission = .anyAccount, policy: ExitPolicyConfiguration = ExitPolicyConfiguration()) {
         self.admission = admission
         self.policy = policy
     }
 
-    static let keys = ["admission", "allow_accounts", "pass_issuers", "policy", "allow", "deny", "allow_private"]
+    static let keys = ["admission", "allow_accounts", "pass_issuers", "policy", "allow", "deny", "allow_private", "egress_source"]
 
-    static func parse(_ s: ConfigSection?, warnings: inout [String]) throws(ConfigurationError) -> ExitSettings {
+    /// `allianceIssuers`: the pass issuers of the node's alliance.json, trusted when `pass_issuers` is not set.
+    static func parse(_ s: ConfigSection?, allianceIssuers: [[UInt8]] = [], warnings: inout [String]) throws(ConfigurationError) -> ExitSettings {
         guard let s else { return ExitSettings() }
         try s.allowOnly(keys)
         let accounts = try accountIDs(s)
-        let issuers = try passIssuers(s)
+        var issuers = try passIssuers(s)
+        if issuers.isEmpty { issuers = allianceIssuers }
         let admission: Admission
         switch try s.string("admission") ?? "any-account" {
         case "any-account":
@@ -30,7 +35,7 @@ public struct ExitSettings: Sendable {
             guard !accounts.isEmpty else { throw s.invalid("allow_accounts", "empty, so admission \"allow-list\" would admit no one") }
             admission = .allowList(accounts)
         case "pass":
-            guard !issuers.isEmpty else { throw s.invalid("pass_issuers", "empty, so admission \"pass\" would admit only allow_accounts; list at least one issuer") }
+            guard !issuers.isEmpty else { throw s.invalid("pass_issuers", "empty and node.alliance names no alliance.json with pass issuers, so admission \"pass\" would admit only allow_accounts") }
             admission = .pass(issuers: issuers, allowList: accounts)
         case let other:
             throw s.invalid("admission", "\"\(other)\" is not one of any-account, allow-list, pass")
@@ -41,13 +46,33 @@ public struct ExitSettings: Sendable {
         // `allow` never does.
         let allowPrivate = try s.strings("allow_private") ?? []
         let mode = try s.string("policy") ?? "default-allow"
+        let source = try egressSource(s)
         do {
             let policy = try ExitPolicyConfiguration.parse(allow: allow, deny: deny, allowPrivate: allowPrivate,
                                                            mode: mode, section: s.path)
-            return ExitSettings(admission: admission, policy: policy)
+            var settings = ExitSettings(admission: admission, policy: policy)
+            settings.egressSource = source
+            return settings
         } catch {
             throw policyError(error, s: s, lists: ["allow": allow, "deny": deny, "allow_private": allowPrivate])
         }
+    }
+
+    static func egressSource(_ s: ConfigSection) throws(ConfigurationError) -> EgressSource {
+        var source = EgressSource()
+        for text in try s.strings("egress_source") ?? [] {
+            guard let address = try? SocketAddress(ipAddress: text, port: 0) else {
+                throw s.invalid("egress_source", "\"\(text)\" is not an IP address literal")
+            }
+            if address.protocol == .inet6 {
+                guard source.ipv6 == nil else { throw s.invalid("egress_source", "two IPv6 addresses; give at most one per family") }
+                source.ipv6 = address
+            } else {
+                guard source.ipv4 == nil else { throw s.invalid("egress_source", "two IPv4 addresses; give at most one per family") }
+                source.ipv4 = address
+            }
+        }
+        return source
     }
 
     /// Re-points an exit policy error from the list (`exit.allow`) to the entry (`exit.allow[2]`).

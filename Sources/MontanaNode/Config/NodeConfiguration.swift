@@ -1,5 +1,6 @@
 import Logging
 import MontanaCrypto
+import MontanaDirectory
 import MontanaTransport
 import MontanaWire
 
@@ -29,6 +30,8 @@ public struct NodeConfiguration: Sendable {
     /// The exit's stub resolver (`[dns]`); defaults when the section is absent.
     public var dns = DNSSettings()
     public var peers: [PeerConfiguration]
+    /// The alliance, endorsement and `[directory]`; nil when `node.alliance` names no alliance.json.
+    public var directory: DirectorySettings?
     public var logLevel: Logger.Level
     /// SQLite file for the exit's per-account totals (`node.state`, default `state.sqlite` beside
     /// the config file).
@@ -40,8 +43,8 @@ public struct NodeConfiguration: Sendable {
 
     public static let operatorLabelMaxBytes = 64
 
-    static let sections = ["node", "listen", "limits", "exit", "peers", "log", "dns", "admission"]
-    static let nodeKeys = ["identity_key", "kem_key", "roles", "country", "capacity", "operator", "alliance", "state"]
+    static let sections = ["node", "listen", "limits", "exit", "peers", "log", "dns", "admission", "directory"]
+    static let nodeKeys = ["identity_key", "kem_key", "roles", "country", "capacity", "operator", "alliance", "state", "endorsement"]
 
     /// Reads `path`; relative key paths resolve against its directory.
     public static func load(path: String) throws(ConfigurationError) -> NodeConfiguration {
@@ -79,9 +82,15 @@ public struct NodeConfiguration: Sendable {
         let listen = try NodeListen.parse(root.section("listen"), warnings: &warnings)
         let limits = try NodeLimits.parse(root.section("limits"))
         let admission = try AdmissionSettings.parse(root.section("admission"), limits: limits)
+        let directory = try DirectorySettings.parse(node: node, section: root.section("directory"), nodeID: identity.nodeID,
+                                                    operatorLabel: operatorLabel, warnings: &warnings)
+        if directory != nil && country == nil {
+            throw node.invalid("country", "required in an alliance: the directory record names the node's country (also for fronts)")
+        }
         let exitSection = try root.section("exit")
         // Validate the section either way so a typo is caught before the role is switched on.
-        var exit: ExitSettings? = try ExitSettings.parse(exitSection, warnings: &warnings)
+        var exit: ExitSettings? = try ExitSettings.parse(exitSection, allianceIssuers: directory?.alliance.passIssuerKeys ?? [],
+                                                         warnings: &warnings)
         if !roles.contains(.exit) {
             if exitSection != nil {
                 warnings.append("\(root.file): [exit] is ignored because node.roles does not include \"exit\"")
@@ -97,6 +106,7 @@ public struct NodeConfiguration: Sendable {
                                  alliance: alliance, listen: listen, limits: limits, exit: exit, peers: peers,
                                  logLevel: logLevel, statePath: statePath, warnings: warnings)
         configuration.dns = dns
+        configuration.directory = directory
         configuration.admission = admission
         return configuration
     }

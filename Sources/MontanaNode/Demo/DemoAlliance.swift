@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MontanaClient
 import MontanaCrypto
+import MontanaDirectory
 import MontanaTransport
 import MontanaWire
 import NIOCore
@@ -39,19 +40,48 @@ public final class DemoAlliance: @unchecked Sendable {
         /// than 127.0.0.x, so traffic from 127.0.0.x (a flood, a probe) is told apart from the
         /// user's. nil lets the OS choose.
         public var clientSource: ClientSourceAddress? = DemoAlliance.defaultClientSource
+        /// How many cities (3...12).
+        public var cityCount = 3
+        /// The client's status port (`/status`, `/directory`); nil: a free loopback port.
+        public var clientAdmin: HostPort?
+        /// How long `start` waits for every exit to be corroborated at the client.
+        public var convergenceTimeout: TimeInterval = 60
         public init() {}
     }
 
     public static let defaultClientSource = try? ClientSourceAddress(parsing: "127.0.1.1")
 
-    public static let cities = [
+    /// The demo's cities, in start order; `--cities N` takes the first N (3...12). Each runs on
+    /// its own loopback /16 (city i on 127.(i+1).0.1) with one of three operators, so every exit
+    /// can be corroborated by two attesters of other operators on other /16s.
+    public static let allCities = [
         City(name: "berlin", country: "DE", roles: [.front, .exit]),
         City(name: "amsterdam", country: "NL", roles: [.front, .exit]),
         City(name: "warsaw", country: "PL", roles: [.front]),
+        City(name: "paris", country: "FR", roles: [.front, .exit]),
+        City(name: "stockholm", country: "SE", roles: [.front, .exit]),
+        City(name: "vienna", country: "AT", roles: [.front]),
+        City(name: "madrid", country: "ES", roles: [.front, .exit]),
+        City(name: "rome", country: "IT", roles: [.front, .exit]),
+        City(name: "prague", country: "CZ", roles: [.front]),
+        City(name: "helsinki", country: "FI", roles: [.front, .exit]),
+        City(name: "lisbon", country: "PT", roles: [.front, .exit]),
+        City(name: "dublin", country: "IE", roles: [.front, .exit]),
     ]
+    public static let operators = ["Northwind Hosting", "Bluefin Networks", "Riverside VPN"]
+    public static let cityCountRange = 3...12
+
+    /// The first three, as before (kept for scripts that list the default demo).
+    public static var cities: [City] { Array(allCities.prefix(3)) }
+
+    public static func address(ofCity index: Int) -> String { "127.\(index + 1).0.1" }
+    public static func operatorLabel(ofCity index: Int) -> String { operators[index % operators.count] }
 
     struct RunningCity {
         let city: City
+        let host: String
+        let operatorLabel: String
+        let link: MemberLink
         let identity: IdentityKey
         let kem: KEMKey
         let transit: Int
@@ -65,7 +95,11 @@ public final class DemoAlliance: @unchecked Sendable {
     let logger: Logger
     let directory: String
     private var running: [RunningCity] = []
-    private var proxy: LocalProxyServer?
+    private var client: ClientRuntime?
+    private var proxy: LocalProxyServer? { client?.proxy }
+    private var alliance: AllianceDocument?
+    /// Seconds from start until every exit was corroborated at the client (nil: not within the timeout).
+    public private(set) var convergedAfter: TimeInterval?
     private var site: DemoSite?
     private let siteGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private var account: IdentityKey?
@@ -85,12 +119,12 @@ public final class DemoAlliance: @unchecked Sendable {
     }
 
     /// A free loopback port (bound and released; the small race is acceptable for a demo).
-    static func freePort() throws -> Int {
+    static func freePort(host: String = "127.0.0.1") throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_addr.s_addr = inet_addr(host)
         addr.sin_port = 0
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &addr) { p in
@@ -105,24 +139,44 @@ public final class DemoAlliance: @unchecked Sendable {
     }
 
     public func start() async throws {
+        let began = Date()
+        let count = options.cityCount
+        guard Self.cityCountRange.contains(count) else { throw DemoError.badCityCount(count) }
+        let cities = Array(Self.allCities.prefix(count))
         let account = try IdentityKey.generate()
         self.account = account
         try KeyFile(kind: .account, seed: account.seed).write(to: path("client-account.key"), overwrite: true)
-        // Keys and ports first: every city's config lists the others as peers.
-        var prepared: [(City, IdentityKey, KEMKey, Int, Int)] = []
-        for city in Self.cities {
+        // The alliance: public file, secret (0600), and a GeoIP table for the loopback /16s.
+        let (alliance, secret) = try Alliance.create(name: "Montana demo", open: false)
+        self.alliance = alliance
+        try alliance.write(to: path("alliance.json"))
+        try? FileManager.default.removeItem(atPath: path("alliance.secret"))
+        try secret.write(to: path("alliance.secret"), overwrite: true)
+        let geoip = cities.enumerated().map { i, c in "127.\(i + 1).0.0/16,\(c.country)" }
+        try ("# Loopback GeoIP for `montana demo`: city i lives on 127.(i+1).0.0/16.\n" + geoip.joined(separator: "\n") + "\n")
+            .write(toFile: path("geoip-loopback.csv"), atomically: true, encoding: .utf8)
+        // Keys, endorsements, ports and links first: each city bootstraps from the one before it.
+        var prepared: [(City, IdentityKey, KEMKey, String, Int, Int, String, MemberLink)] = []
+        for (i, city) in cities.enumerated() {
             let identity = try IdentityKey.generate()
             let kem = try KEMKey.generate()
+            let host = Self.address(ofCity: i)
+            let label = Self.operatorLabel(ofCity: i)
             try FileManager.default.createDirectory(atPath: path(city.name), withIntermediateDirectories: true)
             try KeyFile(kind: .nodeIdentity, seed: identity.seed).write(to: path("\(city.name)/identity.key"), overwrite: true)
             try KeyFile(kind: .nodeKEM, seed: kem.seed).write(to: path("\(city.name)/kem.key"), overwrite: true)
-            prepared.append((city, identity, kem, try Self.freePort(), try Self.freePort()))
+            try EndorsementFile.make(endorsing: identity.nodeID, operator: label, alliance: alliance, secret: secret, now: WallClock.now())
+                .write(to: path("\(city.name)/endorsement.json"))
+            let transit = try Self.freePort(host: host)
+            let link = MemberLink(alliance: alliance.uuidBytes, host: host, port: UInt16(transit), nodeID: identity.nodeID,
+                                  kemPublicKey: kem.publicKey, profile: 0, keyMode: .universal, ownT1: nil, label: city.name)
+            prepared.append((city, identity, kem, host, transit, try Self.freePort(), label, link))
         }
-        for (city, identity, kem, transit, admin) in prepared {
-            let peers = prepared.filter { $0.0.name != city.name }
-            let otherAdmins = prepared.filter { $0.0.name != city.name }.map { $0.4 }
-            let config = nodeConfig(city: city, transit: transit, admin: admin, otherAdmins: otherAdmins,
-                                    peers: peers.map { ($0.0, $0.1, $0.2, $0.3) }, account: account)
+        let admins = prepared.map { $0.5 }
+        for (i, (city, identity, kem, host, transit, admin, label, link)) in prepared.enumerated() {
+            let bootstrap = prepared[(i + count - 1) % count].7
+            let config = nodeConfig(city: city, host: host, transit: transit, admin: admin,
+                                    otherAdmins: admins.filter { $0 != admin }, operatorLabel: label, bootstrap: bootstrap, account: account)
             let configPath = path("\(city.name)/node.toml")
             try config.write(toFile: configPath, atomically: true, encoding: .utf8)
             let logPath = path("\(city.name)/node.log")
@@ -139,17 +193,16 @@ public final class DemoAlliance: @unchecked Sendable {
             environment["MONTANA_EXIT_WITH_PARENT"] = "1"
             process.environment = environment
             try process.run()
-            running.append(RunningCity(city: city, identity: identity, kem: kem, transit: transit, admin: admin, process: process,
-                                       config: configPath, log: logPath))
+            running.append(RunningCity(city: city, host: host, operatorLabel: label, link: link, identity: identity, kem: kem,
+                                       transit: transit, admin: admin, process: process, config: configPath, log: logPath))
         }
         for city in running {
-            try await waitForPort(city.transit, process: city.process, name: city.city.name, log: city.log)
+            try await waitForPort(city.transit, host: city.host, process: city.process, name: city.city.name, log: city.log)
         }
         site = try await DemoSite.start(group: siteGroup, host: "127.0.0.1", port: options.sitePort)
-        let members = running.map { c in
-            AllianceMember(nodeID: c.identity.nodeID, kemPublicKey: c.kem.publicKey, host: "127.0.0.1", port: c.transit,
-                           country: c.city.roles.contains(.exit) ? c.city.country : nil, roles: c.city.roles, name: c.city.name)
-        }
+        // The client imports a subscription naming one bootstrap front only: the directory tells it the rest.
+        let subscription = try SubscriptionDocument.create(alliance: alliance, links: [running[0].link], title: "Montana demo", now: WallClock.now())
+        try subscription.write(to: path("subscription.json"))
         var source = options.clientSource
         if let chosen = source, let problem = chosen.bindProblem() {
             guard chosen == Self.defaultClientSource else { throw DemoError.sourceUnusable("--client-source \(chosen): \(problem)") }
@@ -157,21 +210,49 @@ public final class DemoAlliance: @unchecked Sendable {
             source = nil
         }
         clientSource = source
-        let proxy = LocalProxyServer(account: account, members: members, defaultSelection: .automatic, alliance: nil, auth: nil,
-                                     options: CircuitOptions(sourceAddress: source?.address), logger: logger)
+        var clientText = """
+        [client]
+        account_key = "client-account.key"
+        subscription = "subscription.json"
+        cache = "client-cache.sqlite"
+        socks = "\(options.socks)"
+        http = "\(options.http)"
+        admin = "\(try options.clientAdmin ?? HostPort(host: "127.0.0.1", port: Self.freePort()))"
+
+        """
+        if let source { clientText += "source = \"\(source.text)\"\n" }
+        try clientText.write(toFile: path("client.toml"), atomically: true, encoding: .utf8)
+        let configuration = try ClientConfiguration.parse(clientText, file: path("client.toml"), baseDirectory: directory)
         do {
-            try await proxy.start([.init(kind: .socks5, host: options.socks.host, port: options.socks.port),
-                                   .init(kind: .http, host: options.http.host, port: options.http.port)])
+            client = try await ClientRuntime.start(configuration, logger: logger)
+        } catch let error as ClientRuntimeError {
+            throw DemoError.clientFailed("\(error)")
         } catch {
             throw DemoError.portInUse("\(options.socks) or \(options.http): \(error) (choose others with --socks/--http)")
         }
-        self.proxy = proxy
+        // Wait until the client's directory lists every city and every exit is corroborated.
+        let deadline = Date().addingTimeInterval(options.convergenceTimeout)
+        while Date() < deadline {
+            if let directory = client?.directory {
+                let members = directory.members()
+                let exits = members.filter(\.isExit)
+                if members.count == count && exits.count == cities.filter({ $0.roles.contains(.exit) }).count && exits.allSatisfy(\.corroborated) {
+                    convergedAfter = Date().timeIntervalSince(began)
+                    break
+                }
+            }
+            for c in running where !c.process.isRunning {
+                let tail = (try? String(contentsOfFile: c.log, encoding: .utf8)).map { String($0.suffix(2000)) } ?? ""
+                throw DemoError.cityFailed(c.city.name, tail)
+            }
+            try await Task.sleep(nanoseconds: 200_000_000)
+        }
     }
 
     private func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
 
-    private func nodeConfig(city: City, transit: Int, admin: Int, otherAdmins: [Int], peers: [(City, IdentityKey, KEMKey, Int)],
-                            account: IdentityKey) -> String {
+    private func nodeConfig(city: City, host: String, transit: Int, admin: Int, otherAdmins: [Int], operatorLabel: String,
+                            bootstrap: MemberLink, account: IdentityKey) -> String {
         var text = """
         # Generated by `montana demo` for the city \(city.name).
         [node]
@@ -179,11 +260,18 @@ public final class DemoAlliance: @unchecked Sendable {
         kem_key = "kem.key"
         roles = \(city.roles.tomlArray)
         country = "\(city.country)"
-        operator = "demo \(city.name)"
+        operator = "\(operatorLabel)"
+        alliance = "../alliance.json"
+        endorsement = "endorsement.json"
 
         [listen]
-        transit = "127.0.0.1:\(transit)"
+        transit = "\(host):\(transit)"
         admin = "127.0.0.1:\(admin)"
+
+        [directory]
+        # One other city only: the rest arrives by gossip.
+        bootstrap = ["\(bootstrap.text)"]
+        geoip = "../geoip-loopback.csv"
 
         [log]
         level = "info"
@@ -206,6 +294,8 @@ public final class DemoAlliance: @unchecked Sendable {
             admission = "\(admission)"
             allow_accounts = [\(accounts)]
             policy = "default-allow"
+            # Egress leaves from the city's own loopback address, so attestations geolocate it.
+            egress_source = ["\(host)"]
             # The demo lets its exits reach loopback so the local web site works (only
             # allow_private re-opens built-in denials; this exit's admin port and every member's
             # transit port stay denied). The other cities' admin ports share this machine's
@@ -216,33 +306,28 @@ public final class DemoAlliance: @unchecked Sendable {
 
             """
         }
-        for (peer, identity, kem, port) in peers {
-            text += "\n# \(peer.name)\n" + PeerConfiguration(nodeID: identity.nodeID, kemPublicKey: kem.publicKey,
-                                                               endpoint: HostPort(host: "127.0.0.1", port: port),
-                                                               country: peer.country, roles: peer.roles).tomlBlock(name: "peers")
-        }
         return text
     }
 
-    private func waitForPort(_ port: Int, process: Process, name: String, log: String) async throws {
+    private func waitForPort(_ port: Int, host: String, process: Process, name: String, log: String) async throws {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             guard process.isRunning else {
                 let tail = (try? String(contentsOfFile: log, encoding: .utf8)).map { String($0.suffix(2000)) } ?? ""
                 throw DemoError.cityFailed(name, tail)
             }
-            if Self.canConnect(port) { return }
+            if Self.canConnect(port, host: host) { return }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
         throw DemoError.cityFailed(name, "did not listen within 30 s (see \(log))")
     }
 
-    static func canConnect(_ port: Int) -> Bool {
+    static func canConnect(_ port: Int, host: String = "127.0.0.1") -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_addr.s_addr = inet_addr(host)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         return withUnsafePointer(to: &addr) { p in
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
@@ -255,20 +340,41 @@ public final class DemoAlliance: @unchecked Sendable {
     public var httpPort: Int { proxy?.bound.first { $0.0 == .http }?.1.port ?? options.http.port }
     public var sitePort: Int { site?.port ?? 0 }
 
+    public var clientAdminPort: Int? { client?.adminPort }
+
     public func banner() -> String {
         let site = "http://127.0.0.1:\(sitePort)"
         var lines: [String] = []
-        lines.append("Montana Alliance demo: \(running.count) cities on loopback, a local web site, and your proxy.")
+        lines.append("Montana Alliance demo: alliance \"\(alliance?.name ?? "?")\" of \(running.count) cities on loopback /16s, a local web site, and your proxy.")
         lines.append("")
-        lines.append(pad("city", 11) + pad("node id", 14) + pad("roles", 12) + pad("country", 9) + pad("transit", 18) + "admin (/metrics)")
+        let members = client?.directory?.members() ?? []
+        lines.append(pad("city", 11) + pad("node id", 14) + pad("roles", 12) + pad("country", 9) + pad("operator", 19) + pad("transit", 20)
+                     + pad("admin", 17) + "country check")
         for c in running {
             let roles = describe(c.city.roles)
-            lines.append(pad(c.city.name, 11) + pad(c.identity.nodeID.short, 14) + pad(roles, 12)
-                         + pad(c.city.roles.contains(.exit) ? c.city.country : "-", 9) + pad("127.0.0.1:\(c.transit)", 18) + "127.0.0.1:\(c.admin)")
+            let seen = members.first { $0.nodeID == c.identity.nodeID }
+            let check = !c.city.roles.contains(.exit) ? "-" : seen == nil ? "not in directory yet" : (seen!.corroborated ? "corroborated" : "advisory")
+            lines.append(pad(c.city.name, 11) + pad(c.identity.nodeID.short, 14) + pad(roles, 12) + pad(c.city.country, 9)
+                         + pad(c.operatorLabel, 19) + pad("\(c.host):\(c.transit)", 20) + pad("127.0.0.1:\(c.admin)", 17) + check)
+        }
+        lines.append("")
+        var countries: [String: (exits: Int, corroborated: Int)] = [:]
+        for m in members where m.isExit {
+            guard let cc = m.country else { continue }
+            countries[cc, default: (0, 0)].exits += 1
+            if m.corroborated { countries[cc, default: (0, 0)].corroborated += 1 }
+        }
+        lines.append("Exit countries at your client: " + (countries.isEmpty ? "none yet" : countries.sorted { $0.key < $1.key }.map { cc, n in
+            "\(cc) \(n.exits) exit\(n.exits == 1 ? "" : "s") (\(n.corroborated) corroborated)"
+        }.joined(separator: ", ")))
+        if let after = convergedAfter {
+            lines.append(String(format: "Directory: every city gossiped and every exit attested by 2 other operators in %.1f s.", after))
+        } else {
+            lines.append("Directory: not every exit is corroborated yet (attestations still running); `montana directory show --admin 127.0.0.1:\(clientAdminPort ?? 0)` tells.")
         }
         lines.append("")
         lines.append("Proxy:  SOCKS5 127.0.0.1:\(socksPort)   HTTP 127.0.0.1:\(httpPort)   (exit per connection via the proxy username)")
-        lines.append("Client: connects to fronts from \(clientSource?.text ?? "the OS's choice of address")")
+        lines.append("Client: imported \(directory)/subscription.json (1 bootstrap front); status at 127.0.0.1:\(clientAdminPort ?? 0); connects from \(clientSource?.text ?? "the OS's choice of address")")
         lines.append("Site:   \(site)/   (also /bytes/N and /whoami)")
         if options.strictPolicy {
             lines.append("Exit policy: default (loopback destinations are refused, as on a real exit).")
@@ -282,9 +388,10 @@ public final class DemoAlliance: @unchecked Sendable {
             lines.append("  curl --socks5-hostname 127.0.0.1:\(socksPort) -U country-\(c.city.country.lowercased()):x \(site)/whoami      # exit in \(c.city.country)")
         }
         lines.append("  curl --proxy http://127.0.0.1:\(httpPort) -o /dev/null -w '%{speed_download} B/s\\n' \(site)/bytes/104857600")
-        lines.append("  curl --proxy http://country-nl:x@127.0.0.1:\(httpPort) \(site)/")
+        lines.append("  montana status --admin 127.0.0.1:\(clientAdminPort ?? 0)")
+        lines.append("  montana directory show --admin 127.0.0.1:\(clientAdminPort ?? 0)")
         lines.append("")
-        lines.append("Files (keys, configs, logs): \(directory)")
+        lines.append("Files (alliance, keys, configs, logs): \(directory)")
         lines.append("Live circuits below; Ctrl-C stops everything.")
         return lines.joined(separator: "\n")
     }
@@ -299,7 +406,9 @@ public final class DemoAlliance: @unchecked Sendable {
                 "name": c.city.name, "node_id": c.identity.nodeID.hex, "kem_pk": Hex.encode(c.kem.publicKey),
                 "identity_pk": Hex.encode(c.identity.publicKey),
                 "roles": c.city.roles.names,
-                "country": c.city.country, "transit": ["host": "127.0.0.1", "port": c.transit, "profile": "T0"],
+                "country": c.city.country, "transit": ["host": c.host, "port": c.transit, "profile": "T0"],
+                "operator": c.operatorLabel, "link": c.link.text,
+                "endorsement": path("\(c.city.name)/endorsement.json"),
                 "admin": ["host": "127.0.0.1", "port": c.admin], "pid": Int(c.process.processIdentifier),
                 "config": c.config, "log": c.log,
             ]
@@ -314,7 +423,10 @@ public final class DemoAlliance: @unchecked Sendable {
             "pid": Int(getpid()),
             "directory": directory,
             "cities": cities,
+            "alliance": ["file": path("alliance.json"), "secret": path("alliance.secret"), "uuid": alliance?.uuid ?? "",
+                         "name": alliance?.name ?? "", "subscription": path("subscription.json"), "geoip": path("geoip-loopback.csv")],
             "client": ["socks": ["host": "127.0.0.1", "port": socksPort], "http": ["host": "127.0.0.1", "port": httpPort],
+                       "admin": ["host": "127.0.0.1", "port": clientAdminPort ?? 0], "config": path("client.toml"),
                        "account_id": Hex.encode(account?.accountID ?? []), "account_key": path("client-account.key"),
                        "source": clientSource.map { $0.text as Any } ?? NSNull()],
             "site": ["url": "http://127.0.0.1:\(sitePort)/", "port": sitePort],
@@ -330,7 +442,7 @@ public final class DemoAlliance: @unchecked Sendable {
     public var deadCities: [String] { running.filter { !$0.process.isRunning }.map(\.city.name) }
 
     public func stop() async {
-        await proxy?.shutdown()
+        await client?.shutdown()
         try? await site?.channel.close()
         for c in running where c.process.isRunning { c.process.terminate() }
         let deadline = Date().addingTimeInterval(5)
@@ -347,10 +459,14 @@ public enum DemoError: Error, CustomStringConvertible {
     case cityFailed(String, String)
     case portInUse(String)
     case sourceUnusable(String)
+    case badCityCount(Int)
+    case clientFailed(String)
 
     public var description: String {
         switch self {
         case .sourceUnusable(let why): return why
+        case .badCityCount(let n): return "--cities \(n): the demo runs 3 to 12 cities"
+        case .clientFailed(let why): return "the demo's client did not start: \(why)"
         case .noFreePort: return "could not find a free loopback port"
         case .cityFailed(let name, let log): return "city \(name) failed to start:\n\(log)"
         case .portInUse(let what): return "cannot listen on \(what)"

@@ -25,9 +25,13 @@ public struct DemoStatusFile: Decodable, Sendable {
         public let log: String
         public let exitAdmission: String?
         public let exitPolicy: String?
+        public var operatorLabel: String? = nil
+        public var link: String? = nil
+        public var endorsement: String? = nil
 
         enum CodingKeys: String, CodingKey {
-            case name, roles, country, transit, admin, pid, config, log
+            case name, roles, country, transit, admin, pid, config, log, link, endorsement
+            case operatorLabel = "operator"
             case nodeID = "node_id", kemPK = "kem_pk", identityPK = "identity_pk"
             case exitAdmission = "exit_admission", exitPolicy = "exit_policy"
         }
@@ -60,9 +64,12 @@ public struct DemoStatusFile: Decodable, Sendable {
         public let http: Address
         public let accountID: String
         public let accountKey: String
+        /// The client's status port (`/status`, `/directory`).
+        public let admin: Address?
+        public let config: String?
 
         enum CodingKeys: String, CodingKey {
-            case socks, http
+            case socks, http, admin, config
             case accountID = "account_id", accountKey = "account_key"
         }
     }
@@ -72,8 +79,19 @@ public struct DemoStatusFile: Decodable, Sendable {
         public let port: Int
     }
 
+    /// The demo's alliance files.
+    public struct AllianceFiles: Decodable, Sendable {
+        public let file: String
+        public let secret: String
+        public let uuid: String
+        public let name: String
+        public let subscription: String
+        public let geoip: String
+    }
+
     public let pid: Int32
     public let directory: String
+    public let alliance: AllianceFiles?
     public let cities: [City]
     public let client: Client
     public let site: Site

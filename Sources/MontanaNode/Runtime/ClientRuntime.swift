@@ -1,10 +1,30 @@
+import Foundation
 import Logging
 import MontanaClient
+import MontanaCrypto
+import MontanaDirectory
 import MontanaTransport
+import MontanaWire
+import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 
-/// `montana client`: the local proxy ports from a client configuration.
-public enum ClientRuntime {
+/// `montana client`: the local proxy ports from a client configuration, the directory (from a
+/// subscription) and the loopback status port.
+public final class ClientRuntime: @unchecked Sendable {
+    public let proxy: LocalProxyServer
+    public let directory: ClientDirectory?
+    public let configuration: ClientConfiguration
+    private var admin: AdminServer?
+    private var timers: [RepeatedTask] = []
+    private let logger: Logger
+    public private(set) var adminPort: Int?
+    public private(set) var subscriptionTitle: String?
+    private var pass: PassFile?
+    /// Circuits and failures, copied from the proxy's loop every second for the status port
+    /// (whose handlers run on another loop and must not block).
+    private let snapshot = NIOLockedValueBox<(circuits: [CircuitStatus], failures: [NodeID: String])>(([], [:]))
+
     public static func members(_ peers: [PeerConfiguration]) -> [AllianceMember] {
         peers.map { p in
             AllianceMember(nodeID: p.nodeID, kemPublicKey: p.kemPublicKey, host: p.endpoint.host, port: p.endpoint.port,
@@ -12,18 +32,167 @@ public enum ClientRuntime {
         }
     }
 
-    public static func start(_ configuration: ClientConfiguration, logger: Logger) async throws -> LocalProxyServer {
+    init(configuration: ClientConfiguration, proxy: LocalProxyServer, directory: ClientDirectory?, pass: PassFile?, logger: Logger) {
+        self.configuration = configuration
+        self.proxy = proxy
+        self.directory = directory
+        self.pass = pass
+        self.logger = logger
+    }
+
+    /// Loads the subscription (file or URL), builds the proxy and the directory, and starts
+    /// listening. `adminOverride` replaces `admin` from the config (the demo's `--admin`).
+    public static func start(_ configuration: ClientConfiguration, logger: Logger, adminOverride: HostPort? = nil) async throws -> ClientRuntime {
         try checkSource(configuration)
-        let server = LocalProxyServer(account: configuration.account, members: members(configuration.members),
-                                      defaultSelection: configuration.defaultExit, alliance: configuration.alliance,
-                                      auth: configuration.credentials, options: configuration.circuitOptions, logger: logger)
+        var options = configuration.circuitOptions
+        var subscription: SubscriptionDocument?
+        if let source = configuration.subscription {
+            subscription = try await loadSubscription(source)
+        }
+        var pass: PassFile?
+        if let path = configuration.passPath {
+            do { pass = try PassFile.load(path: path) } catch { throw ClientRuntimeError.pass("\(configuration.file): client.pass: \(error)") }
+        } else if let embedded = subscription?.account?.pass {
+            pass = embedded
+        }
+        var account = configuration.account
+        if let seed = subscription?.account?.bearerSeed, configuration.passPath == nil {
+            account = try IdentityKey(seed: seed)
+        }
+        if let pass {
+            if let problem = passProblem(pass, account: account, alliance: subscription?.alliance, now: WallClock.now()) {
+                logger.warning("\(problem)")
+            }
+            options.pass = pass.signedBytes
+            let checked = pass, holder = account, allianceForCheck = subscription?.alliance
+            options.passCheck = { ClientRuntime.passProblem(checked, account: holder, alliance: allianceForCheck, now: WallClock.now()) }
+        }
+        let staticMembers = members(configuration.members)
+        let alliance = subscription?.alliance
+        let proxy = LocalProxyServer(account: account, members: staticMembers, defaultSelection: configuration.defaultExit,
+                                     alliance: alliance?.uuidBytes ?? configuration.alliance, auth: configuration.credentials,
+                                     options: options, logger: logger)
+        var directory: ClientDirectory?
+        if let subscription, let alliance {
+            let links = subscription.links
+            let d = try ClientDirectory(alliance: alliance, bootstrap: links, cachePath: configuration.cachePath,
+                                        loop: proxy.manager.loop, options: options, logger: logger)
+            let manager = proxy.manager
+            d.onUpdate = { members in
+                manager.update(members: staticMembers + members.filter { m in !staticMembers.contains { $0.nodeID == m.nodeID } })
+            }
+            directory = d
+        }
+        let runtime = ClientRuntime(configuration: configuration, proxy: proxy, directory: directory, pass: pass, logger: logger)
+        runtime.subscriptionTitle = subscription?.title
         var listeners: [LocalProxyServer.Listener] = []
         if let s = configuration.socks { listeners.append(.init(kind: .socks5, host: s.host, port: s.port)) }
         if let h = configuration.http { listeners.append(.init(kind: .http, host: h.host, port: h.port)) }
         if let m = configuration.mixed { listeners.append(.init(kind: .mixed, host: m.host, port: m.port)) }
-        try await server.start(listeners)
-        warnAboutExitsWithoutFronts(server.manager, logger: logger)
-        return server
+        try await proxy.start(listeners)
+        directory?.start()
+        if directory == nil { warnAboutExitsWithoutFronts(proxy.manager, logger: logger) }
+        if let admin = adminOverride ?? configuration.admin {
+            try await runtime.startAdmin(admin)
+        }
+        runtime.scheduleMaintenance(subscriptionSource: configuration.subscription, interval: subscription?.update.intervalHours)
+        return runtime
+    }
+
+    static func loadSubscription(_ source: String) async throws -> SubscriptionDocument {
+        do {
+            let fetched = try await SubscriptionFetcher.fetch(url: source)
+            return try SubscriptionDocument.decode(fetched.body, source: source)
+        } catch {
+            throw ClientRuntimeError.subscription("subscription \(source): \(error)")
+        }
+    }
+
+    /// What is wrong with a pass before any exit is asked (the exit would refuse it too).
+    public static func passProblem(_ pass: PassFile, account: IdentityKey, alliance: AllianceDocument?, now: UInt64) -> String? {
+        let p = pass.pass
+        if !ConstantTime.equal(p.accountID, account.accountID) { return "pass: belongs to another account than this client's (\(Hex.encode(p.accountID).prefix(16))…)" }
+        if now < p.notBefore { return "pass: not valid yet (valid from \(p.notBefore), unix seconds)" }
+        if now > p.notAfter { return "pass: expired at \(p.notAfter) (unix seconds); ask your provider for a new one" }
+        if let alliance, !alliance.passIssuerKeys.contains(where: { NodeID(identityPublicKey: $0).bytes == p.issuer }) {
+            return "pass: issued by a key the alliance \(alliance.name) does not list (foreign issuer)"
+        }
+        return nil
+    }
+
+    private func startAdmin(_ address: HostPort) async throws {
+        let manager = proxy.manager
+        let directory = self.directory
+        let configuration = self.configuration
+        let title = subscriptionTitle
+        let pass = self.pass
+        let snapshot = self.snapshot
+        timers.append(manager.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in
+            let circuits = manager.status(), failures = manager.lastFailure
+            snapshot.withLockedValue { $0 = (circuits, failures) }
+        })
+        let status: AdminServer.StatusProvider = {
+            let (circuits, failures) = snapshot.withLockedValue { $0 }
+            var doc: [String: any Sendable] = [
+                "role": "client",
+                "circuits": circuits.map { c -> [String: any Sendable] in
+                    ["exit": c.exit, "exit_country": c.exitCountry, "front": c.front, "relayed": c.relayed,
+                     "streams_active": c.streamsActive, "streams_opened": c.streamsOpened,
+                     "bytes_up": c.bytesUp, "bytes_down": c.bytesDown, "age_seconds": Int(clamping: c.ageSeconds)]
+                },
+                "advisory_exits": configuration.advisoryExits,
+                "default_exit": "\(configuration.defaultExit)",
+            ]
+            if let title { doc["subscription"] = title }
+            if let directory {
+                doc["directory"] = ["front": directory.frontLabel ?? "", "last_refresh": Int(clamping: directory.lastRefresh),
+                                    "error": directory.lastError ?? "", "members": directory.store.members(now: WallClock.now()).count]
+                    as [String: any Sendable]
+            }
+            if let pass {
+                let problem = ClientRuntime.passProblem(pass, account: configuration.account, alliance: directory?.alliance, now: WallClock.now())
+                doc["pass"] = ["not_before": Int(clamping: pass.pass.notBefore), "not_after": Int(clamping: pass.pass.notAfter),
+                               "quota_bytes": Int(clamping: pass.pass.quotaBytes), "problem": problem ?? ""] as [String: any Sendable]
+            }
+            doc["last_failures"] = Dictionary(uniqueKeysWithValues: failures.map { ($0.key.short, $0.value) })
+            return doc
+        }
+        var documents: [String: AdminServer.StatusProvider] = [:]
+        if let directory {
+            documents["/directory"] = { DirectoryView.document(store: directory.store, alliance: directory.alliance) }
+        }
+        let server = AdminServer(address: address, status: status, documents: documents)
+        adminPort = try await server.start()
+        admin = server
+    }
+
+    private func scheduleMaintenance(subscriptionSource: String?, interval: Int?) {
+        let loop = proxy.manager.loop
+        if let directory {
+            timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(30), delay: .seconds(30)) { _ in directory.expire() })
+        }
+        if let source = subscriptionSource, let directory {
+            let hours = max(1, interval ?? 12)
+            let logger = self.logger
+            timers.append(loop.scheduleRepeatedTask(initialDelay: .hours(Int64(hours)), delay: .hours(Int64(hours))) { _ in
+                Task {
+                    do {
+                        let doc = try await ClientRuntime.loadSubscription(source)
+                        directory.update(bootstrap: doc.links)
+                        logger.info("subscription refreshed", metadata: ["bootstrap": "\(doc.links.count)"])
+                    } catch {
+                        logger.warning("subscription refresh failed; keeping the last one", metadata: ["error": "\(error)"])
+                    }
+                }
+            })
+        }
+    }
+
+    public func shutdown() async {
+        for t in timers { t.cancel() }
+        directory?.stop()
+        if let admin { try? await admin.stop() }
+        await proxy.shutdown()
     }
 }
 
@@ -46,10 +215,12 @@ extension ClientRuntime {
 
 public enum ClientRuntimeError: Error, CustomStringConvertible {
     case sourceUnusable(String)
+    case subscription(String)
+    case pass(String)
 
     public var description: String {
         switch self {
-        case .sourceUnusable(let why): return why
+        case .sourceUnusable(let why), .subscription(let why), .pass(let why): return why
         }
     }
 }

@@ -19,8 +19,12 @@ public final class Node: Sendable {
     let exit: ExitRuntime?
     /// Keeps the exit policy's view of this node's own addresses current (exit role only).
     let selfAddresses: SelfAddressMonitor?
+    /// The same without members' transit endpoints, for members' (attestation) sessions.
+    let memberSelfAddresses: SelfAddressMonitor?
     let admission: SourceAdmission
     let records: DirectoryRecords
+    /// The alliance directory (store, gossip, attestations); nil without `node.alliance`.
+    let directory: NodeDirectory?
     private let state = RunningNodeState()
 
     public init(configuration: NodeConfiguration, logger: Logger, metrics: MontanaMetrics = .shared) {
@@ -39,17 +43,32 @@ public final class Node: Sendable {
             limits.openTimeout = .seconds(Int64(configuration.limits.egressOpenTimeoutSeconds))
             limits.idleTimeout = .seconds(Int64(configuration.limits.egressIdleTimeoutSeconds))
             limits.connectAttemptsPerOpen = configuration.limits.connectAttemptsPerOpen
+            limits.source = settings.egressSource
             let resolver = StubResolver(configuration: configuration.dns.resolverConfiguration())
             let budget = AccountBudget(sessionsPerAccount: configuration.limits.sessionsPerAccount,
                                        streamsPerAccount: configuration.limits.streamsPerAccount)
             let monitor = SelfAddressMonitor(addresses: SelfAddresses())
+            let memberMonitor = SelfAddressMonitor(addresses: SelfAddresses())
             selfAddresses = monitor
+            memberSelfAddresses = memberMonitor
             exit = ExitRuntime(node: configuration.nodeID, admission: settings.admission,
-                               policy: ExitPolicy(configuration: settings.policy, selfAddresses: monitor.addresses), limits: limits,
+                               policy: ExitPolicy(configuration: settings.policy, selfAddresses: monitor.addresses),
+                               memberPolicy: ExitPolicy(configuration: settings.policy, selfAddresses: memberMonitor.addresses), limits: limits,
                                resolver: resolver, budget: budget)
         } else {
             selfAddresses = nil
+            memberSelfAddresses = nil
             exit = nil
+        }
+        if let settings = configuration.directory {
+            do {
+                directory = try NodeDirectory(settings: settings, configuration: configuration, loop: group.next(), logger: logger, metrics: metrics)
+            } catch {
+                logger.error("cannot open the directory store", metadata: ["file": "\(settings.databasePath)", "error": "\(error)"])
+                directory = nil
+            }
+        } else {
+            directory = nil
         }
         let config = configuration
         records = DirectoryRecords(identity: configuration.identity) { now in
@@ -62,7 +81,7 @@ public final class Node: Sendable {
         }
     }
 
-    /// The members this node may relay to, from its configuration.
+    /// The static members (`[[peers]]`) this node may relay to, besides the directory's.
     var members: [NodeID: AllianceMember] {
         Dictionary(configuration.peers.map { p in
             (p.nodeID, AllianceMember(nodeID: p.nodeID, kemPublicKey: p.kemPublicKey, host: p.endpoint.host, port: p.endpoint.port,
@@ -81,27 +100,46 @@ public final class Node: Sendable {
             } catch {
                 throw NodeStartError.state(configuration.statePath, "\(error)")
             }
+            let state = self.state, observer = self.observer
+            exit?.usage.withLockedValue { usage in
+                usage = { account in
+                    let stored = (try? state.store?.bytes(account: account)) ?? 0
+                    return stored &+ observer.pendingBytes(account: account)
+                }
+            }
             // Totals reach the disk every 10 s and at shutdown.
             let flusher = group.next().scheduleRepeatedTask(initialDelay: .seconds(10), delay: .seconds(10)) { [weak self] _ in
                 self?.flushAccounting()
             }
             state.set(flusher: flusher)
             // The exit must not reach itself: literals now, names and interfaces every 60 s off-loop.
-            selfAddresses?.update(selfAddressSources(transitPort: configuration.listen.transit.port,
-                                                     adminPort: configuration.listen.admin?.port))
+            updateSelfAddresses(transitPort: configuration.listen.transit.port, adminPort: configuration.listen.admin?.port)
             selfAddresses?.start()
+            memberSelfAddresses?.start()
+        }
+        if let settings = configuration.directory, directory == nil {
+            throw NodeStartError.state(settings.databasePath, "cannot open the directory store")
         }
         let gate = SharedPrefaceGate(key: configuration.kem, capacity: configuration.admission.replayCapacity,
                                      alliance: configuration.alliance)
         let exit = self.exit
         let records = self.records
         let observer = self.observer
-        var router = NodeRouter(identity: configuration.identity, roles: configuration.roles, members: members,
+        let directory = self.directory
+        let staticMembers = members
+        var router = NodeRouter(identity: configuration.identity, roles: configuration.roles,
+                                members: { id in staticMembers[id] ?? directory?.member(id) },
                                 exit: exit, services: { admission, channel in
-                                    var list: [any StreamService] = [PingService(), IPEchoService(remote: { [weak channel] in channel?.remoteAddress }),
-                                                                      DirectoryService(records: records)]
+                                    var list: [any StreamService] = [PingService(), IPEchoService(remote: { [weak channel] in channel?.remoteAddress })]
+                                    if let directory {
+                                        list.append(DirectoryFetchService(store: directory.store, waiters: directory.waiters))
+                                        list.append(PeerExchangeService(directory: directory))
+                                    } else {
+                                        list.append(DirectoryService(records: records))
+                                    }
                                     if let exit, let account = admission.account {
-                                        list.append(exit.egressService(account: account, channel: channel, observer: observer))
+                                        list.append(exit.egressService(account: account, member: admission.member, channel: channel, observer: observer))
+                                        list.append(AccountStatusService(account: account, usage: exit.usage.withLockedValue { $0 }))
                                     }
                                     return list
                                 }, observer: observer, logger: logger)
@@ -128,11 +166,18 @@ public final class Node: Sendable {
         state.set(server: server)
         var adminPort: Int?
         if let admin = configuration.listen.admin {
-            let server = AdminServer(address: admin, metrics: observer.metrics, group: group, status: { [weak self] in self?.status() ?? [:] })
+            var documents: [String: AdminServer.StatusProvider] = [:]
+            if let directory {
+                let alliance = directory.settings.alliance
+                documents["/directory"] = { DirectoryView.document(store: directory.store, alliance: alliance) }
+            }
+            let server = AdminServer(address: admin, metrics: observer.metrics, group: group, status: { [weak self] in self?.status() ?? [:] },
+                                     documents: documents)
             adminPort = try await server.start()
             state.set(admin: server)
         }
         let transitPort = server.localAddress?.port ?? configuration.listen.transit.port
+        directory?.start()
         selfAddresses?.update(selfAddressSources(transitPort: transitPort, adminPort: adminPort))
         logger.info("node started", metadata: [
             "node_id": "\(configuration.nodeID.hex)",
@@ -155,6 +200,15 @@ public final class Node: Sendable {
             "discarders_active": admission.activeDiscarders,
             "peers": configuration.peers.count,
         ]
+        if let directory {
+            let now = WallClock.now()
+            let live = directory.store.members(now: now)
+            status["directory"] = ["alliance": directory.settings.alliance.name, "members": live.count,
+                                   "exits": live.filter { $0.roles.contains(.exit) }.count,
+                                   "corroborated_exits": live.filter { $0.corroboration.state == .corroborated }.count,
+                                   "records": directory.store.recordCount, "attestations": directory.store.attestationCount,
+                                   "withdrawn": directory.isWithdrawn] as [String: any Sendable]
+        }
         if let store = state.store, let stored = try? store.summary() {
             var totals = stored.totals
             totals.add(observer.pendingTotals)
@@ -183,10 +237,12 @@ public final class Node: Sendable {
 
     /// Stops accepting, closes what is open, and releases the threads.
     public func stop() async {
+        directory?.stop()
         if let server = state.server { try? await server.close() }
         if let admin = state.admin { try? await admin.stop() }
         state.flusher?.cancel()
         selfAddresses?.stop()
+        memberSelfAddresses?.stop()
         flushAccounting()
         try? await group.shutdownGracefully()
         logger.info("node stopped")
@@ -196,14 +252,30 @@ public final class Node: Sendable {
 extension Node {
     /// What the exit denies as itself: public_host and a specific transit host on every port;
     /// the admin and transit listeners and every member's transit endpoint on their ports.
-    func selfAddressSources(transitPort: Int, adminPort: Int?) -> SelfAddressSources {
+    /// Both monitors: the full list for users' sessions, without members for members' sessions.
+    func updateSelfAddresses(transitPort: Int, adminPort: Int?) {
+        let own = selfAddressSources(transitPort: transitPort, adminPort: adminPort, includeMembers: false)
+        memberSelfAddresses?.update(own)
+        var all = selfAddressSources(transitPort: transitPort, adminPort: adminPort)
+        if let directory {
+            let me = configuration.nodeID
+            for m in directory.store.members(now: WallClock.now()) where m.nodeID != me {
+                for e in m.record.endpoints { all.endpoints.append(.init(host: e.host, port: Int(e.port))) }
+            }
+        }
+        selfAddresses?.update(all)
+    }
+
+    func selfAddressSources(transitPort: Int, adminPort: Int?, includeMembers: Bool = true) -> SelfAddressSources {
         let listen = configuration.listen
         var sources = SelfAddressSources()
         sources.hosts = [listen.publicHost, listen.transit.isWildcard ? nil : listen.transit.host].compactMap { $0 }
         sources.endpoints.append(.init(host: listen.transit.host, port: transitPort))
         if let publicHost = listen.publicHost { sources.endpoints.append(.init(host: publicHost, port: transitPort)) }
         if let admin = listen.admin, let adminPort { sources.endpoints.append(.init(host: admin.host, port: adminPort)) }
-        sources.endpoints += configuration.peers.map { .init(host: $0.endpoint.host, port: $0.endpoint.port) }
+        if includeMembers {
+            sources.endpoints += configuration.peers.map { .init(host: $0.endpoint.host, port: $0.endpoint.port) }
+        }
         return sources
     }
 }

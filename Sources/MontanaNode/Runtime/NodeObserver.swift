@@ -58,6 +58,14 @@ final class NodeObserver: TransportObserver, EgressObserver {
         }
     }
 
+    /// Bytes of one account not yet flushed.
+    func pendingBytes(account: [UInt8]) -> UInt64 {
+        accounts.withLockedValue { a in
+            guard let t = a[account] else { return 0 }
+            return UInt64(clamping: t.bytesUp) &+ UInt64(clamping: t.bytesDown)
+        }
+    }
+
     /// Totals not yet flushed, summed over accounts.
     var pendingTotals: AccountingStore.Totals {
         accounts.withLockedValue { a in a.values.reduce(into: AccountingStore.Totals()) { $0.add($1) } }

@@ -13,7 +13,8 @@ import NIOCore
 struct NodeRouter: CircuitRouter {
     let identity: IdentityKey
     let roles: NodeRoles
-    let members: [NodeID: AllianceMember]
+    /// A member this node may relay to: static `[[peers]]` first, then the directory's live members.
+    let members: @Sendable (NodeID) -> AllianceMember?
     let exit: ExitRuntime?
     let services: @Sendable (SessionAdmission, any Channel) -> [any StreamService]
     let observer: NodeObserver
@@ -27,9 +28,11 @@ struct NodeRouter: CircuitRouter {
         switch message {
         case .hop(let hop):
             guard let peer = hop.peer, let target = NodeID(multihash: peer.id) else { return .refuse(.malformedMessage) }
-            if target == identity.nodeID { return terminate() }
+            if target == identity.nodeID {
+                return hop.ext.purpose == .echo ? .echo : terminate()
+            }
             guard roles.contains(.front) else { return .refuse(.permissionDenied) }
-            guard let member = members[target] else { return .refuse(.noReservation) }
+            guard let member = members(target) else { return .refuse(.noReservation) }
             return .relay(member.target)
         case .stop:
             // A relay (a front) asks us to accept a session: we are its target.
@@ -39,6 +42,7 @@ struct NodeRouter: CircuitRouter {
 
     private func terminate() -> RouteDecision {
         let exit = self.exit
+        let members = self.members
         let features = TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0)))])
         let role = SessionRole.responder(identity: identity, payload: features) { peer, bindingHash in
             let tlvs: [TLV]
@@ -52,8 +56,10 @@ struct NodeRouter: CircuitRouter {
                 return SessionAdmission()
             }
             // A malformed or failing EgressAuth closes the connection at once (PROTOCOL.md 7.1).
-            let account = try exit.verify(auth.value, initiator: peer.identityPublicKey, bindingHash: bindingHash)
-            return SessionAdmission(account: account)
+            // A member (attesting this exit) is admitted whatever the exit's admission mode.
+            let member = members(NodeID(identityPublicKey: peer.identityPublicKey)) != nil
+            let account = try exit.verify(auth.value, initiator: peer.identityPublicKey, bindingHash: bindingHash, member: member)
+            return SessionAdmission(account: account, member: member)
         }
         let services = self.services
         let observer = self.observer
@@ -84,15 +90,23 @@ struct NodeRouter: CircuitRouter {
 /// The exit's shared state: EgressAuth verification (with its nonce memory) and the policy.
 final class ExitRuntime: Sendable {
     let policy: ExitPolicy
+    /// The policy for members' sessions: members' transit endpoints are not denied (attestation
+    /// echoes go there); everything else, including this node's own addresses, as `policy`.
+    let memberPolicy: ExitPolicy
     let limits: EgressLimits
     /// The node's stub resolver (`[dns]`), shared by every session.
     let resolver: StubResolver
     /// Per-account session and stream caps (`[limits] sessions_per_account`, `streams_per_account`).
     let budget: AccountBudget
     private let verifier: NIOLockedValueBox<EgressAuthVerifier>
+    /// Members' sessions (attestations) prove EgressAuth like anyone, but need no pass.
+    private let memberVerifier: NIOLockedValueBox<EgressAuthVerifier>
 
-    init(node: NodeID, admission: Admission, policy: ExitPolicy, limits: EgressLimits, resolver: StubResolver, budget: AccountBudget) {
+    init(node: NodeID, admission: Admission, policy: ExitPolicy, memberPolicy: ExitPolicy, limits: EgressLimits, resolver: StubResolver,
+         budget: AccountBudget) {
+        self.memberPolicy = memberPolicy
         verifier = NIOLockedValueBox(EgressAuthVerifier(exit: node, admission: admission))
+        memberVerifier = NIOLockedValueBox(EgressAuthVerifier(exit: node, admission: .anyAccount))
         self.policy = policy
         self.limits = limits
         self.resolver = resolver
@@ -100,16 +114,20 @@ final class ExitRuntime: Sendable {
     }
 
     /// The egress service for one established session of `account`; `channel` is its carrier.
-    func egressService(account: AdmittedAccount, channel: any Channel, observer: any EgressObserver) -> EgressService {
-        EgressService(account: account, policy: policy, limits: limits, observer: observer, resolver: resolver, budget: budget,
-                      sessionClosed: channel.closeFuture)
+    /// Bytes this exit carried for an account (stored + pending), for pass quotas; set at start.
+    let usage = NIOLockedValueBox<(@Sendable ([UInt8]) -> UInt64)?>(nil)
+
+    func egressService(account: AdmittedAccount, member: Bool, channel: any Channel, observer: any EgressObserver) -> EgressService {
+        let usage = self.usage.withLockedValue { $0 }
+        return EgressService(account: account, policy: member ? memberPolicy : policy, limits: limits, observer: observer, resolver: resolver,
+                             budget: budget, sessionClosed: channel.closeFuture, usage: usage)
     }
 
     var admissionLabel: String { verifier.withLockedValue { $0.admission.label } }
 
-    func verify(_ bytes: [UInt8], initiator: [UInt8], bindingHash: [UInt8]) throws -> AdmittedAccount {
+    func verify(_ bytes: [UInt8], initiator: [UInt8], bindingHash: [UInt8], member: Bool = false) throws -> AdmittedAccount {
         // ML-DSA verification outside the lock would be nicer; the nonce memory needs it inside.
-        try verifier.withLockedValue { v in
+        try (member ? memberVerifier : verifier).withLockedValue { v in
             try v.verify(bytes, initiatorPublicKey: initiator, bindingHash: bindingHash, now: WallClock.now())
         }
     }

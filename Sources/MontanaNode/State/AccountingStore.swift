@@ -193,6 +193,17 @@ public final class AccountingStore: Sendable {
         }
     }
 
+    /// Bytes (up + down) stored for one account (0 if it has no row): a pass's quota is checked
+    /// against it plus what is not flushed yet.
+    public func bytes(account: [UInt8]) throws -> UInt64 {
+        try queue.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT bytes_up + bytes_down FROM account_totals WHERE account_id = ?",
+                                       arguments: [Data(account)])
+            let total: Int64 = row?[0] ?? 0
+            return UInt64(clamping: total)
+        }
+    }
+
     /// Sums over all accounts (the rollup of folded ones included), and how many accounts have
     /// a row of their own (seen within the idle limit and the row cap).
     public func summary() throws -> (accounts: Int, totals: Totals) {

@@ -95,6 +95,15 @@ public final class MuxStream {
     /// Called once, when the stream is gone for good (budgets it was counted against).
     var onFinished: (() -> Void)?
 
+    /// Gives back, now, the node-wide control-stream slot this stream holds (if any). For a
+    /// service that parks the stream in a table with its own bound (a directory long poll),
+    /// so parked streams do not starve pings and echoes of the node's 128 control streams.
+    public func releaseStreamBudget() {
+        let finished = onFinished
+        onFinished = nil
+        finished?()
+    }
+
     func end(_ how: MuxStreamEnd) {
         if how != .remoteFinished {
             ended = true

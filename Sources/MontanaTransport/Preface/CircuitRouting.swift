@@ -26,6 +26,9 @@ public enum RouteDecision: Sendable {
     case relay(RelayTarget)
     /// Answer with this status and close.
     case refuse(RelayStatus)
+    /// An echo preface addressed to this hop (`CircuitPurpose.echo`): answer OK with the
+    /// connection's source address and close.
+    case echo
 }
 
 /// Decides per preface; implemented by the node from its configuration and directory.

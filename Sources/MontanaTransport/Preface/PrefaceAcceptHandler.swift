@@ -160,6 +160,11 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
             switch router.route(opened.message) {
             case .refuse(let status):
                 answerRemembered(context, opened, status: status, now: now)
+            case .echo:
+                guard remember(context, opened, now: now) else { return }
+                let seen = IPEchoService.encode(context.channel.remoteAddress)
+                let reply = Preface.Message.hop(HopMessage(type: .status, peer: RelayPeer(id: [], addrs: [seen]), status: .ok))
+                answer(context, opened, message: reply, close: true)
             case .terminate(let role, let install):
                 // The expensive part (an ML-DSA signature): the network's or member's share and
                 // the node's budget; over either the preface is discarded, never answered.
@@ -235,7 +240,11 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     }
 
     private func answer(_ context: ChannelHandlerContext, _ opened: OpenedPreface, status: RelayStatus, close: Bool) {
-        guard let bytes = try? Preface.sealResponse(response(for: opened.message, status: status), keys: opened.keys) else {
+        answer(context, opened, message: response(for: opened.message, status: status), close: close)
+    }
+
+    private func answer(_ context: ChannelHandlerContext, _ opened: OpenedPreface, message: Preface.Message, close: Bool) {
+        guard let bytes = try? Preface.sealResponse(message, keys: opened.keys) else {
             context.close(promise: nil)
             return
         }

@@ -14,9 +14,13 @@ public enum SessionRole: Sendable {
 public struct SessionAdmission: Sendable {
     /// The account proven by EgressAuth, when the session may use egress.
     public var account: AdmittedAccount?
+    /// The initiator proved the identity of a member of this node's alliance (an attesting
+    /// member): its egress may reach members' transit endpoints.
+    public var member: Bool
 
-    public init(account: AdmittedAccount? = nil) {
+    public init(account: AdmittedAccount? = nil, member: Bool = false) {
         self.account = account
+        self.member = member
     }
 }
 

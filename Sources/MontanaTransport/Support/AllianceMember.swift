@@ -10,6 +10,11 @@ public struct AllianceMember: Sendable, Equatable {
     public let country: String?
     public let roles: NodeRoles
     public let name: String?
+    /// For exits from a directory: whether ≥ 2 independent members corroborate its country.
+    /// Statically configured members are taken as given (true).
+    public var corroborated: Bool = true
+    /// Operator label (from the endorsement), when known.
+    public var operatorLabel: String?
 
     public init(nodeID: NodeID, kemPublicKey: [UInt8], host: String, port: Int, country: String?, roles: NodeRoles, name: String? = nil) {
         self.nodeID = nodeID

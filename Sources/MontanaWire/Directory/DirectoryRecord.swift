@@ -116,6 +116,8 @@ public enum KeyMode: UInt64, Sendable {
 public struct DirectoryRecord: Equatable, Sendable {
     public static let maxOperatorLabel = 64
     public static let maxEndpoints = 16
+    /// An encoded endorsement envelope is about 3.5 KB (3309 bytes of signature); 8192 leaves room.
+    public static let maxEndorsement = 8192
 
     public var entry: EgressDirectoryEntry
     public var identityPublicKey: [UInt8]
@@ -128,10 +130,13 @@ public struct DirectoryRecord: Equatable, Sendable {
     public var ownT1: T1Params?
     public var load: UInt8?
     public var operatorLabel: String?
+    /// Field 12: the alliance's endorsement of this node, an encoded `SignedEnvelope` of an
+    /// `Endorsement` (section 8.5). Absent in an open alliance. Not interpreted by the codec.
+    public var endorsement: [UInt8]?
 
     public init(entry: EgressDirectoryEntry, identityPublicKey: [UInt8], kemPublicKey: [UInt8], roles: NodeRoles,
                 endpoints: [Endpoint], issuedAt: UInt64, expiresAt: UInt64, keyMode: KeyMode = .universal,
-                ownT1: T1Params? = nil, load: UInt8? = nil, operatorLabel: String? = nil) {
+                ownT1: T1Params? = nil, load: UInt8? = nil, operatorLabel: String? = nil, endorsement: [UInt8]? = nil) {
         self.entry = entry
         self.identityPublicKey = identityPublicKey
         self.kemPublicKey = kemPublicKey
@@ -143,6 +148,7 @@ public struct DirectoryRecord: Equatable, Sendable {
         self.ownT1 = ownT1
         self.load = load
         self.operatorLabel = operatorLabel
+        self.endorsement = endorsement
     }
 
     /// `expires_at == issued_at` withdraws the member.
@@ -161,6 +167,7 @@ public struct DirectoryRecord: Equatable, Sendable {
         w.lengthDelimited(9, ifSet: ownT1?.encode())
         w.varint(10, ifSet: load.map(UInt64.init))
         w.string(11, ifSet: operatorLabel)
+        w.lengthDelimited(12, ifSet: endorsement)
         return w.bytes
     }
 
@@ -176,6 +183,7 @@ public struct DirectoryRecord: Equatable, Sendable {
         var ownT1: T1Params?
         var load: UInt8?
         var label: String?
+        var endorsement: [UInt8]?
         try ProtoReader.forEachField(bytes) { (field, value) throws(WireError) in
             switch field {
             case 1: entry = try EgressDirectoryEntry.decode(value.asBytes("entry"))
@@ -209,6 +217,10 @@ public struct DirectoryRecord: Equatable, Sendable {
                 let s = try value.asString("operator")
                 guard s.utf8.count <= maxOperatorLabel else { throw .tooLong(field: "operator", length: s.utf8.count, limit: maxOperatorLabel) }
                 label = s
+            case 12:
+                let v = try value.asBytes("endorsement")
+                guard v.count <= maxEndorsement else { throw .tooLong(field: "endorsement", length: v.count, limit: maxEndorsement) }
+                endorsement = v
             default: break
             }
         }
@@ -221,7 +233,7 @@ public struct DirectoryRecord: Equatable, Sendable {
         if keyMode == .own && ownT1 == nil { throw .missingField("own_t1 (key_mode is OWN)") }
         return DirectoryRecord(entry: entry, identityPublicKey: identity, kemPublicKey: kem, roles: roles,
                                endpoints: endpoints, issuedAt: issuedAt, expiresAt: expiresAt, keyMode: keyMode,
-                               ownT1: ownT1, load: load, operatorLabel: label)
+                               ownT1: ownT1, load: load, operatorLabel: label, endorsement: endorsement)
     }
 }
 
@@ -368,5 +380,20 @@ public struct AccountPass: Equatable, Sendable {
         guard p.issuer.count == 32 else { throw .invalidField("issuer: must be a 32-byte node id") }
         guard p.notAfter >= p.notBefore else { throw .invalidField("not_after before not_before") }
         return p
+    }
+}
+
+extension WireError {
+    /// The field an error is about (`country_code`, `capacity_class`, `endorsement.operator`, …),
+    /// or nil for errors about the framing (truncation, trailing bytes, varints). For
+    /// `invalidField` it is the text before the first `:` or space, which is how every decoder
+    /// here names the field. Lets validators map errors to reasons without matching messages.
+    public var field: String? {
+        switch self {
+        case .tooLong(let f, _, _), .invalidValue(let f, _): return f
+        case .invalidField(let text), .missingField(let text):
+            return String(text.prefix(while: { $0 != ":" && $0 != " " }))
+        case .truncated, .trailingBytes, .unknownType, .varintOverflow, .unsupportedWireType: return nil
+        }
     }
 }

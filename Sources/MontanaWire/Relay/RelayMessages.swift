@@ -18,6 +18,11 @@ public enum CircuitPurpose: UInt64, Sendable, Equatable {
     case attach = 1
     case resume = 2
     case onward = 3
+    /// Addressed to the hop itself: it answers STATUS OK carrying the address it sees the
+    /// connection come from (`peer.addrs[0]`, 16-byte IPv6 or v4-mapped ‖ u16 LE port) and closes.
+    /// Members send it to themselves through another member's egress to learn that exit's
+    /// egress address (attestation, docs/PROTOCOL.md 8.4).
+    case echo = 4
 }
 
 public struct RelayPeer: Equatable, Sendable {

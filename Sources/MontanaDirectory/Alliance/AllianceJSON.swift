@@ -1,0 +1,132 @@
+import Foundation
+import MontanaWire
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Shared reading, writing and field checks of the alliance's JSON files.
+enum AllianceJSON {
+    /// No alliance file comes near this: alliance.json with 16 pass issuers is about 70 KB.
+    static let maxFileBytes = 256 * 1024
+
+    static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+
+    /// Encodes `value` as pretty, sorted-key JSON with a final newline.
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        // Encoding plain strings, bools and arrays of them cannot fail.
+        (try? Array(encoder().encode(value))).map { $0 + [0x0a] } ?? []
+    }
+
+    /// Decodes `T`, turning JSONDecoder's errors into `FILE: key.path: problem`.
+    static func decode<T: Decodable>(_ type: T.Type, from data: [UInt8], file: String) throws(AllianceFileError) -> T {
+        guard data.count <= maxFileBytes else {
+            throw .invalid(file: file, key: "(file)", problem: "is \(data.count) bytes, limit \(maxFileBytes)")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(data))
+        } catch let error as DecodingError {
+            throw describe(error, file: file)
+        } catch {
+            throw .invalid(file: file, key: "(file)", problem: "not valid JSON")
+        }
+    }
+
+    static func keyPath(_ path: [any CodingKey]) -> String {
+        var out = ""
+        for k in path {
+            if let i = k.intValue { out += "[\(i)]" } else { out += out.isEmpty ? k.stringValue : ".\(k.stringValue)" }
+        }
+        return out.isEmpty ? "(file)" : out
+    }
+
+    static func describe(_ error: DecodingError, file: String) -> AllianceFileError {
+        switch error {
+        case .keyNotFound(let key, let ctx):
+            return .invalid(file: file, key: keyPath(ctx.codingPath + [key]), problem: "missing")
+        case .typeMismatch(let type, let ctx):
+            return .invalid(file: file, key: keyPath(ctx.codingPath), problem: "expected \(typeName(type))")
+        case .valueNotFound(let type, let ctx):
+            return .invalid(file: file, key: keyPath(ctx.codingPath), problem: "is null, expected \(typeName(type))")
+        case .dataCorrupted(let ctx):
+            return .invalid(file: file, key: keyPath(ctx.codingPath), problem: ctx.codingPath.isEmpty ? "not valid JSON" : "invalid value")
+        @unknown default:
+            return .invalid(file: file, key: "(file)", problem: "not valid JSON")
+        }
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Bool.Type: return "true or false"
+        case is [String].Type: return "an array of strings"
+        default: return "\(type)"
+        }
+    }
+
+    /// Reads a file of at most `maxFileBytes`.
+    static func read(_ path: String) throws(AllianceFileError) -> [UInt8] {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw .io(file: path, problem: String(cString: strerror(errno))) }
+        guard st.st_size <= off_t(maxFileBytes) else {
+            throw .invalid(file: path, key: "(file)", problem: "is \(st.st_size) bytes, limit \(maxFileBytes)")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw .io(file: path, problem: "cannot read") }
+        return Array(data)
+    }
+
+    /// Reads a secret file, refusing one that group or others may read (like `KeyFile.load`).
+    static func readSecret(_ path: String) throws(AllianceFileError) -> [UInt8] {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw .io(file: path, problem: String(cString: strerror(errno))) }
+        let mode = UInt32(st.st_mode) & 0o777
+        guard mode & 0o077 == 0 else { throw .tooOpen(file: path, mode: mode) }
+        return try read(path)
+    }
+
+    /// Writes a public file atomically (rename over the old one), mode 0644.
+    static func writePublic(_ bytes: [UInt8], to path: String) throws {
+        try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    // MARK: field checks
+
+    /// `count` bytes as lowercase or upper-case hex.
+    static func hex(_ text: String, bytes count: Int, file: String, key: String) throws(AllianceFileError) -> [UInt8] {
+        guard let b = Hex.decode(text), b.count == count else {
+            throw .invalid(file: file, key: key, problem: "must be \(count * 2) hex digits (\(count) bytes)")
+        }
+        return b
+    }
+
+    /// A 16-byte UUID as 32 hex digits, dashes allowed (`8-4-4-4-12`); returns the undashed,
+    /// lowercase form the files are written with.
+    static func uuid(_ text: String, file: String, key: String) throws(AllianceFileError) -> String {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        let dashedOK = parts.count == 1 || parts.map(\.count) == [8, 4, 4, 4, 12]
+        let plain = parts.joined()
+        guard dashedOK, plain.utf8.count == 32, let b = Hex.decode(plain), b.count == 16 else {
+            throw .invalid(file: file, key: key, problem: "must be a UUID: 32 hex digits, dashes allowed")
+        }
+        return Hex.encode(b)
+    }
+
+    /// UTF-8 text of `range` bytes without control characters.
+    static func text(_ s: String, bytes range: ClosedRange<Int>, file: String, key: String) throws(AllianceFileError) {
+        let n = s.utf8.count
+        guard range.contains(n) else {
+            throw .invalid(file: file, key: key, problem: "is \(n) bytes, must be \(range.lowerBound)...\(range.upperBound)")
+        }
+        guard !s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+            throw .invalid(file: file, key: key, problem: "contains a control character")
+        }
+    }
+}
