@@ -85,7 +85,7 @@ let package = Package(
         ], swiftSettings: strict),
         // One entry point per decoder, shared by the libFuzzer binary and the unit tests.
         .target(name: "MontanaFuzzTargets", dependencies: [
-            "MontanaCrypto", "MontanaWire", "MontanaSession", "MontanaClient", "MontanaExit", "MontanaTransport",
+            "MontanaCrypto", "MontanaWire", "MontanaSession", "MontanaClient", "MontanaExit", "MontanaTransport", "MontanaDirectory",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ], swiftSettings: strict),
@@ -110,12 +110,16 @@ let package = Package(
         ]),
         // Starts real `montana` processes on loopback and drives them with curl.
         .testTarget(name: "MontanaEndToEndTests", dependencies: [
-            "MontanaCrypto", "MontanaWire", "MontanaTransport", "MontanaSession", "MontanaNode",
+            "MontanaCrypto", "MontanaWire", "MontanaTransport", "MontanaSession", "MontanaNode", "MontanaDirectory",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], resources: [.copy("Resources")]),
         .testTarget(name: "MontanaDirectoryTests", dependencies: ["MontanaDirectory", "MontanaCrypto", "MontanaWire"],
                     resources: [.copy("Resources")]),
-        .testTarget(name: "MontanaNodeTests", dependencies: ["MontanaNode", "MontanaExit", "MontanaCrypto", "MontanaWire"]),
+        .testTarget(name: "MontanaNodeTests", dependencies: [
+            "MontanaNode", "MontanaExit", "MontanaCrypto", "MontanaWire", "MontanaDirectory",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
     ]
 )

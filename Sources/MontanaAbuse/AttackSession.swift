@@ -21,7 +21,7 @@ final class AttackSession: @unchecked Sendable {
     static func open(on loop: any EventLoop, to city: DemoTarget.City, source: String? = nil, timeout: TimeInterval = 15) throws -> AttackSession {
         guard let kem = Hex.decode(city.kemPK), let id = NodeID(hex: city.nodeID) else { throw AbuseError("bad keys for \(city.name)") }
         let identity = try IdentityKey.generate()
-        let hop = HopMessage(type: .connect, peer: RelayPeer(id: id.multihash), ext: RelayExtension(ts: WallClock.now(), purpose: .session))
+        let hop = HopMessage(type: .connect, peer: RelayPeer(id: id.multihash), ext: RelayExtension(ts: WallClock.now(), alliance: city.allianceUUID, purpose: .session))
         let role = SessionRole.initiator(identity: identity, responder: id, payload: { _ in [] })
         let established = loop.makePromise(of: Void.self)
         let ref = MuxRef()

@@ -39,7 +39,7 @@ extension Attacks {
         let stop = NIOLockedBox(false)
         // The prefaces are sealed ahead in a pool per second of flood, on another thread, so the
         // flood itself is not limited by our own encapsulation cost.
-        let pool = PrefacePool(kem: kem, target: id)
+        let pool = PrefacePool(kem: kem, target: id, alliance: city.allianceUUID)
         pool.fill(count: min(rate * 2, 4000))
         let producer = Thread { while !stop.get() { pool.fill(count: rate / 4) } }
         producer.start()
@@ -158,10 +158,12 @@ final class AnswerCounter: ChannelInboundHandler {
 final class PrefacePool: @unchecked Sendable {
     private let kem: [UInt8]
     private let target: NodeID
+    private let alliance: [UInt8]?
     private let lock = NSLock()
     private var ready: [[UInt8]] = []
 
-    init(kem: [UInt8], target: NodeID) {
+    init(kem: [UInt8], target: NodeID, alliance: [UInt8]?) {
+        self.alliance = alliance
         self.kem = kem
         self.target = target
     }
@@ -169,7 +171,7 @@ final class PrefacePool: @unchecked Sendable {
     func fill(count: Int) {
         var made: [[UInt8]] = []
         for _ in 0..<max(1, count) {
-            let hop = HopMessage(type: .connect, peer: RelayPeer(id: target.multihash), ext: RelayExtension(ts: WallClock.now(), purpose: .session))
+            let hop = HopMessage(type: .connect, peer: RelayPeer(id: target.multihash), ext: RelayExtension(ts: WallClock.now(), alliance: alliance, purpose: .session))
             if let sealed = try? Preface.seal(.hop(hop), to: kem) { made.append(sealed.bytes) }
         }
         lock.lock()

@@ -1,5 +1,7 @@
 import MontanaClient
 import MontanaCrypto
+import MontanaDirectory
+import MontanaTransport
 import MontanaExit
 import MontanaSession
 import MontanaWire
@@ -33,11 +35,36 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case exitPolicyEntry = "exit-policy-entry"
     /// A real session past authentication, fed records, yamux, multistream and egress input.
     case session
+    case syncFrame = "sync-frame"
+    case endorsement
+    case recordValidation = "record-validation"
+    case memberLink = "member-link"
+    case subscription
+    case allianceFile = "alliance-file"
+    case accountStatus = "account-status"
 
     public func run(_ input: [UInt8]) {
         switch self {
         case .session:
             SessionFuzz.run(input)
+        case .syncFrame:
+            if let f = try? SyncFrame.decode(input) {
+                _ = f.encode()
+                _ = try? DigestEntry.decode(f.digest ?? [])
+            }
+        case .endorsement:
+            if let e = try? Endorsement.decode(input) { _ = e.encode() }
+            _ = try? EndorsementSigner.verify(input, membershipPublicKey: Fixtures.responder.publicKey)
+        case .recordValidation:
+            _ = RecordValidator.validate(input, alliance: DirectoryFixtures.alliance, now: 1_800_000_000)
+        case .memberLink:
+            _ = try? MemberLink.parse(String(decoding: input, as: UTF8.self))
+        case .subscription:
+            _ = try? SubscriptionDocument.decode(input, source: "fuzz")
+        case .allianceFile:
+            _ = try? AllianceDocument.decode(input, file: "fuzz")
+        case .accountStatus:
+            _ = try? AccountStatus.decode(input)
         case .preface:
             var gate = PrefaceGate(capacity: 16)
             _ = try? gate.admit(input, key: Fixtures.hopKey, now: 1_800_000_000)
@@ -188,4 +215,13 @@ enum Fixtures {
         _ = try! r.message2(payload: [])
         return r
     }
+}
+
+/// A fixed alliance for the directory targets (created once: its keys are random, which does not
+/// matter to a decoder).
+enum DirectoryFixtures {
+    static let alliance: AllianceDocument = {
+        guard let (doc, _) = try? Alliance.create(name: "fuzz", open: false) else { fatalError("cannot create the fuzz alliance") }
+        return doc
+    }()
 }

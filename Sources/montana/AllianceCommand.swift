@@ -46,7 +46,6 @@ struct AllianceInit: ParsableCommand {
         if let cover {
             do { _ = try HostPort(parsing: cover) } catch { throw ValidationError("--cover: \(cover) is not host:port (\(error))") }
         }
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let documentPath = (directory as NSString).appendingPathComponent("alliance.json")
         let secretPath = (directory as NSString).appendingPathComponent("alliance.secret")
         if !force {
@@ -58,10 +57,13 @@ struct AllianceInit: ParsableCommand {
         let secret: AllianceSecret
         do {
             (document, secret) = try Alliance.create(name: name, open: open, serverName: serverName, cover: cover ?? "")
-        } catch {
-            throw ValidationError("\(error)".replacingOccurrences(of: "(new alliance): ", with: "--"))
+        } catch let error as AllianceFileError {
+            guard case .invalid(_, let key, let problem) = error else { throw ValidationError("\(error)") }
+            let option = ["name": "--name", "universal_t1.server_name": "--server-name", "universal_t1.cover": "--cover"][key] ?? key
+            throw ValidationError("\(option): \(problem)")
         }
         do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try secret.write(to: secretPath, overwrite: force)
             try document.write(to: documentPath)
         } catch {

@@ -3,7 +3,7 @@ import XCTest
 @testable import MontanaDirectory
 
 final class GeoIPCSVTests: XCTestCase {
-    private func table(_ text: String) throws -> CSVGeoIP {
+    private func table(_ text: String) throws(GeoIPError) -> CSVGeoIP {
         try CSVGeoIP(contents: Array(text.utf8), source: "test.csv")
     }
 

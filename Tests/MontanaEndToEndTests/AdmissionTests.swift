@@ -35,6 +35,7 @@ final class AdmissionTests: XCTestCase {
         account_key = "\(accountKey)"
         socks = "127.0.0.1:\(socksPort)"
         http = ""
+        alliance = "\(demo.status.alliance?.uuid ?? "")"
 
         """
         for city in demo.status.cities {

@@ -77,6 +77,7 @@ final class ClientHardeningTests: XCTestCase {
         try """
         [client]
         account_key = "\(demo.status.client.accountKey)"
+        alliance = "\(demo.status.alliance?.uuid ?? "")"
         \(clientKeys)
 
         \(rest)

@@ -51,7 +51,7 @@ final class NodeAdmissionLimitTests: XCTestCase {
     /// A fresh preface naming `node` itself (a session to terminate there).
     private func preface(_ node: LoneExitNode) throws -> [UInt8] {
         guard let kem = Hex.decode(node.city.kemPK), let id = NodeID(hex: node.city.nodeID) else { throw E2EError("bad node keys") }
-        let hop = HopMessage(type: .connect, peer: RelayPeer(id: id.multihash), ext: RelayExtension(ts: WallClock.now(), purpose: .session))
+        let hop = HopMessage(type: .connect, peer: RelayPeer(id: id.multihash), ext: RelayExtension(ts: WallClock.now(), alliance: node.city.allianceUUID, purpose: .session))
         return try Preface.seal(.hop(hop), to: kem).bytes
     }
 

@@ -57,7 +57,7 @@ final class PrefaceFloodTests: XCTestCase {
         guard let kem = Hex.decode(front.kemPK), let id = NodeID(hex: target.nodeID) else {
             throw E2EError("bad keys for \(front.name)/\(target.name) in the status JSON")
         }
-        let hop = HopMessage(type: .connect, peer: RelayPeer(id: id.multihash), ext: RelayExtension(ts: WallClock.now(), purpose: .session))
+        let hop = HopMessage(type: .connect, peer: RelayPeer(id: id.multihash), ext: RelayExtension(ts: WallClock.now(), alliance: front.allianceUUID, purpose: .session))
         let box = FloodBox(count: count)
         let workers = 2
         DispatchQueue.concurrentPerform(iterations: workers) { w in
@@ -80,7 +80,7 @@ final class PrefaceFloodTests: XCTestCase {
         let rejectedBefore = try PrometheusText.scrape(front).value("montana_preface_rejections_total") ?? 0
         let cpuBefore = (front: ProcessCPU.seconds(front.pid), exit: ProcessCPU.seconds(exit.pid))
 
-        let flood = Flood(prefaces: prefaces, port: front.transit.port, sources: Self.floodSources,
+        let flood = Flood(prefaces: prefaces, host: front.transit.host, port: front.transit.port, sources: Self.floodSources,
                           perSecond: Self.floodPerSecond, openPerThread: Self.openPerThread,
                           deadline: Self.floodSeconds + Self.floodGrace)
         flood.start()
@@ -155,7 +155,7 @@ final class PrefaceFloodTests: XCTestCase {
         defer { fds.forEach { close($0) } }
         let sendStart = Date()
         for preface in prefaces {
-            guard let fd = Net.connect(from: "127.0.2.1", port: front.transit.port, timeout: 2) else {
+            guard let fd = Net.connect(from: "127.0.2.1", host: front.transit.host, port: front.transit.port, timeout: 2) else {
                 return XCTFail("cannot connect from 127.0.2.1 to \(front.name)")
             }
             fds.append(fd)
@@ -230,6 +230,7 @@ private final class FloodBox: @unchecked Sendable {
 private final class Flood: @unchecked Sendable {
     private let prefaces: [[UInt8]]
     private let port: Int
+    private let host: String
     private let sources: [String]
     private let perSecond: Int
     private let openPerThread: Int
@@ -245,10 +246,11 @@ private final class Flood: @unchecked Sendable {
     private var endedAt: Date?
     static let threads = 4
 
-    init(prefaces: [[UInt8]], port: Int, sources: [String], perSecond: Int, openPerThread: Int, deadline: TimeInterval) {
+    init(prefaces: [[UInt8]], host: String, port: Int, sources: [String], perSecond: Int, openPerThread: Int, deadline: TimeInterval) {
         self.deadline = deadline
         self.prefaces = prefaces
         self.port = port
+        self.host = host
         self.sources = sources
         self.perSecond = perSecond
         self.openPerThread = openPerThread
@@ -275,7 +277,7 @@ private final class Flood: @unchecked Sendable {
             n += 1
             let wait = due.timeIntervalSinceNow
             if wait > 0 { Thread.sleep(forTimeInterval: wait) }
-            guard let fd = Net.connect(from: sources[i % sources.count], port: port, timeout: 0.5) else {
+            guard let fd = Net.connect(from: sources[i % sources.count], host: host, port: port, timeout: 0.5) else {
                 lock.lock(); failures += 1; lock.unlock()
                 continue
             }

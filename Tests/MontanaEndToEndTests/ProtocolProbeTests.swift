@@ -74,7 +74,7 @@ final class ProtocolProbeTests: XCTestCase {
         let front = try demo.status.city("warsaw")
         let garbage = SecureRandom.bytes(Preface.size)
         XCTAssertEqual(garbage.count, 1632)
-        let seen = try Net.exchange(port: front.transit.port, send: garbage, window: 3)
+        let seen = try Net.exchange(host: front.transit.host, port: front.transit.port, send: garbage, window: 3)
         XCTAssertEqual(seen.received.count, 0,
                        "a front must not answer garbage; got \(seen.received.count) bytes (closed by peer: \(seen.closedByPeer))")
     }
@@ -86,11 +86,11 @@ final class ProtocolProbeTests: XCTestCase {
             throw E2EError("bad keys for \(front.name) in the status JSON")
         }
         let hop = HopMessage(type: .connect, peer: RelayPeer(id: id.multihash),
-                             ext: RelayExtension(ts: WallClock.now(), purpose: .session))
+                             ext: RelayExtension(ts: WallClock.now(), alliance: front.allianceUUID, purpose: .session))
         let sealed = try Preface.seal(.hop(hop), to: kem)
         XCTAssertEqual(sealed.bytes.count, 1632)
 
-        let first = try Net.exchange(port: front.transit.port, send: sealed.bytes, window: 5, stopAfter: Preface.responseSize)
+        let first = try Net.exchange(host: front.transit.host, port: front.transit.port, send: sealed.bytes, window: 5, stopAfter: Preface.responseSize)
         XCTAssertEqual(first.received.count, Preface.responseSize,
                        "a fresh preface naming the front gets exactly the 80-byte answer\n\(demo.diagnostics())")
         if first.received.count == Preface.responseSize {
@@ -100,7 +100,7 @@ final class ProtocolProbeTests: XCTestCase {
             XCTAssertEqual(message.status, .ok)
         }
 
-        let replay = try Net.exchange(port: front.transit.port, send: sealed.bytes, window: 3)
+        let replay = try Net.exchange(host: front.transit.host, port: front.transit.port, send: sealed.bytes, window: 3)
         XCTAssertEqual(replay.received.count, 0,
                        "a replayed preface gets no answer; got \(replay.received.count) bytes (closed by peer: \(replay.closedByPeer))")
     }

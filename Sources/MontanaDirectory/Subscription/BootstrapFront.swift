@@ -145,16 +145,14 @@ public struct BootstrapFront: Codable, Sendable, Equatable {
     }
 
     private static func decodeEndpoint(_ e: KeyedDecodingContainer<EndpointKeys>) throws -> Endpoint {
-        let profile = try e.decode(UInt8.self, forKey: .profile)
-        guard profile <= 4 else { throw e.problem(.profile, "must be 0...4 (t0...t4)") }
+        let profile = UInt8(try e.integer(.profile, in: 0...Int(ReachabilityAdvert.maxProfile)))
         let host = try e.decode(String.self, forKey: .host)
         if host.contains(":") {
             guard IPLiteral.parse(host)?.count == 16 else { throw e.problem(.host, "\(Printable.quote(host, limit: 48)) is not an IPv6 address") }
         } else if let problem = MemberLink.hostProblem(host) {
             throw e.problem(.host, problem)
         }
-        let port = try e.decode(UInt16.self, forKey: .port)
-        guard port >= 1 else { throw e.problem(.port, "must be 1...65535") }
+        let port = UInt16(try e.integer(.port, in: 1...65535))
         let params = try e.decodeIfPresent(String.self, forKey: .params)
         if let params {
             guard params.utf8.count <= maxParamsBytes, !params.unicodeScalars.contains(where: Printable.isControl) else {

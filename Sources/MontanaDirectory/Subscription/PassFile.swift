@@ -124,9 +124,9 @@ public struct PassFile: Codable, Sendable, Equatable {
         }
         let accountID = try c.hex(.accountID, bytes: 32)
         let issuer = try c.hex(.issuer, bytes: 32)
-        let notBefore = try c.decode(UInt64.self, forKey: .notBefore)
-        let notAfter = try c.decode(UInt64.self, forKey: .notAfter)
-        let quota = try c.decode(UInt64.self, forKey: .quotaBytes)
+        let notBefore = try c.unsigned(.notBefore)
+        let notAfter = try c.unsigned(.notAfter)
+        let quota = try c.unsigned(.quotaBytes)
         let signed = try c.hex(.signed, limit: Self.maxSignedBytes)
         let pass: AccountPass
         do {

@@ -91,10 +91,7 @@ public struct SubscriptionUpdate: Codable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let url = try c.decodeIfPresent(String.self, forKey: .url)
         if let url, let problem = Self.urlProblem(url) { throw c.problem(.url, problem) }
-        let hours = try c.decode(Int.self, forKey: .intervalHours)
-        guard Self.intervalHours.contains(hours) else {
-            throw c.problem(.intervalHours, "must be \(Self.intervalHours.lowerBound)...\(Self.intervalHours.upperBound), found \(hours)")
-        }
+        let hours = try c.integer(.intervalHours, in: Self.intervalHours)
         self.url = url
         self.intervalHours = hours
     }

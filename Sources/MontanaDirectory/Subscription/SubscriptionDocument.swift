@@ -105,7 +105,7 @@ public struct SubscriptionDocument: Codable, Sendable, Equatable {
             throw c.problem(.format, "must be \"\(Self.currentFormat)\", found \(Printable.quote(format))")
         }
         title = try c.text(.title, bytes: 1...Self.maxTitleBytes)
-        issuedAt = try c.decode(UInt64.self, forKey: .issuedAt)
+        issuedAt = try c.unsigned(.issuedAt)
 
         var alliance = try c.decode(AllianceDocument.self, forKey: .alliance)
         do {

@@ -54,7 +54,7 @@ enum SubscriptionJSON {
             if let index = key.intValue, key.stringValue.hasPrefix("Index ") || key.stringValue == "\(index)" {
                 out += "[\(index)]"
             } else {
-                out += out.isEmpty ? key.stringValue : ".\(key.stringValue)"
+                out += out.isEmpty || key.stringValue.hasPrefix("[") ? key.stringValue : ".\(key.stringValue)"
             }
         }
         return out.isEmpty ? "(file)" : out
@@ -135,6 +135,28 @@ extension KeyedDecodingContainer {
         }
         if let count, bytes.count != count { throw problem(key, "must be \(count * 2) hex digits (\(count) bytes)") }
         return bytes
+    }
+
+    /// A JSON integer 0...2^64-1. Decoder errors for negative, fractional or huge numbers do not
+    /// always carry the key, so they are replaced by one that does.
+    func unsigned(_ key: Key) throws -> UInt64 {
+        guard contains(key) else {
+            throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "missing"))
+        }
+        do {
+            return try decode(UInt64.self, forKey: key)
+        } catch {
+            throw problem(key, "must be an integer 0...18446744073709551615")
+        }
+    }
+
+    /// A JSON integer in `range`.
+    func integer(_ key: Key, in range: ClosedRange<Int>) throws -> Int {
+        let value = try unsigned(key)
+        guard let int = Int(exactly: value), range.contains(int) else {
+            throw problem(key, "must be \(range.lowerBound)...\(range.upperBound), found \(value)")
+        }
+        return int
     }
 
     /// UTF-8 text of `range` bytes without control characters.

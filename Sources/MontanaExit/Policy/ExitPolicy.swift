@@ -7,12 +7,16 @@ public struct ExitPolicy: Sendable {
     public let configuration: ExitPolicyConfiguration
     /// The node's own addresses and endpoints; nil for a policy without a node (tests, tools).
     public let selfAddresses: SelfAddresses?
+    /// For members' sessions only: members' transit endpoints, allowed past the self and
+    /// built-in denials (never past an operator `deny`).
+    public let memberEndpoints: MemberEndpoints?
     private let privateNetworks: [IPNetwork]
     private let privatePorts: [ClosedRange<UInt16>]
 
-    public init(configuration: ExitPolicyConfiguration, selfAddresses: SelfAddresses? = nil) {
+    public init(configuration: ExitPolicyConfiguration, selfAddresses: SelfAddresses? = nil, memberEndpoints: MemberEndpoints? = nil) {
         self.configuration = configuration
         self.selfAddresses = selfAddresses
+        self.memberEndpoints = memberEndpoints
         var networks: [IPNetwork] = [], ports: [ClosedRange<UInt16>] = []
         for entry in configuration.allowPrivate {
             switch entry {
@@ -41,6 +45,8 @@ public struct ExitPolicy: Sendable {
             views.contains { matches(entry, name: name, views: $0, port: port) }
         }
         if operatorDenies { return .deny(reason: .operatorDeny) }
+
+        if let memberEndpoints, addresses.allSatisfy({ memberEndpoints.contains($0, port: port) }) { return .allow }
 
         if let selfAddresses {
             let reachesSelf = views.joined().contains { view in

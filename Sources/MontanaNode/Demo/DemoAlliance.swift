@@ -407,7 +407,7 @@ public final class DemoAlliance: @unchecked Sendable {
                 "identity_pk": Hex.encode(c.identity.publicKey),
                 "roles": c.city.roles.names,
                 "country": c.city.country, "transit": ["host": c.host, "port": c.transit, "profile": "T0"],
-                "operator": c.operatorLabel, "link": c.link.text,
+                "operator": c.operatorLabel, "link": c.link.text, "alliance": alliance?.uuid ?? "",
                 "endorsement": path("\(c.city.name)/endorsement.json"),
                 "admin": ["host": "127.0.0.1", "port": c.admin], "pid": Int(c.process.processIdentifier),
                 "config": c.config, "log": c.log,

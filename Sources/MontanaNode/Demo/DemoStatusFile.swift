@@ -1,3 +1,4 @@
+import MontanaWire
 /// The file `montana demo --status-json PATH` writes once everything is up, as its readers
 /// (scripts, `montana-abuse`, the end-to-end tests) decode it.
 public struct DemoStatusFile: Decodable, Sendable {
@@ -28,9 +29,14 @@ public struct DemoStatusFile: Decodable, Sendable {
         public var operatorLabel: String? = nil
         public var link: String? = nil
         public var endorsement: String? = nil
+        /// The alliance UUID (hex) prefaces to this city must carry; nil for a node without one.
+        public var alliance: String? = nil
+
+        /// The UUID's 16 bytes, for `RelayExtension.alliance`.
+        public var allianceUUID: [UInt8]? { alliance.flatMap { $0.isEmpty ? nil : Hex.decode($0) } }
 
         enum CodingKeys: String, CodingKey {
-            case name, roles, country, transit, admin, pid, config, log, link, endorsement
+            case name, roles, country, transit, admin, pid, config, log, link, endorsement, alliance
             case operatorLabel = "operator"
             case nodeID = "node_id", kemPK = "kem_pk", identityPK = "identity_pk"
             case exitAdmission = "exit_admission", exitPolicy = "exit_policy"

@@ -72,7 +72,8 @@ final class Attester: @unchecked Sendable {
                                TLV(type: PayloadTLV.egressAuth, value: auth.encode())])
         }
         let loop = directory.loop
-        SessionDialer.connect(on: loop, to: target, identity: identity, alliance: directory.settings.alliance.uuidBytes, msg3: msg3)
+        SessionDialer.connect(on: loop, to: target, identity: identity, alliance: directory.settings.alliance.uuidBytes,
+                              localAddress: directory.localAddress, msg3: msg3)
             .flatMap { [self] session -> EventLoopFuture<(DialedSession, [UInt8]?)> in
                 guard geolocate else { return loop.makeSucceededFuture((session, nil)) }
                 return echo(through: session).map { (session, $0) }.flatMapErrorThrowing { error in

@@ -95,10 +95,15 @@ struct DirectoryFetchService: StreamService {
                 }
             }
             let (records, attestations) = store.newer(than: theirs)
-            if wait == 0 || !records.isEmpty || !attestations.isEmpty || !waiters.park(framed, seconds: wait, answer: answer) {
+            let key = ObjectIdentifier(framed)
+            if wait == 0 || !records.isEmpty || !attestations.isEmpty || stream.eventLoop == nil
+                || !waiters.park(key, on: stream.eventLoop!, seconds: wait, answer: answer) {
                 answer()
             } else {
                 stream.releaseStreamBudget()
+                framed.onEnd = { end in
+                    if end != .remoteFinished { waiters.drop(key) }
+                }
             }
         }
         framed.onEnd = { end in
@@ -122,12 +127,15 @@ final class DirectoryWaiters: Sendable {
 
     var count: Int { parked.withLockedValue { $0.count } }
 
+    let limit: Int
+
+    init(limit: Int = DirectoryWaiters.limit) { self.limit = limit }
+
     /// False when full (answer now instead).
-    func park(_ framed: FramedStream, seconds: Int, answer: @escaping @Sendable () -> Void) -> Bool {
-        let key = ObjectIdentifier(framed)
-        guard let loop = framed.stream.eventLoop else { return false }
+    func park(_ key: ObjectIdentifier, on loop: any EventLoop, seconds: Int, answer: @escaping @Sendable () -> Void) -> Bool {
+        let limit = self.limit
         let admitted = parked.withLockedValue { table -> Bool in
-            guard table.count < Self.limit else { return false }
+            guard table.count < limit, table[key] == nil else { return false }
             table[key] = Parked(answer: answer, timer: nil)
             return true
         }
@@ -135,9 +143,6 @@ final class DirectoryWaiters: Sendable {
         let timer = loop.scheduleTask(in: .seconds(Int64(seconds))) { [weak self] () -> Void in self?.wake(key) }
         parked.withLockedValue { table in
             if let p = table[key] { table[key] = Parked(answer: p.answer, timer: timer) }
-        }
-        framed.onEnd = { [weak self] end in
-            if end != .remoteFinished { self?.drop(key) }
         }
         return true
     }
@@ -148,7 +153,7 @@ final class DirectoryWaiters: Sendable {
         p?.answer()
     }
 
-    private func drop(_ key: ObjectIdentifier) {
+    func drop(_ key: ObjectIdentifier) {
         parked.withLockedValue { $0.removeValue(forKey: key) }?.timer?.cancel()
     }
 

@@ -48,6 +48,14 @@ final class NodeDirectory: @unchecked Sendable {
     /// Called (on `loop`) after the store changed, e.g. to refresh the exit's self-denials.
     var onMembersChanged: (@Sendable () -> Void)?
 
+    /// Outgoing member connections leave from the transit address when it is a specific one, so
+    /// members see (and exempt from per-prefix budgets) the address this node publishes.
+    var localAddress: SocketAddress? {
+        let transit = configuration.listen.transit
+        guard !transit.isWildcard else { return nil }
+        return try? SocketAddress(ipAddress: transit.host, port: 0)
+    }
+
     // Loop-confined.
     private var sessions: [NodeID: DialedSession] = [:]
     private var dialing: [NodeID: EventLoopFuture<DialedSession>] = [:]
@@ -234,7 +242,8 @@ final class NodeDirectory: @unchecked Sendable {
         if sessions.count >= Self.maxPeerSessions, let victim = sessions.keys.randomElement() {
             sessions.removeValue(forKey: victim)?.close()
         }
-        let future = SessionDialer.connect(on: loop, to: target, identity: identity, alliance: settings.alliance.uuidBytes)
+        let future = SessionDialer.connect(on: loop, to: target, identity: identity, alliance: settings.alliance.uuidBytes,
+                                           localAddress: localAddress)
         dialing[target.nodeID] = future
         future.whenComplete { [self] result in
             dialing[target.nodeID] = nil

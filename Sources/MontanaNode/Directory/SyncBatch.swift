@@ -13,6 +13,7 @@ final class SyncBatch: @unchecked Sendable {
     static let batchItems = 128
     static let inFlightBudget = SharedInFlight(capacity: 32 * 1024 * 1024)
 
+    private let budget: SharedInFlight
     private let store: DirectoryStore
     private let queue: DispatchQueue
     private let onRejected: @Sendable (RecordRejection) -> Void
@@ -21,7 +22,9 @@ final class SyncBatch: @unchecked Sendable {
     private var heldBytes = 0
     private(set) var received = 0
 
-    init(store: DirectoryStore, queue: DispatchQueue, onRejected: @escaping @Sendable (RecordRejection) -> Void) {
+    init(store: DirectoryStore, queue: DispatchQueue, budget: SharedInFlight = SyncBatch.inFlightBudget,
+         onRejected: @escaping @Sendable (RecordRejection) -> Void) {
+        self.budget = budget
         self.store = store
         self.queue = queue
         self.onRejected = onRejected
@@ -32,7 +35,7 @@ final class SyncBatch: @unchecked Sendable {
         let size = (record?.count ?? 0) + (attestation?.count ?? 0)
         guard size > 0 else { return true }
         received += 1
-        guard received <= Self.maxItems, Self.inFlightBudget.reserve(size) else { return false }
+        guard received <= Self.maxItems, budget.reserve(size) else { return false }
         heldBytes += size
         if let record { records.append(record) }
         if let attestation { attestations.append(attestation) }
@@ -46,7 +49,7 @@ final class SyncBatch: @unchecked Sendable {
         self.records = []
         self.attestations = []
         heldBytes = 0
-        let store = self.store, onRejected = self.onRejected
+        let store = self.store, onRejected = self.onRejected, budget = self.budget
         queue.async {
             let now = WallClock.now()
             for r in records {
@@ -55,14 +58,14 @@ final class SyncBatch: @unchecked Sendable {
             for a in attestations {
                 if case .rejected(let why) = store.offerAttestation(a, now: now) { onRejected(why) }
             }
-            SyncBatch.inFlightBudget.release(bytes)
+            budget.release(bytes)
             completion?()
         }
     }
 
     /// Releases what is held without applying it (the exchange failed).
     func discard() {
-        Self.inFlightBudget.release(heldBytes)
+        budget.release(heldBytes)
         records = []
         attestations = []
         heldBytes = 0
@@ -85,11 +88,13 @@ final class SharedInFlight: Sendable {
     }
 
     func release(_ n: Int) { used.withLockedValue { $0 = max(0, $0 - n) } }
+
+    var usedBytes: Int { used.withLockedValue { $0 } }
 }
 
 /// Sends a digest's answer: every record and attestation of ours the peer lacks, then `end`.
 enum SyncSend {
-    static func items(_ store: DirectoryStore, newerThan theirs: [DigestEntry], to framed: FramedStreamSink) {
+    static func items(_ store: DirectoryStore, newerThan theirs: [DigestEntry], to framed: any FramedStreamSink) {
         let (records, attestations) = store.newer(than: theirs)
         for r in records { framed.send(SyncFrame(record: r).encode()) }
         for a in attestations { framed.send(SyncFrame(attestation: a).encode()) }
@@ -99,4 +104,9 @@ enum SyncSend {
 /// What `SyncSend` writes to (a `FramedStream`).
 protocol FramedStreamSink {
     func send(_ message: [UInt8])
+}
+
+extension SharedInFlight {
+    /// Bytes reserved now (tests, status).
+    var inUse: Int { usedBytes }
 }

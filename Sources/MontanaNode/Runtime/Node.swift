@@ -21,6 +21,8 @@ public final class Node: Sendable {
     let selfAddresses: SelfAddressMonitor?
     /// The same without members' transit endpoints, for members' (attestation) sessions.
     let memberSelfAddresses: SelfAddressMonitor?
+    /// Members' transit endpoints, which members' sessions may reach (attestation echoes).
+    let memberEndpoints = MemberEndpoints()
     let admission: SourceAdmission
     let records: DirectoryRecords
     /// The alliance directory (store, gossip, attestations); nil without `node.alliance`.
@@ -53,7 +55,8 @@ public final class Node: Sendable {
             memberSelfAddresses = memberMonitor
             exit = ExitRuntime(node: configuration.nodeID, admission: settings.admission,
                                policy: ExitPolicy(configuration: settings.policy, selfAddresses: monitor.addresses),
-                               memberPolicy: ExitPolicy(configuration: settings.policy, selfAddresses: memberMonitor.addresses), limits: limits,
+                               memberPolicy: ExitPolicy(configuration: settings.policy, selfAddresses: memberMonitor.addresses,
+                                                        memberEndpoints: memberEndpoints), limits: limits,
                                resolver: resolver, budget: budget)
         } else {
             selfAddresses = nil
@@ -177,8 +180,15 @@ public final class Node: Sendable {
             state.set(admin: server)
         }
         let transitPort = server.localAddress?.port ?? configuration.listen.transit.port
+        updateSelfAddresses(transitPort: transitPort, adminPort: adminPort)
+        // Members come and go: their transit endpoints join the exit's self-denials (users'
+        // sessions) and the member exemptions (members' sessions, admission) as they do.
+        let boundAdmin = adminPort
+        directory?.onMembersChanged = { [weak self] in
+            self?.updateSelfAddresses(transitPort: transitPort, adminPort: boundAdmin)
+            self?.updateMemberAdmission()
+        }
         directory?.start()
-        selfAddresses?.update(selfAddressSources(transitPort: transitPort, adminPort: adminPort))
         logger.info("node started", metadata: [
             "node_id": "\(configuration.nodeID.hex)",
             "roles": "\(describe(configuration.roles))",
@@ -252,18 +262,36 @@ public final class Node: Sendable {
 extension Node {
     /// What the exit denies as itself: public_host and a specific transit host on every port;
     /// the admin and transit listeners and every member's transit endpoint on their ports.
+    /// Live directory members' transit hosts get member shares in admission (they relay and gossip).
+    func updateMemberAdmission() {
+        guard let directory else { return }
+        let me = configuration.nodeID
+        var hosts = Set<SourceAddress>()
+        for m in directory.store.members(now: WallClock.now()) where m.nodeID != me {
+            for e in m.record.endpoints { if let a = SourceAddress(e.host) { hosts.insert(a) } }
+        }
+        admission.setMembers(hosts)
+    }
+
     /// Both monitors: the full list for users' sessions, without members for members' sessions.
     func updateSelfAddresses(transitPort: Int, adminPort: Int?) {
         let own = selfAddressSources(transitPort: transitPort, adminPort: adminPort, includeMembers: false)
         memberSelfAddresses?.update(own)
         var all = selfAddressSources(transitPort: transitPort, adminPort: adminPort)
+        var members: [(host: String, port: UInt16)] = configuration.peers.compactMap { p in
+            UInt16(exactly: p.endpoint.port).map { (p.endpoint.host, $0) }
+        }
         if let directory {
             let me = configuration.nodeID
             for m in directory.store.members(now: WallClock.now()) where m.nodeID != me {
-                for e in m.record.endpoints { all.endpoints.append(.init(host: e.host, port: Int(e.port))) }
+                for e in m.record.endpoints {
+                    all.endpoints.append(.init(host: e.host, port: Int(e.port)))
+                    members.append((e.host, e.port))
+                }
             }
         }
         selfAddresses?.update(all)
+        memberEndpoints.set(members)
     }
 
     func selfAddressSources(transitPort: Int, adminPort: Int?, includeMembers: Bool = true) -> SelfAddressSources {

@@ -108,7 +108,9 @@ public final class SourceAdmission: Sendable {
     }
 
     public let limits: AdmissionLimits
-    private let memberAddresses: Set<SourceAddress>
+    /// Members' addresses: static peers plus the directory's live members (`setMembers`).
+    private let memberAddresses: NIOLockedValueBox<Set<SourceAddress>>
+    private let staticMembers: Set<SourceAddress>
     private let clock: @Sendable () -> UInt64
     private let state: NIOLockedValueBox<State>
 
@@ -116,7 +118,8 @@ public final class SourceAdmission: Sendable {
     public init(limits: AdmissionLimits = AdmissionLimits(), members: Set<SourceAddress> = [],
                 clock: @escaping @Sendable () -> UInt64 = { NIODeadline.now().uptimeNanoseconds }) {
         self.limits = limits
-        memberAddresses = members
+        memberAddresses = NIOLockedValueBox(members)
+        staticMembers = members
         self.clock = clock
         let now = clock()
         let l = limits
@@ -136,6 +139,20 @@ public final class SourceAdmission: Sendable {
             nodeHandshake: TokenBucket(burst: l.handshakesPerSecond, now: now)))
     }
 
+    /// Replaces the directory's members (their transit hosts): they relay many users' circuits
+    /// and gossip, so they get member shares instead of per-prefix budgets. At most 4096 (the
+    /// directory's bound) besides the static ones.
+    public func setMembers(_ addresses: Set<SourceAddress>) {
+        let all = staticMembers.union(addresses.prefix(4096))
+        let now = clock()
+        let burst = limits.memberHandshakesPerSecond
+        memberAddresses.withLockedValue { $0 = all }
+        state.withLockedValue { s in
+            for a in all where s.members[a] == nil { s.members[a] = Member(handshake: TokenBucket(burst: burst, now: now)) }
+            for a in s.members.keys where !all.contains(a) && (s.members[a]?.circuits ?? 0) == 0 { s.members[a] = nil }
+        }
+    }
+
     // MARK: connections
 
     /// Registers an accepted connection. Never refuses outright: over a circuit cap the ticket
@@ -143,7 +160,7 @@ public final class SourceAdmission: Sendable {
     public func connect(_ address: SourceAddress?) -> AdmissionTicket {
         let source = address ?? SourceAddress(ipv4: 0)
         let l = limits
-        let isMember = memberAddresses.contains(source)
+        let isMember = memberAddresses.withLockedValue { $0.contains(source) }
         let sourcePrefix = source.prefix(bits: source.isIPv4 ? l.ipv4SourceBits : l.ipv6SourceBits)
         let networkPrefix = source.prefix(bits: source.isIPv4 ? l.ipv4NetworkBits : l.ipv6NetworkBits)
         let now = clock()

@@ -19,19 +19,19 @@ enum Net {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    static func loopback(port: Int) -> sockaddr_in {
+    static func loopback(port: Int, host: String = "127.0.0.1") -> sockaddr_in {
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_addr.s_addr = inet_addr(host)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         return addr
     }
 
     /// A connected blocking socket to 127.0.0.1:port, or nil.
-    static func connectLoopback(_ port: Int) -> Int32? {
+    static func connectLoopback(_ port: Int, host: String = "127.0.0.1") -> Int32? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
-        var addr = loopback(port: port)
+        var addr = loopback(port: port, host: host)
         let ok = withUnsafePointer(to: &addr) { p in
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
@@ -64,7 +64,7 @@ enum Net {
 
     /// A connected blocking socket from `source` (a loopback address such as 127.0.2.1) to
     /// 127.0.0.1:port, with `timeout` as its send timeout (it also bounds the connect), or nil.
-    static func connect(from source: String, port: Int, timeout: TimeInterval) -> Int32? {
+    static func connect(from source: String, host: String = "127.0.0.1", port: Int, timeout: TimeInterval) -> Int32? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
@@ -73,7 +73,7 @@ enum Net {
         local.sin_family = sa_family_t(AF_INET)
         local.sin_addr.s_addr = inet_addr(source)
         local.sin_port = 0
-        var remote = loopback(port: port)
+        var remote = loopback(port: port, host: host)
         let ok = withUnsafePointer(to: &local) { l in
             l.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         } && withUnsafePointer(to: &remote) { r in
@@ -143,11 +143,11 @@ enum Net {
 
     /// Connects to `port`, sends `bytes`, and collects what comes back until `window` passes,
     /// the peer closes, or `stopAfter` bytes arrived (then it waits `settle` more for extras).
-    static func exchange(port: Int, send bytes: [UInt8], window: TimeInterval, stopAfter: Int? = nil,
+    static func exchange(host: String = "127.0.0.1", port: Int, send bytes: [UInt8], window: TimeInterval, stopAfter: Int? = nil,
                          settle: TimeInterval = 0.5) throws -> Exchange {
-        guard let fd = connectLoopback(port) else { throw E2EError("cannot connect to 127.0.0.1:\(port)") }
+        guard let fd = connectLoopback(port, host: host) else { throw E2EError("cannot connect to \(host):\(port)") }
         defer { close(fd) }
-        guard sendAll(fd, bytes) else { throw E2EError("send to 127.0.0.1:\(port) failed: errno \(errno)") }
+        guard sendAll(fd, bytes) else { throw E2EError("send to \(host):\(port) failed: errno \(errno)") }
         return receive(fd, window: window, stopAfter: stopAfter, settle: settle)
     }
 }

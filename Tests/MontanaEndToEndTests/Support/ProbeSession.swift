@@ -34,7 +34,7 @@ final class ProbeSession: @unchecked Sendable {
             throw E2EError("bad keys in the demo status for \(front.name)/\(target.name)")
         }
         let hop = HopMessage(type: .connect, peer: RelayPeer(id: targetID.multihash),
-                             ext: RelayExtension(ts: WallClock.now(), purpose: .session))
+                             ext: RelayExtension(ts: WallClock.now(), alliance: front.allianceUUID, purpose: .session))
         let role = SessionRole.initiator(identity: identity, responder: targetID, payload: payload)
         let established = loop.makePromise(of: SessionEstablished?.self)
         let peerClosed = loop.makePromise(of: Void.self)
