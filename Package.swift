@@ -80,7 +80,7 @@ let package = Package(
         // Conformance vectors: generates ours, checks any file in the shared schema.
         .target(name: "MontanaConformance", dependencies: ["MontanaCrypto", "MontanaWire"], swiftSettings: strict),
         .executableTarget(name: "montana", dependencies: [
-            "MontanaNode", "MontanaCrypto", "MontanaWire", "MontanaConformance", "MontanaDirectory",
+            "MontanaNode", "MontanaCrypto", "MontanaWire", "MontanaConformance", "MontanaDirectory", "MontanaTransport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         // One entry point per decoder, shared by the libFuzzer binary and the unit tests.

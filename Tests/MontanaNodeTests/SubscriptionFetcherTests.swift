@@ -25,7 +25,6 @@ final class SubscriptionFetcherTests: XCTestCase {
         try document.write(to: path)
         let server = SubscriptionServer(file: path, listen: HostPort(host: "127.0.0.1", port: 0))
         let port = try await server.start()
-        defer { Task { await server.stop() } }
         let fetched = try await SubscriptionFetcher.fetch(url: "http://127.0.0.1:\(port)/sub")
         XCTAssertEqual(fetched.body, document.encoded())
         XCTAssertEqual(fetched.updateIntervalHours, 6)
