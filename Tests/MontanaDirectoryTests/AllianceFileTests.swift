@@ -54,6 +54,8 @@ final class AllianceFileTests: XCTestCase {
         XCTAssertEqual(loaded.passIssuerKey.publicKey, secret.passIssuerKey.publicKey)
         XCTAssertEqual(loaded.universalT1.privateKey, secret.universalT1.privateKey)
         XCTAssertNoThrow(try loaded.check(matches: doc, file: secretPath))
+        XCTAssertFalse("\(loaded)".contains(Hex.encode(secret.membershipKey.seed)), "printing a secret never shows keys")
+        XCTAssertFalse(String(reflecting: loaded).contains(Hex.encode(secret.universalT1.privateKey)))
         // The public file never contains private material.
         let text = String(decoding: doc.encoded(), as: UTF8.self)
         XCTAssertFalse(text.contains(Hex.encode(secret.universalT1.privateKey)))
@@ -160,6 +162,15 @@ final class AllianceFileTests: XCTestCase {
         try Data(repeating: 0x20, count: AllianceJSON.maxFileBytes + 1).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try AllianceDocument.load(path: path)) { error in
             XCTAssertTrue("\(error)".hasPrefix("\(path): (file): is 262145 bytes"), "\(error)")
+        }
+    }
+
+    func test_nonRegularFilesAreRefused() throws {
+        XCTAssertThrowsError(try AllianceDocument.load(path: "/dev/zero")) { error in
+            XCTAssertEqual("\(error)", "/dev/zero: not a regular file")
+        }
+        XCTAssertThrowsError(try AllianceDocument.load(path: dir)) { error in
+            XCTAssertEqual("\(error)", "\(dir): not a regular file")
         }
     }
 

@@ -120,7 +120,7 @@ final class RecordValidatorTests: XCTestCase {
         XCTAssertNil(outcome(try node.signedRecord(now: now - 120, withdraw: true)))
         XCTAssertEqual(outcome(try node.signedRecord(now: now - 8 * 60, withdraw: true)), .stale)
         // Far-future clocks never overflow.
-        XCTAssertEqual(outcome(try node.signedRecord(now: UInt64.max - 10, window: UInt32.max)), .future)
+        XCTAssertEqual(outcome(try node.signedRecord(now: UInt64.max - 10, window: UInt32.max, expiresIn: 5)), .future)
         XCTAssertEqual(outcome(try node.signedRecord(), now: UInt64.max), .expired)
     }
 

@@ -29,9 +29,9 @@ final class ExitSelfProtectionTests: XCTestCase {
             XCTAssertTrue(site.succeeded, "the demo site through \(exit.name): \(site)\n\(demo.diagnostics())")
 
             var targets = ["http://127.0.0.1:\(exit.admin.port)/status", "http://localhost:\(exit.admin.port)/metrics",
-                           "http://[::ffff:127.0.0.1]:\(exit.admin.port)/status", "http://127.0.0.1:\(exit.transit.port)/"]
+                           "http://[::ffff:127.0.0.1]:\(exit.admin.port)/status", "http://\(exit.transit.host):\(exit.transit.port)/"]
             for member in status.cities where member.name != exit.name {
-                targets.append("http://127.0.0.1:\(member.transit.port)/")
+                targets.append("http://\(member.transit.host):\(member.transit.port)/")
             }
             for url in targets {
                 let result = try demo.curlSOCKS(url, user: user, timeout: requestTimeout)

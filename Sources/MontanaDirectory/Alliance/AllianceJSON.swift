@@ -72,14 +72,24 @@ enum AllianceJSON {
         }
     }
 
-    /// Reads a file of at most `maxFileBytes`.
+    /// Reads a regular file of at most `maxFileBytes` (a device or FIFO is refused: it could be
+    /// endless; the read itself is bounded too, in case the file grows after the check).
     static func read(_ path: String) throws(AllianceFileError) -> [UInt8] {
         var st = stat()
         guard stat(path, &st) == 0 else { throw .io(file: path, problem: String(cString: strerror(errno))) }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw .io(file: path, problem: "not a regular file") }
         guard st.st_size <= off_t(maxFileBytes) else {
             throw .invalid(file: path, key: "(file)", problem: "is \(st.st_size) bytes, limit \(maxFileBytes)")
         }
-        guard let data = FileManager.default.contents(atPath: path) else { throw .io(file: path, problem: "cannot read") }
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw .io(file: path, problem: "cannot read") }
+        defer { try? handle.close() }
+        let data: Data
+        do { data = try handle.read(upToCount: maxFileBytes + 1) ?? Data() } catch {
+            throw .io(file: path, problem: "cannot read (\(error.localizedDescription))")
+        }
+        guard data.count <= maxFileBytes else {
+            throw .invalid(file: path, key: "(file)", problem: "is over \(maxFileBytes) bytes")
+        }
         return Array(data)
     }
 

@@ -4,7 +4,7 @@ import MontanaWire
 /// `alliance.secret`: the alliance's private keys. Kept by whoever admits members (it signs
 /// endorsements and passes) and never shipped to nodes or clients. JSON, mode 0600; loading
 /// refuses a file group or others may read.
-public struct AllianceSecret: Sendable {
+public struct AllianceSecret: Sendable, CustomStringConvertible {
     public static let currentFormat = "montana-alliance-secret-v1"
 
     /// Undashed lowercase hex; must equal the document's.
@@ -36,6 +36,9 @@ public struct AllianceSecret: Sendable {
     }
 
     public var uuidBytes: [UInt8] { Hex.decode(uuid) ?? [] }
+
+    /// Never the keys: printing a secret by mistake must not leak it.
+    public var description: String { "AllianceSecret(uuid: \(uuid), private keys not shown)" }
 
     public static func load(path: String) throws(AllianceFileError) -> AllianceSecret {
         try decode(AllianceJSON.readSecret(path), file: path)

@@ -11,6 +11,16 @@ public struct DirectoryMember: Sendable {
     public let addressGroup: String
     public let corroboration: Corroboration
 
+    public init(nodeID: NodeID, record: DirectoryRecord, signed: [UInt8], operatorLabel: String, addressGroup: String,
+                corroboration: Corroboration) {
+        self.nodeID = nodeID
+        self.record = record
+        self.signed = signed
+        self.operatorLabel = operatorLabel
+        self.addressGroup = addressGroup
+        self.corroboration = corroboration
+    }
+
     public var country: String { record.entry.countryCode }
     public var roles: NodeRoles { record.roles }
 }

@@ -38,6 +38,8 @@ public final class MontanaMetrics: Sendable {
 
     public let sessionsActive: CoreMetrics.Meter
     public let sessionsTotal: CoreMetrics.Counter
+    /// `montana_member_sessions_total`: sessions other members opened (gossip, attestations).
+    public let memberSessionsTotal: CoreMetrics.Counter
     public let streamsActive: CoreMetrics.Meter
     public let streamsTotal: CoreMetrics.Counter
     public let bytesRelayedTotal: CoreMetrics.Counter
@@ -53,6 +55,7 @@ public final class MontanaMetrics: Sendable {
         self.factory = factory
         sessionsActive = CoreMetrics.Meter(label: "montana_sessions_active", factory: factory)
         sessionsTotal = CoreMetrics.Counter(label: "montana_sessions_total", factory: factory)
+        memberSessionsTotal = CoreMetrics.Counter(label: "montana_member_sessions_total", factory: factory)
         streamsActive = CoreMetrics.Meter(label: "montana_streams_active", factory: factory)
         streamsTotal = CoreMetrics.Counter(label: "montana_streams_total", factory: factory)
         bytesRelayedTotal = CoreMetrics.Counter(label: "montana_bytes_relayed_total", factory: factory)

@@ -16,19 +16,25 @@ import NIOCore
 /// turns it into the country (method bit 1). The signed attestation enters the store and
 /// spreads by gossip.
 ///
-/// Pace: at most 2 attestations at once; a member is re-attested after 6 h (attestations count
-/// for 24 h), or when its record's country or address changed; a failure waits 60 s.
+/// Pace: at most 2 attestations at once; a member is first attested 2 s after it appears here
+/// (so gossip has carried our own record to it: it admits members' egress sessions only from
+/// members it knows), re-attested after 6 h (attestations count for 24 h) or when its record's
+/// country or address changed; failures are retried after 5, 10, 20, 40 and then every 60 s.
 final class Attester: @unchecked Sendable {
     static let concurrency = 2
     static let refreshSeconds: UInt64 = 6 * 3600
     static let retrySeconds: UInt64 = 60
+    static let firstRetrySeconds: UInt64 = 5
+    /// Seconds a member must be known here before it is attested.
+    static let settleSeconds: UInt64 = 2
     static let echoTimeout = TimeAmount.seconds(10)
 
     private unowned let directory: NodeDirectory
     // Loop-confined.
     private var running: Set<NodeID> = []
     private var done: [NodeID: (at: UInt64, country: String, group: String)] = [:]
-    private var failedAt: [NodeID: UInt64] = [:]
+    private var failedAt: [NodeID: (at: UInt64, failures: Int)] = [:]
+    private var firstSeen: [NodeID: UInt64] = [:]
     private var stopped = false
 
     init(directory: NodeDirectory) {
@@ -51,12 +57,22 @@ final class Attester: @unchecked Sendable {
         for member in directory.store.members(now: now) where member.nodeID != me {
             guard running.count < Self.concurrency else { return }
             guard !running.contains(member.nodeID) else { continue }
-            if let failed = failedAt[member.nodeID], now >= failed, now - failed < Self.retrySeconds { continue }
+            let seen = firstSeen[member.nodeID] ?? now
+            firstSeen[member.nodeID] = seen
+            guard now >= seen, now - seen >= Self.settleSeconds else { continue }
+            if let failed = failedAt[member.nodeID], now >= failed.at, now - failed.at < Self.retryDelay(failures: failed.failures) { continue }
             if let last = done[member.nodeID], now >= last.at, now - last.at < Self.refreshSeconds,
                last.country == member.country, last.group == member.addressGroup { continue }
             attest(member, now: now)
         }
         if done.count > 2 * DirectoryLimits().maxRecords { done = [:] }
+        if firstSeen.count > 2 * DirectoryLimits().maxRecords { firstSeen = [:] }
+    }
+
+    /// 5, 10, 20, 40, then 60 s.
+    static func retryDelay(failures: Int) -> UInt64 {
+        guard failures > 0 else { return 0 }
+        return min(retrySeconds, firstRetrySeconds << UInt64(min(failures - 1, 8)))
     }
 
     private func attest(_ member: DirectoryMember, now: UInt64) {
@@ -85,10 +101,11 @@ final class Attester: @unchecked Sendable {
                 running.remove(subject)
                 switch result {
                 case .failure(let error):
-                    failedAt[subject] = WallClock.now()
+                    failedAt[subject] = (WallClock.now(), (failedAt[subject]?.failures ?? 0) + 1)
                     directory.metrics.attestations(outcome: "failed")
                     directory.logger.info("could not attest a member", metadata: ["member": "\(subject.short)", "error": "\(error)"])
                 case .success(let (session, observed)):
+                    failedAt[subject] = nil
                     session.close()
                     finish(member, observed: observed)
                 }

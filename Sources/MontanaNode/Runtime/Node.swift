@@ -141,7 +141,8 @@ public final class Node: Sendable {
                                         list.append(DirectoryService(records: records))
                                     }
                                     if let exit, let account = admission.account {
-                                        list.append(exit.egressService(account: account, member: admission.member, channel: channel, observer: observer))
+                                        let egressObserver: any EgressObserver = admission.member ? MemberEgressObserver(metrics: observer.metrics) : observer
+                                        list.append(exit.egressService(account: account, member: admission.member, channel: channel, observer: egressObserver))
                                         list.append(AccountStatusService(account: account, usage: exit.usage.withLockedValue { $0 }))
                                     }
                                     return list

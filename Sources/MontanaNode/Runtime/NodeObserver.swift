@@ -71,3 +71,16 @@ final class NodeObserver: TransportObserver, EgressObserver {
         accounts.withLockedValue { a in a.values.reduce(into: AccountingStore.Totals()) { $0.add($1) } }
     }
 }
+
+/// Egress of members' attestation sessions: counted in the node-wide policy and failure metrics,
+/// but not in per-account accounting (members are not users, and their few bytes would only
+/// blur the account figures).
+struct MemberEgressObserver: EgressObserver {
+    let metrics: MontanaMetrics
+
+    func streamOpened(account: [UInt8]) {}
+    func streamClosed(account: [UInt8]) {}
+    func refused(account: [UInt8], reason: String) { metrics.policyRefusals(reason: reason).increment() }
+    func openFailed(status: EgressOpenStatus) { metrics.egressOpenFailures(status: status).increment() }
+    func bytes(account: [UInt8], up: Int, down: Int) {}
+}

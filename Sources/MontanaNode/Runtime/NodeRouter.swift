@@ -51,13 +51,13 @@ struct NodeRouter: CircuitRouter {
             } catch {
                 throw SessionError.protocolViolation("malformed msg3 payload")
             }
+            // A member (gossiping, or attesting this exit) is admitted whatever the exit's admission mode.
+            let member = members(NodeID(identityPublicKey: peer.identityPublicKey)) != nil
             guard let exit, let auth = tlvs.first(where: { $0.type == PayloadTLV.egressAuth }) else {
                 // No EgressAuth (or not an exit): the session stays up without egress.
-                return SessionAdmission()
+                return SessionAdmission(member: member)
             }
             // A malformed or failing EgressAuth closes the connection at once (PROTOCOL.md 7.1).
-            // A member (attesting this exit) is admitted whatever the exit's admission mode.
-            let member = members(NodeID(identityPublicKey: peer.identityPublicKey)) != nil
             let account = try exit.verify(auth.value, initiator: peer.identityPublicKey, bindingHash: bindingHash, member: member)
             return SessionAdmission(account: account, member: member)
         }
@@ -69,8 +69,13 @@ struct NodeRouter: CircuitRouter {
             let mux = MuxHandler(role: .server, windowBudget: windowBudget)
             mux.onEstablished = { event in
                 guard let event else { return }
-                observer.metrics.sessionsActive.increment()
-                observer.metrics.sessionsTotal.increment()
+                // Members' sessions (gossip, attestations) are counted apart from users'.
+                if event.admission.member {
+                    observer.metrics.memberSessionsTotal.increment()
+                } else {
+                    observer.metrics.sessionsActive.increment()
+                    observer.metrics.sessionsTotal.increment()
+                }
                 // A session without egress only pings, echoes and reads the directory: few
                 // streams, small backlogs, and a node-wide cap on such streams.
                 if event.admission.account == nil {
@@ -80,7 +85,7 @@ struct NodeRouter: CircuitRouter {
                 }
             }
             mux.onClosed = {
-                if mux.establishedEvent != nil { observer.metrics.sessionsActive.decrement() }
+                if let event = mux.establishedEvent, !event.admission.member { observer.metrics.sessionsActive.decrement() }
             }
             try channel.pipeline.syncOperations.addHandler(mux)
         }

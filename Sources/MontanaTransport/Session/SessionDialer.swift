@@ -33,7 +33,7 @@ public enum SessionDialer {
                              ext: RelayExtension(ts: WallClock.now(), alliance: alliance, purpose: purpose))
         let role = SessionRole.initiator(identity: identity, responder: target.nodeID, payload: msg3)
         let established = loop.makePromise(of: SessionEstablished.self)
-        let muxBox = NIOLoopBoundBox<MuxHandler?>(nil, eventLoop: loop)
+        let muxBox = NIOLoopBoundBox.makeEmptyBox(valueType: MuxHandler.self, eventLoop: loop)
         let deadline = loop.scheduleTask(in: timeout) { established.fail(CircuitError.timedOut) }
         return CircuitDialer.connect(on: loop, host: target.host, port: target.port, hopKEMPublicKey: target.kemPublicKey,
                                      message: .hop(hop), timeout: timeout, localAddress: localAddress) { channel in

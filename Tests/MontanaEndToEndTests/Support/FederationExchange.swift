@@ -14,48 +14,78 @@ enum FederationExchange {
     /// The whole exchange (handshake included) ends within 20 s or counts as not delivered.
     static let timeout: TimeInterval = 20
 
-    /// True when the responder answered `end` and finished the stream (it then applies the
-    /// batch); false when it reset the stream (rate-limited, not a member) or timed out.
+    /// How one exchange went.
+    enum Outcome: Equatable, CustomStringConvertible {
+        /// The responder answered `end` and finished the stream: it applies the batch.
+        case delivered
+        /// The session or the stream failed first (the text says how and at which step).
+        case failed(String)
+
+        var description: String {
+            switch self {
+            case .delivered: return "delivered"
+            case .failed(let why): return why
+            }
+        }
+    }
+
     static func send(records: [[UInt8]], to target: RelayTarget, as identity: IdentityKey, alliance: [UInt8],
-                     on loop: any EventLoop) throws -> Bool {
+                     on loop: any EventLoop) throws -> Outcome {
         let future = SessionDialer.connect(on: loop, to: target, identity: identity, alliance: alliance, timeout: .seconds(15))
-            .flatMap { session -> EventLoopFuture<Bool> in
-                let promise = loop.makePromise(of: Bool.self)
+            .flatMapError { error in loop.makeFailedFuture(E2EError("no session: \(error)")) }
+            .flatMap { session -> EventLoopFuture<Outcome> in
+                let promise = loop.makePromise(of: Outcome.self)
                 guard let stream = session.mux.openStream(protocol: protocolID, negotiated: { ok in
-                    if !ok { promise.succeed(false) }
+                    if !ok { promise.succeed(.failed("the responder refused \(protocolID)")) }
                 }) else {
                     session.close()
-                    return loop.makeSucceededFuture(false)
+                    return loop.makeSucceededFuture(.failed("openStream failed"))
                 }
                 let framed = FramedStream(stream: stream, maxMessageSize: SyncFrame.maxFrameBytes)
-                var answeredEnd = false
+                let seen = Progress()
                 framed.onMessage = { bytes in
-                    if let frame = try? SyncFrame.decode(bytes), frame.end != nil { answeredEnd = true }
+                    seen.frames += 1
+                    if let frame = try? SyncFrame.decode(bytes), frame.end != nil { seen.answeredEnd = true }
                 }
-                framed.onEnd = { end in promise.succeed(answeredEnd && end == .remoteFinished) }
+                framed.onEnd = { end in
+                    promise.succeed(seen.answeredEnd && end == .remoteFinished ? .delivered
+                                    : .failed("the stream ended (\(end)) after \(seen.frames) frames, end answered: \(seen.answeredEnd)"))
+                }
                 // An empty digest: the responder sends what it has, then `end`; we ignore it.
                 framed.send(SyncFrame(digest: []).encode())
                 for record in records { framed.send(SyncFrame(record: record).encode()) }
                 framed.send(SyncFrame(end: 1).encode())
                 framed.finish()
                 framed.start()
-                let timer = loop.scheduleTask(in: .seconds(Int64(timeout))) { promise.succeed(false) }
+                let timer = loop.scheduleTask(in: .seconds(Int64(timeout))) {
+                    promise.succeed(.failed("no end within \(Int(timeout)) s (\(seen.frames) frames received, end answered: \(seen.answeredEnd), \(framed.queuedBytes) bytes not sent)"))
+                }
                 return promise.futureResult.always { _ in
                     timer.cancel()
                     session.close()
                 }
             }
-        return try awaitFuture(future, timeout: timeout + 5, what: "the peer exchange with \(target.host):\(target.port)")
+            .flatMapErrorThrowing { error in .failed("\(error)") }
+        return try awaitFuture(future, timeout: timeout + 20, what: "the peer exchange with \(target.host):\(target.port)")
     }
 
     /// `send`, retried up to 4 times 3 s apart: the responder allows a member a burst of 8
     /// exchanges and then one per 5 s, and the real member whose identity we borrow gossips too.
     static func deliver(records: [[UInt8]], to target: RelayTarget, as identity: IdentityKey, alliance: [UInt8],
                         on loop: any EventLoop) throws {
+        var outcomes: [String] = []
         for attempt in 1...4 {
-            if (try? send(records: records, to: target, as: identity, alliance: alliance, on: loop)) == true { return }
+            let outcome = try send(records: records, to: target, as: identity, alliance: alliance, on: loop)
+            if outcome == .delivered { return }
+            outcomes.append("\(outcome)")
             if attempt < 4 { Thread.sleep(forTimeInterval: 3) }
         }
-        throw E2EError("\(target.host):\(target.port) did not take the exchange in 4 attempts")
+        throw E2EError("\(target.host):\(target.port) did not take the exchange in 4 attempts: \(outcomes.joined(separator: "; "))")
+    }
+
+    /// What the responder sent so far (touched on the session's loop only).
+    private final class Progress: @unchecked Sendable {
+        var frames = 0
+        var answeredEnd = false
     }
 }

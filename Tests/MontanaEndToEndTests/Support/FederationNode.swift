@@ -87,7 +87,7 @@ final class FederationNode: @unchecked Sendable {
             ("node", "operator", TOMLEdit.string(spec.operatorLabel)),
             ("node", "alliance", TOMLEdit.string(alliance.documentPath)),
             ("node", "endorsement", TOMLEdit.string("endorsement.json")),
-            ("listen", "admin", TOMLEdit.string(adminAddress)),
+            ("listen", "admin", TOMLEdit.string("127.0.0.1:\(adminPort)")),
             ("directory", "geoip", TOMLEdit.string(geoipPath)),
         ]
         if spec.isExit {
