@@ -13,10 +13,15 @@ struct Montana: AsyncParsableCommand {
 
         Start here:
           montana demo                    whole alliance on loopback + local proxy
+          montana alliance init DIR       found an alliance (alliance.json, alliance.secret)
+          montana alliance endorse ...    admit a member node
           montana node init DIR           keys and a commented node.toml
           montana node --config FILE      run a member (front and/or exit)
           montana client init DIR         account key and a commented client.toml
           montana client --config FILE    local SOCKS5/HTTP proxy into the alliance
+          montana client --subscription URL   the same, from a subscription alone
+          montana subscription create ... a user's subscription (bootstrap links, pass)
+          montana status --admin ADDR     a node's or client's status
           montana inspect FILE            what a key or record file is
           montana vectors --check FILE    verify conformance vectors
         """,

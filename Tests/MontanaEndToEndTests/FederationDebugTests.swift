@@ -6,28 +6,33 @@ import XCTest
 
 final class FederationDebugTests: XCTestCase {
     func testDebugExchange() throws {
-        let specs: [FederationNode.Spec] = [
-            .init(name: "a", host: "127.41.0.1", country: "DE", operatorLabel: "A"),
-            .init(name: "b", host: "127.42.0.1", country: "NL", operatorLabel: "B"),
-        ]
         let federation = try Federation(name: "debug", specs: FederationTests.members)
         defer { federation.stop() }
-        Thread.sleep(forTimeInterval: 20)
+        let client = try federation.makeClient("client")
+        try client.start(subscription: federation.subscriptionPath)
+        let honest = federation.nodes.filter { $0.spec.name != FederationTests.liarName }
+        let liar = try federation.node(FederationTests.liarName)
+        try federation.wait(for: client, timeout: 90, "converged") { doc in
+            honest.allSatisfy { node in
+                guard let m = doc.member(node.nodeID) else { return false }
+                return !node.spec.isExit || m.corroborated
+            } && (doc.member(liar.nodeID)?.contradicting ?? 0) >= 2
+        }
         let forger = try RecordForger(alliancePath: federation.alliance.documentPath, secretPath: federation.alliance.secretPath)
         let forged = try forger.all()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let a = federation.nodes[0], b = federation.nodes[1]
         let uuid = forger.alliance.uuidBytes
-        for (name, target, who, records) in [("a->a all", a, a, forged.map(\.signed)), ("a->b all", b, a, forged.map(\.signed)),
-                                             ("b->a big only", a, b, [forged[8].signed]), ("b->a first 8", a, b, Array(forged.prefix(8).map(\.signed)))] {
-            let out = try FederationExchange.send(records: records, to: try target.target, as: who.identity, alliance: uuid, on: group.next())
-            print("DEBUG \(name): \(out)")
-            Thread.sleep(forTimeInterval: 6)
+        let insider = federation.nodes[0].identity
+        for _ in 0..<3 {
+            for node in federation.nodes {
+                let began = Date()
+                let out = try FederationExchange.send(records: forged.map(\.signed), to: try node.target, as: insider, alliance: uuid, on: group.next())
+                print("DEBUG \(node.spec.name): \(out) in \(Date().timeIntervalSince(began))")
+            }
         }
-        print(try a.metrics().lines("montana_directory_rejected_total"))
-        print(try a.metrics().lines("montana_gossip_exchanges_total"))
-        print(try b.metrics().lines("montana_directory_rejected_total"))
-        print(a.diagnostics())
+        for node in federation.nodes {
+            print(node.spec.name, try node.metrics().lines("montana_gossip_exchanges_total"))
+        }
     }
 }

@@ -21,8 +21,13 @@ extension ClientConfiguration {
         # exit_as_front = false                   # true lets an exit be its own front when no other front
         #                                         # is reachable: that exit then sees your address
         # source = "127.0.1.1"                    # local address to connect to fronts from (default: the OS picks)
+        # subscription = "sub.json"               # or "http://provider.example:8080/": members from the directory
+        # admin = "127.0.0.1:9091"                # status port: `montana status --admin 127.0.0.1:9091`
+        # cache = "client-cache.sqlite"           # the directory cache
+        # advisory_exits = false                  # also use exits whose country is not corroborated
+        # pass = "pass.json"                      # an account pass from your provider
 
-        # Alliance members this client may use as fronts and exits:
+        # Without a subscription: members listed statically:
 
         """
         if members.isEmpty {

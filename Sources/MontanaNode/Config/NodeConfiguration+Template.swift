@@ -80,7 +80,19 @@ extension NodeConfiguration {
         }
         text += """
 
-        # Other members, one block each (until the directory makes this dynamic):
+        # The alliance (see `montana alliance init`, `montana alliance endorse`). With these set, the
+        # node publishes its endorsed record, gossips the directory and attests other members:
+        # [node] alliance = "alliance.json"       # the alliance's public file
+        # [node] endorsement = "endorsement.json" # from `montana alliance endorse --node node.pub.json`
+        # [node] operator = "..."                 # must equal the endorsed operator label
+        # [directory]
+        # bootstrap = ["montana://..."]           # one or more members' links (`montana node link` on theirs)
+        # geoip = "GeoLite2-Country.mmdb"         # or a CIDR,CC csv: enables country attestations
+        # database = "directory.sqlite"           # the directory store
+        # attest = true
+        # fanout = 3                              # random members exchanged with per minute
+
+        # Without an alliance: other members listed statically, one block each:
         # [[peers]]
         # node_id = "<64 hex digits>"
         # kem_pk = "<2432 hex digits: X-Wing public key>"
