@@ -70,6 +70,7 @@ public final class CircuitManager: @unchecked Sendable {
     private var frontFailures: [NodeID: Int] = [:]
     /// Handshake time (ms) of the last session built to each exit: the RTT automatic selection uses.
     private var measuredRTT: [NodeID: UInt64] = [:]
+    private var probing: Set<NodeID> = []
     /// Why the last session to an exit failed (shown by `montana status`).
     public private(set) var lastFailure: [NodeID: String] = [:]
 
@@ -201,14 +202,17 @@ public final class CircuitManager: @unchecked Sendable {
 
     /// One circuit: preface to the front naming the exit, Noise_PQ XX with the account identity
     /// (only the exit can read it), EgressAuth bound to this session in msg3, then yamux.
-    func open(to exit: AllianceMember, via front: AllianceMember, onAnswer: @escaping @Sendable () -> Void = {}) -> EventLoopFuture<ExitSession> {
+    /// `probe`: a control session (a throwaway identity, no EgressAuth) only to measure the path.
+    func open(to exit: AllianceMember, via front: AllianceMember, probe: Bool = false,
+              onAnswer: @escaping @Sendable () -> Void = {}) -> EventLoopFuture<ExitSession> {
         logger.debug("opening circuit", metadata: ["front": "\(front.label)", "exit": "\(exit.label)"])
         let hop = HopMessage(type: .connect, peer: RelayPeer(id: exit.nodeID.multihash),
                              ext: RelayExtension(ts: WallClock.now(), alliance: alliance, purpose: .session))
-        let account = self.account
+        let account = probe ? ((try? IdentityKey.generate()) ?? self.account) : self.account
         let pass = options.pass
         let exitID = exit.nodeID
         let role = SessionRole.initiator(identity: account, responder: exitID) { h in
+            if probe { return TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0)))]) }
             let auth = try EgressAuthProof.build(account: account, exit: exitID, bindingHash: h, now: WallClock.now(), signedPass: pass)
             return TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0))),
                                TLV(type: PayloadTLV.egressAuth, value: auth.encode())])
@@ -256,6 +260,30 @@ public final class CircuitManager: @unchecked Sendable {
     public static func elapsed(since start: UInt64, now: UInt64) -> UInt64 {
         now >= start ? now - start : 0
     }
+
+    /// Measures the path to each exit not measured yet (at most `limit` at once): a control
+    /// session through the exit's best front, timed from dial to established, then closed. The
+    /// figure feeds automatic selection (lowest first); the account is never shown to the exit.
+    public func measureUnmeasured(limit: Int = 4) {
+        loop.preconditionInEventLoop()
+        let candidates = exits.filter { measuredRTT[$0.nodeID] == nil && !probing.contains($0.nodeID) && (options.allowAdvisory || $0.corroborated) }
+        for exit in candidates.prefix(max(0, limit - probing.count)) {
+            guard let front = frontCandidates(for: exit).first(where: { $0.nodeID != exit.nodeID }) else { continue }
+            probing.insert(exit.nodeID)
+            let started = NIODeadline.now()
+            open(to: exit, via: front, probe: true).whenComplete { [self] result in
+                probing.remove(exit.nodeID)
+                if case .success(let session) = result {
+                    let ms = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
+                    if measuredRTT[exit.nodeID] == nil { measuredRTT[exit.nodeID] = ms }
+                    session.mux.close()
+                }
+            }
+        }
+    }
+
+    /// The measured path time (ms) per exit, for status output.
+    public var measurements: [NodeID: UInt64] { measuredRTT }
 
     /// Asks the exit of `session` what it knows of this account (`/montana/account/1.0.0`): why
     /// an open was refused with status 3. nil when it does not answer within 3 s.

@@ -35,9 +35,14 @@ struct PeerExchangeService: StreamService {
                 answered = true
                 if store.member(peer) == nil {
                     // Not (yet) a member here: its own endorsed record, for the identity it proved.
-                    guard let own = frame.selfRecord,
-                          case .success(let validated) = RecordValidator.validate(own, alliance: alliance, now: WallClock.now()),
-                          validated.nodeID == peer else {
+                    var admitted = false
+                    if let own = frame.selfRecord {
+                        switch RecordValidator.validate(own, alliance: alliance, now: WallClock.now()) {
+                        case .success(let validated): admitted = validated.nodeID == peer && !validated.isWithdrawal
+                        case .failure(let why): metrics.directoryRejected(why)
+                        }
+                    }
+                    guard admitted else {
                         metrics.gossipExchanges(outcome: "not_member")
                         framed.reset()
                         return

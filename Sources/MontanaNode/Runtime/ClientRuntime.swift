@@ -80,6 +80,8 @@ public final class ClientRuntime: @unchecked Sendable {
             let manager = proxy.manager
             d.onUpdate = { members in
                 manager.update(members: staticMembers + members.filter { m in !staticMembers.contains { $0.nodeID == m.nodeID } })
+                // Automatic selection picks by measured path time: measure new exits in the background.
+                manager.measureUnmeasured()
             }
             directory = d
         }

@@ -151,6 +151,8 @@ public final class Node: Sendable {
         let routerForAccepts = router
         let admission = self.admission
         let alliance = configuration.alliance
+        let relaySource: SocketAddress? = configuration.listen.transit.isWildcard ? nil
+            : try? SocketAddress(ipAddress: configuration.listen.transit.host, port: 0)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -162,7 +164,8 @@ public final class Node: Sendable {
                 // accept handler's: over a cap a connection is discarded silently, never closed here.
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        PrefaceAcceptHandler(gate: gate, admission: admission, router: routerForAccepts, observer: observer, alliance: alliance))
+                        PrefaceAcceptHandler(gate: gate, admission: admission, router: routerForAccepts, observer: observer, alliance: alliance,
+                                             relaySource: relaySource))
                 }
             }
             .bind(host: configuration.listen.transit.host, port: configuration.listen.transit.port)

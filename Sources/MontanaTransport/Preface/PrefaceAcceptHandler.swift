@@ -35,6 +35,9 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     private let router: any CircuitRouter
     private let observer: any TransportObserver
     private let alliance: [UInt8]?
+    /// Where relayed circuits to members leave from (the node's transit address when it is a
+    /// specific one), so the next member recognises — and exempts — its member's address.
+    private let relaySource: SocketAddress?
     private var state = State.readingPreface
     private var buffer: ByteBuffer?
     private var total = 0
@@ -42,7 +45,9 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     private var ticket: AdmissionTicket?
 
     public init(gate: SharedPrefaceGate, admission: SourceAdmission, router: any CircuitRouter,
-                observer: any TransportObserver = NoTransportObserver(), alliance: [UInt8]? = nil) {
+                observer: any TransportObserver = NoTransportObserver(), alliance: [UInt8]? = nil,
+                relaySource: SocketAddress? = nil) {
+        self.relaySource = relaySource
         self.gate = gate
         self.admission = admission
         self.router = router
@@ -293,7 +298,7 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         let loop = context.eventLoop
         let observer = self.observer
         CircuitDialer.connect(on: loop, host: target.host, port: target.port, hopKEMPublicKey: target.kemPublicKey,
-                              message: .stop(stop), timeout: Self.dialTimeout)
+                              message: .stop(stop), timeout: Self.dialTimeout, localAddress: relaySource)
             .hop(to: loop)
             .assumeIsolated()
             .whenComplete { result in
