@@ -130,11 +130,14 @@ final class PrefaceAnswerHandler: ChannelDuplexHandler, RemovableChannelHandler 
             promise.succeed(message)
             let rest = buffer
             buffer = nil
-            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+            // Pass the bytes that came with the answer (msg2 often rides in the same read) on
+            // *before* leaving the pipeline: a removed handler's context no longer has a next
+            // handler, and firing through it would drop them silently.
             if let rest, rest.readableBytes > 0 {
                 context.fireChannelRead(wrapInboundOut(rest))
                 context.fireChannelReadComplete()
             }
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
         }
     }
 

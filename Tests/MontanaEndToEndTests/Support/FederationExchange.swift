@@ -13,6 +13,8 @@ enum FederationExchange {
     static let protocolID = "/montana/peer-exchange/1.0.0"
     /// The whole exchange (handshake included) ends within 20 s or counts as not delivered.
     static let timeout: TimeInterval = 20
+    static let attempts = 6
+    static let retryDelay: TimeInterval = 5
 
     /// How one exchange went.
     enum Outcome: Equatable, CustomStringConvertible {
@@ -69,18 +71,19 @@ enum FederationExchange {
         return try awaitFuture(future, timeout: timeout + 20, what: "the peer exchange with \(target.host):\(target.port)")
     }
 
-    /// `send`, retried up to 4 times 3 s apart: the responder allows a member a burst of 8
-    /// exchanges and then one per 5 s, and the real member whose identity we borrow gossips too.
+    /// `send`, tried up to 6 times 5 s apart: the responder allows a member a burst of 8
+    /// exchanges and then one per 5 s (`InboundExchangeLimiter`), and the real member whose
+    /// identity we borrow spends the same budget on its own gossip.
     static func deliver(records: [[UInt8]], to target: RelayTarget, as identity: IdentityKey, alliance: [UInt8],
                         on loop: any EventLoop) throws {
         var outcomes: [String] = []
-        for attempt in 1...4 {
+        for attempt in 1...attempts {
             let outcome = try send(records: records, to: target, as: identity, alliance: alliance, on: loop)
             if outcome == .delivered { return }
             outcomes.append("\(outcome)")
-            if attempt < 4 { Thread.sleep(forTimeInterval: 3) }
+            if attempt < attempts { Thread.sleep(forTimeInterval: retryDelay) }
         }
-        throw E2EError("\(target.host):\(target.port) did not take the exchange in 4 attempts: \(outcomes.joined(separator: "; "))")
+        throw E2EError("\(target.host):\(target.port) did not take the exchange in \(attempts) attempts: \(outcomes.joined(separator: "; "))")
     }
 
     /// What the responder sent so far (touched on the session's loop only).

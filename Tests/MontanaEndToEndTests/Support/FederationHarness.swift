@@ -79,16 +79,15 @@ final class Federation: @unchecked Sendable {
     /// Every member that runs now.
     var running: [FederationNode] { (nodes + extra).filter(\.isRunning) }
 
-    /// Endorses and starts one more member, bootstrapped from `bootstrap` links. It is stopped
-    /// by `stopExtras()` (the test's tearDown) or `stop()`.
-    func addNode(_ spec: FederationNode.Spec, bootstrap: [String]) throws -> FederationNode {
+    /// Sets up one more member with the CLI (init, endorse, edits, link), bootstrapped from
+    /// `bootstrap` links; the caller `start()`s it. It is stopped by `stopExtras()` (the test's
+    /// tearDown) or `stop()`.
+    func prepareNode(_ spec: FederationNode.Spec, bootstrap: [String]) throws -> FederationNode {
         let node = try FederationNode(spec: spec, root: root, alliance: alliance, geoipPath: geoipPath)
         try node.setBootstrap(bootstrap)
         lock.lock()
         extraNodes.append(node)
         lock.unlock()
-        try node.launch()
-        try node.waitUntilListening()
         return node
     }
 
@@ -101,12 +100,17 @@ final class Federation: @unchecked Sendable {
         return client
     }
 
-    /// Stops the members `addNode` started (a test's own).
+    /// Withdraws (`montana node deregister`) and stops the members `prepareNode` made (a test's
+    /// own), so that a test failing half-way leaves no live record behind for the next one.
     func stopExtras() {
         lock.lock()
         let extras = extraNodes
+        extraNodes = []
         lock.unlock()
-        for node in extras { node.stop() }
+        for node in extras {
+            if node.isRunning { _ = try? FederationCLI.run(["node", "deregister", "--config", node.configPath], logDirectory: root) }
+            node.stop()
+        }
     }
 
     func stopClients(except keep: [FederationClient] = []) {
