@@ -35,6 +35,15 @@ struct RunClient: AsyncParsableCommand {
     @Flag(help: "Allow exits whose country is not corroborated by 2 independent members.")
     var advisoryExits = false
 
+    @Option(help: "SOCKS5 listen address, e.g. 127.0.0.1:1080 (\"\" turns it off; overrides socks).")
+    var socks: String?
+
+    @Option(help: "HTTP proxy listen address, e.g. 127.0.0.1:8080 (overrides http).")
+    var http: String?
+
+    @Option(help: "Mixed SOCKS5/HTTP listen address (overrides mixed).")
+    var mixed: String?
+
     @Option(help: "Default exit country for connections without a username (overrides the config).")
     var country: String?
 
@@ -64,6 +73,16 @@ struct RunClient: AsyncParsableCommand {
                 : (subscription as NSString).expandingTildeInPath
         }
         if advisoryExits { configuration.advisoryExits = true }
+        do {
+            if let socks { configuration.socks = socks.isEmpty ? nil : try HostPort(parsing: socks) }
+            if let http { configuration.http = http.isEmpty ? nil : try HostPort(parsing: http) }
+            if let mixed { configuration.mixed = mixed.isEmpty ? nil : try HostPort(parsing: mixed) }
+        } catch {
+            throw ValidationError("--socks/--http/--mixed: \(error)")
+        }
+        if configuration.socks == nil && configuration.http == nil && configuration.mixed == nil {
+            throw ValidationError("every listener (--socks, --http, --mixed) is off; enable at least one")
+        }
         if let admin {
             do { configuration.admin = try HostPort(parsing: admin) } catch { throw ValidationError("--admin: \(error)") }
         }

@@ -18,6 +18,12 @@ struct NodeCommand: AsyncParsableCommand {
         subcommands: [RunNode.self, InitNode.self, NodeLink.self, NodeDeregister.self],
         defaultSubcommand: RunNode.self
     )
+
+    /// Loads the node's config for a subcommand; a config error (it names the file, the key and
+    /// the problem) becomes the command's usage error.
+    static func loadConfiguration(_ path: String) throws -> NodeConfiguration {
+        do { return try NodeConfiguration.load(path: path) } catch { throw ValidationError("\(error)") }
+    }
 }
 
 struct RunNode: AsyncParsableCommand {
@@ -30,12 +36,7 @@ struct RunNode: AsyncParsableCommand {
     var logLevel: String?
 
     func run() async throws {
-        let configuration: NodeConfiguration
-        do {
-            configuration = try NodeConfiguration.load(path: config)
-        } catch {
-            throw ValidationError("\(error)")
-        }
+        let configuration = try NodeCommand.loadConfiguration(config)
         let level = logLevel.flatMap(Logger.Level.init(rawValue:)) ?? configuration.logLevel
         let logger = LogSetup.bootstrap(level, label: "montana.node")
         for warning in configuration.warnings { logger.warning("\(warning)") }
@@ -113,8 +114,7 @@ struct NodeLink: ParsableCommand {
     var config: String
 
     func run() throws {
-        let configuration: NodeConfiguration
-        do { configuration = try NodeConfiguration.load(path: config) } catch { throw ValidationError("\(error)") }
+        let configuration = try NodeCommand.loadConfiguration(config)
         guard let settings = configuration.directory else {
             throw ValidationError("\(config): node.alliance names no alliance.json; a member link names the alliance")
         }
@@ -137,8 +137,7 @@ struct NodeDeregister: AsyncParsableCommand {
     var config: String
 
     func run() async throws {
-        let configuration: NodeConfiguration
-        do { configuration = try NodeConfiguration.load(path: config) } catch { throw ValidationError("\(error)") }
+        let configuration = try NodeCommand.loadConfiguration(config)
         let result: (reached: [String], failed: [String])
         do { result = try await DirectoryPush.deregister(configuration) } catch { throw ValidationError("\(error)") }
         for r in result.reached { print("withdrawal accepted by \(r)") }

@@ -35,7 +35,9 @@ struct StatusCommand: AsyncParsableCommand {
         }
         if let p = doc["pass"] as? [String: Any] {
             let problem = (p["problem"] as? String).flatMap { $0.isEmpty ? nil : $0 }
-            print("pass: valid until \(Table.date(p["not_after"])), quota \(Table.bytes(p["quota_bytes"]))" + (problem.map { "  PROBLEM: \($0)" } ?? ""))
+            let ended = (p["not_after"] as? Int).map { $0 < Int(Date().timeIntervalSince1970) } ?? false
+            print("pass: \(ended ? "expired at" : "valid until") \(Table.date(p["not_after"])), quota \(Table.bytes(p["quota_bytes"]))"
+                  + (problem.map { "  PROBLEM: \($0)" } ?? ""))
         }
         print("advisory exits allowed: \(doc["advisory_exits"] as? Bool ?? false)")
         let circuits = doc["circuits"] as? [[String: Any]] ?? []

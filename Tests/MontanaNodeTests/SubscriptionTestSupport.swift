@@ -69,27 +69,14 @@ enum SubscriptionTestSupport {
     /// Connects, sends nothing, and waits (at most `limit` seconds) for the server to close;
     /// returns how long that took, or nil if it did not close.
     static func secondsUntilClosed(port: Int, limit: Int) throws -> TimeInterval? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw CannedServerError.socket }
+        let fd = try RawHTTP.connect(port: port, timeout: limit)
         defer { close(fd) }
-        var timeout = timeval(tv_sec: limit, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw CannedServerError.socket }
         let start = Date()
         var byte: UInt8 = 0
         let n = recv(fd, &byte, 1, 0)
         return n == 0 ? Date().timeIntervalSince(start) : nil
     }
 }
-
-enum CannedServerError: Error { case socket }
 
 /// A loopback HTTP server that answers every connection's first read with fixed bytes and then
 /// closes, or (`response` nil) reads and never answers.

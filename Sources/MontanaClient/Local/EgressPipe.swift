@@ -20,6 +20,9 @@ final class EgressPipe {
     private var appFinished = false
     private var exitFinished = false
     private(set) var appReadPaused = false
+    /// The session ended before the exit answered the open: the exit (or the path) dropped the
+    /// session itself, e.g. an exit that refused the account at EgressAuth.
+    private(set) var sessionLostBeforeAck = false
 
     init(stream: MuxStream, session: ExitSession, app: any Channel) {
         self.stream = stream
@@ -41,7 +44,10 @@ final class EgressPipe {
         stream.onEnd = { [self] end in
             switch end {
             case .remoteFinished: exitClosed()
-            case .reset, .sessionClosed: abort()
+            case .reset: abort()
+            case .sessionClosed:
+                if !acked { sessionLostBeforeAck = true }
+                abort()
             }
         }
         stream.onWritable = { [self] in

@@ -357,6 +357,11 @@ final class LocalProxyHandler: ChannelInboundHandler {
                             state = .relaying(pipe)
                             channel.read()
                         }
+                        if status == .unreachable, p.sessionLostBeforeAck {
+                            let why = "the exit closed the session without answering: it refused this account (a pass may be required, or the pass was refused)"
+                            logger.warning("\(why)", metadata: ["exit": "\(exit.label)"])
+                            return reply(.limited(why))
+                        }
                         guard status == .rateLimited else { return reply(.answered(status)) }
                         // Status 3 has many causes; the exit says which one it is for this account.
                         manager.accountStatus(session).assumeIsolated().whenComplete { [self] result in

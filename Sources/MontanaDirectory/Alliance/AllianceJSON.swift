@@ -28,48 +28,14 @@ enum AllianceJSON {
 
     /// Decodes `T`, turning JSONDecoder's errors into `FILE: key.path: problem`.
     static func decode<T: Decodable>(_ type: T.Type, from data: [UInt8], file: String) throws(AllianceFileError) -> T {
-        guard data.count <= maxFileBytes else {
-            throw .invalid(file: file, key: "(file)", problem: "is \(data.count) bytes, limit \(maxFileBytes)")
-        }
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(data))
-        } catch let error as DecodingError {
-            throw describe(error, file: file)
-        } catch {
-            throw .invalid(file: file, key: "(file)", problem: "not valid JSON")
-        }
-    }
-
-    static func keyPath(_ path: [any CodingKey]) -> String {
-        var out = ""
-        for k in path {
-            if let i = k.intValue { out += "[\(i)]" } else { out += out.isEmpty ? k.stringValue : ".\(k.stringValue)" }
-        }
-        return out.isEmpty ? "(file)" : out
-    }
-
-    static func describe(_ error: DecodingError, file: String) -> AllianceFileError {
-        switch error {
-        case .keyNotFound(let key, let ctx):
-            return .invalid(file: file, key: keyPath(ctx.codingPath + [key]), problem: "missing")
-        case .typeMismatch(let type, let ctx):
-            return .invalid(file: file, key: keyPath(ctx.codingPath), problem: "expected \(typeName(type))")
-        case .valueNotFound(let type, let ctx):
-            return .invalid(file: file, key: keyPath(ctx.codingPath), problem: "is null, expected \(typeName(type))")
-        case .dataCorrupted(let ctx):
-            return .invalid(file: file, key: keyPath(ctx.codingPath), problem: ctx.codingPath.isEmpty ? "not valid JSON" : "invalid value")
-        @unknown default:
-            return .invalid(file: file, key: "(file)", problem: "not valid JSON")
+        switch JSONProblem.decode(T.self, from: data, limit: maxFileBytes, typeName: typeName, corrupted: { _ in "invalid value" }) {
+        case .success(let value): return value
+        case .failure(let found): throw .invalid(file: file, key: found.key, problem: found.problem)
         }
     }
 
     private static func typeName(_ type: Any.Type) -> String {
-        switch type {
-        case is String.Type: return "a string"
-        case is Bool.Type: return "true or false"
-        case is [String].Type: return "an array of strings"
-        default: return "\(type)"
-        }
+        JSONProblem.commonTypeName(type) ?? "\(type)"
     }
 
     /// Reads a regular file of at most `maxFileBytes` (a device or FIFO is refused: it could be
@@ -108,6 +74,13 @@ enum AllianceJSON {
     }
 
     // MARK: field checks
+
+    /// The file's `format` field must name exactly the version this code reads.
+    static func format(_ found: String, expected: String, file: String) throws(AllianceFileError) {
+        guard found == expected else {
+            throw .invalid(file: file, key: "format", problem: "must be \"\(expected)\", found \"\(found)\"")
+        }
+    }
 
     /// `count` bytes as lowercase or upper-case hex.
     static func hex(_ text: String, bytes count: Int, file: String, key: String) throws(AllianceFileError) -> [UInt8] {

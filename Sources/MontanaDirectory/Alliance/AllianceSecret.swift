@@ -47,9 +47,7 @@ public struct AllianceSecret: Sendable, CustomStringConvertible {
     /// Decodes and checks the secret (no permission check: `load` does that).
     public static func decode(_ data: [UInt8], file: String) throws(AllianceFileError) -> AllianceSecret {
         let f = try AllianceJSON.decode(File.self, from: data, file: file)
-        guard f.format == currentFormat else {
-            throw .invalid(file: file, key: "format", problem: "must be \"\(currentFormat)\", found \"\(f.format)\"")
-        }
+        try AllianceJSON.format(f.format, expected: currentFormat, file: file)
         let uuid = try AllianceJSON.uuid(f.uuid, file: file, key: "uuid")
         let t1 = try AllianceJSON.hex(f.universalT1Private, bytes: 32, file: file, key: "universal_t1_private")
         let membership = try AllianceJSON.hex(f.membershipSeed, bytes: 32, file: file, key: "membership_seed")

@@ -59,9 +59,7 @@ public struct EndorsementFile: Codable, Sendable, Equatable {
     /// itself is checked by `verify(alliance:)` or by whoever validates the record.
     public static func decode(_ data: [UInt8], file: String) throws(AllianceFileError) -> EndorsementFile {
         var f = try AllianceJSON.decode(EndorsementFile.self, from: data, file: file)
-        guard f.format == currentFormat else {
-            throw .invalid(file: file, key: "format", problem: "must be \"\(currentFormat)\", found \"\(f.format)\"")
-        }
+        try AllianceJSON.format(f.format, expected: currentFormat, file: file)
         f.alliance = try AllianceJSON.uuid(f.alliance, file: file, key: "alliance")
         f.nodeID = Hex.encode(try AllianceJSON.hex(f.nodeID, bytes: 32, file: file, key: "node_id"))
         try AllianceJSON.text(f.operatorLabel, bytes: 0...Endorsement.maxOperatorLabel, file: file, key: "operator")

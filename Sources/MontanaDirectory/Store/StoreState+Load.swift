@@ -20,15 +20,9 @@ extension StoreState {
         }
         while records.count > limits.maxRecords, evictOne() {}
         for row in attRows {
-            let held = records
             let outcome: OfferOutcome
             if let signed = row.signed {
-                let result = RecordValidator.validateAttestation(
-                    signed,
-                    attesterKey: { id in held[id].flatMap { $0.validated.isLive(now: now) ? $0.validated.record.identityPublicKey : nil } },
-                    subjectKnown: { id in held[id].map { !$0.isTombstone } ?? false },
-                    now: now)
-                switch result {
+                switch validateAttestation(signed, now: now) {
                 case .success(let a) where a.subject.bytes == row.subject && a.attester.bytes == row.attester:
                     outcome = accept(a, now: now)
                 default: outcome = .unchanged

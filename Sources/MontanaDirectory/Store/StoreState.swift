@@ -89,16 +89,21 @@ struct StoreState {
     }
 
     mutating func offerAttestation(_ signed: [UInt8], now: UInt64) -> OfferOutcome {
+        switch validateAttestation(signed, now: now) {
+        case .failure(let why): return reject(why)
+        case .success(let a): return accept(a, now: now)
+        }
+    }
+
+    /// Validates an attestation against the records held now: the attester must be live, the
+    /// subject known and not withdrawn. Used for offers and for rows loaded from the database.
+    func validateAttestation(_ signed: [UInt8], now: UInt64) -> Result<ValidatedAttestation, RecordRejection> {
         let held = records
-        let result = RecordValidator.validateAttestation(
+        return RecordValidator.validateAttestation(
             signed,
             attesterKey: { id in held[id].flatMap { $0.validated.isLive(now: now) ? $0.validated.record.identityPublicKey : nil } },
             subjectKnown: { id in held[id].map { !$0.isTombstone } ?? false },
             now: now)
-        switch result {
-        case .failure(let why): return reject(why)
-        case .success(let a): return accept(a, now: now)
-        }
     }
 
     /// Per (subject, attester) the newest window wins. Over 16 about one subject the oldest goes;

@@ -1,4 +1,5 @@
 import Foundation
+import MontanaWire
 
 /// The text encodings inside `montana://` links: percent-encoding (RFC 3986) and unpadded
 /// base64url (RFC 4648 section 5). Decoding is strict so that one link has one meaning.
@@ -27,7 +28,7 @@ enum LinkText {
         var i = 0
         while i < bytes.count {
             if bytes[i] == UInt8(ascii: "%") {
-                guard i + 2 < bytes.count, let high = nibble(bytes[i + 1]), let low = nibble(bytes[i + 2]) else { return nil }
+                guard i + 2 < bytes.count, let high = Hex.nibble(bytes[i + 1]), let low = Hex.nibble(bytes[i + 2]) else { return nil }
                 out.append(high << 4 | low)
                 i += 3
             } else {
@@ -60,15 +61,6 @@ enum LinkText {
         let bytes = Array(data)
         guard base64URLEncode(bytes) == text else { return nil }
         return bytes
-    }
-
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
 

@@ -21,54 +21,17 @@ enum SubscriptionJSON {
     }
 
     static func decode<T: Decodable>(_ type: T.Type, from data: [UInt8], file: String, limit: Int) throws(SubscriptionFileError) -> T {
-        guard data.count <= limit else { throw .invalid(file: file, key: "(file)", problem: "is \(data.count) bytes, limit \(limit)") }
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(data))
-        } catch let error as DecodingError {
-            throw describe(error, file: file)
-        } catch {
-            throw .invalid(file: file, key: "(file)", problem: "not valid JSON")
+        switch JSONProblem.decode(T.self, from: data, limit: limit, typeName: typeName, corrupted: { sanitized($0.debugDescription) }) {
+        case .success(let value): return value
+        case .failure(let found): throw .invalid(file: file, key: found.key, problem: found.problem)
         }
-    }
-
-    static func describe(_ error: DecodingError, file: String) -> SubscriptionFileError {
-        switch error {
-        case .keyNotFound(let key, let context):
-            return .invalid(file: file, key: keyPath(context.codingPath + [key]), problem: "missing")
-        case .typeMismatch(let type, let context):
-            return .invalid(file: file, key: keyPath(context.codingPath), problem: "expected \(typeName(type))")
-        case .valueNotFound(let type, let context):
-            return .invalid(file: file, key: keyPath(context.codingPath), problem: "is null, expected \(typeName(type))")
-        case .dataCorrupted(let context):
-            if context.codingPath.isEmpty { return .invalid(file: file, key: "(file)", problem: "not valid JSON") }
-            return .invalid(file: file, key: keyPath(context.codingPath), problem: sanitized(context.debugDescription))
-        @unknown default:
-            return .invalid(file: file, key: "(file)", problem: "not valid JSON")
-        }
-    }
-
-    /// `bootstrap[0].endpoints[1].port`.
-    static func keyPath(_ path: [any CodingKey]) -> String {
-        var out = ""
-        for key in path {
-            if let index = key.intValue, key.stringValue.hasPrefix("Index ") || key.stringValue == "\(index)" {
-                out += "[\(index)]"
-            } else {
-                out += out.isEmpty || key.stringValue.hasPrefix("[") ? key.stringValue : ".\(key.stringValue)"
-            }
-        }
-        return out.isEmpty ? "(file)" : out
     }
 
     private static func typeName(_ type: Any.Type) -> String {
+        if let name = JSONProblem.commonTypeName(type) { return name }
         switch type {
-        case is String.Type: return "a string"
-        case is Bool.Type: return "true or false"
         case is UInt64.Type, is Int.Type, is UInt8.Type, is UInt16.Type, is UInt32.Type: return "a non-negative integer"
-        case is [String].Type: return "an array of strings"
-        default:
-            let name = "\(type)"
-            return name.hasPrefix("Array") ? "an array" : "an object"
+        default: return "\(type)".hasPrefix("Array") ? "an array" : "an object"
         }
     }
 

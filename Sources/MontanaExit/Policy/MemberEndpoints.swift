@@ -8,15 +8,8 @@ import NIOConcurrencyHelpers
 public final class MemberEndpoints: Sendable {
     public static let limit = 16_384
 
-    public struct Endpoint: Hashable, Sendable {
-        public let address: IPAddress
-        public let port: UInt16
-
-        public init(address: IPAddress, port: UInt16) {
-            self.address = address
-            self.port = port
-        }
-    }
+    /// An address and port, the same type the exit's self-protection keeps.
+    public typealias Endpoint = SelfAddresses.Endpoint
 
     private let box = NIOLockedValueBox<Set<Endpoint>>([])
 
@@ -26,8 +19,7 @@ public final class MemberEndpoints: Sendable {
     public func set(_ endpoints: [(host: String, port: UInt16)]) {
         var out = Set<Endpoint>()
         for e in endpoints where out.count < Self.limit {
-            let bare = e.host.hasPrefix("[") && e.host.hasSuffix("]") ? String(e.host.dropFirst().dropLast()) : e.host
-            if let a = IPAddress(bare) { out.insert(Endpoint(address: a, port: e.port)) }
+            if let a = IPAddress(SelfAddressMonitor.unbracketed(e.host)) { out.insert(Endpoint(address: a, port: e.port)) }
         }
         box.withLockedValue { $0 = out }
     }

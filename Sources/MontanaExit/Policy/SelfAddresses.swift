@@ -263,7 +263,8 @@ public final class SelfAddressMonitor: Sendable {
         return out
     }
 
-    private static func unbracketed(_ host: String) -> String {
+    /// `[::1]` → `::1`; any other host unchanged. Also used by `MemberEndpoints`.
+    static func unbracketed(_ host: String) -> String {
         host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
     }
 }

@@ -91,15 +91,22 @@ public final class ClientDirectory: @unchecked Sendable {
         onUpdate?(members())
     }
 
-    /// Fronts to read the directory from: the one that worked, then live fronts and bootstrap
-    /// links, least failed first.
+    /// Fronts to read the directory from: live fronts and bootstrap links, least failed first,
+    /// and among equals fronts that are not exits first (a directory read shows the front this
+    /// client's address; better a node that never carries its egress).
     private func candidates() -> [RelayTarget] {
         var out: [NodeID: RelayTarget] = [:]
         for link in bootstrap {
             out[link.nodeID] = RelayTarget(nodeID: link.nodeID, kemPublicKey: link.kemPublicKey, host: link.host, port: Int(link.port))
         }
-        for m in members() where m.isFront { out[m.nodeID] = m.target }
-        return out.values.shuffled().sorted { (failures[$0.nodeID] ?? 0) < (failures[$1.nodeID] ?? 0) }
+        let known = members()
+        for m in known where m.isFront { out[m.nodeID] = m.target }
+        let exits = Set(known.filter(\.isExit).map(\.nodeID))
+        return out.values.shuffled().sorted { a, b in
+            let fa = failures[a.nodeID] ?? 0, fb = failures[b.nodeID] ?? 0
+            if fa != fb { return fa < fb }
+            return !exits.contains(a.nodeID) && exits.contains(b.nodeID)
+        }
     }
 
     private func poll() {

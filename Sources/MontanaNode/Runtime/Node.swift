@@ -236,6 +236,7 @@ public final class Node: Sendable {
     func flushAccounting() {
         guard let store = state.store else { return }
         let deltas = observer.takeDeltas()
+        defer { observer.flushed() }
         do {
             try store.add(deltas)
             // Keep the table bounded: idle accounts and rows beyond the cap fold into the rollup.

@@ -50,20 +50,33 @@ final class NodeObserver: TransportObserver, EgressObserver {
         }
     }
 
-    /// Takes the deltas gathered since the last call (for the accounting store).
+    /// Deltas taken for a flush and not yet written: still counted by `pendingBytes`, so a
+    /// pass's quota never reads low while the write is under way.
+    private let flushing = NIOLockedValueBox<[[UInt8]: AccountingStore.Totals]>([:])
+
+    /// Takes the deltas gathered since the last call (for the accounting store); call
+    /// `flushed()` once they are written.
     func takeDeltas() -> [[UInt8]: AccountingStore.Totals] {
-        accounts.withLockedValue { a in
+        let taken = accounts.withLockedValue { a in
             defer { a = [:] }
             return a
         }
+        flushing.withLockedValue { f in
+            for (k, v) in taken { f[k, default: AccountingStore.Totals()].add(v) }
+        }
+        return taken
     }
+
+    /// The deltas taken last are in the store now (or were given up on).
+    func flushed() { flushing.withLockedValue { $0 = [:] } }
 
     /// Bytes of one account not yet flushed.
     func pendingBytes(account: [UInt8]) -> UInt64 {
-        accounts.withLockedValue { a in
-            guard let t = a[account] else { return 0 }
+        let count = { (t: AccountingStore.Totals?) -> UInt64 in
+            guard let t else { return 0 }
             return UInt64(clamping: t.bytesUp) &+ UInt64(clamping: t.bytesDown)
         }
+        return accounts.withLockedValue { count($0[account]) } &+ flushing.withLockedValue { count($0[account]) }
     }
 
     /// Totals not yet flushed, summed over accounts.

@@ -38,18 +38,10 @@ final class SubscriptionHTTPHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            request = head
-        case .body:
-            break
-        case .end:
-            guard let head = request else { return }
-            request = nil
-            idle?.cancel()
-            idle = nil
-            respond(to: head, context: context)
-        }
+        guard let head = HTTPExchange.completedRequest(unwrapInboundIn(data), pending: &request) else { return }
+        idle?.cancel()
+        idle = nil
+        respond(to: head, context: context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -107,15 +99,8 @@ final class SubscriptionHTTPHandler: ChannelInboundHandler {
     private func send(status: HTTPResponseStatus, headers extra: [(String, String)], body: [UInt8],
                       contentType: String = "text/plain; charset=utf-8", keepAlive: Bool, context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: contentType)
-        headers.add(name: "Content-Length", value: String(body.count))
-        headers.add(name: "Cache-Control", value: "no-store")
-        for (name, value) in extra { headers.add(name: name, value: value) }
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        let done = HTTPExchange.respond(status: status, version: .http1_1, contentType: contentType, extra: extra, body: body,
+                                        keepAlive: keepAlive, context: context)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         done.whenComplete { _ in
             let (handler, context) = loopBound.value
