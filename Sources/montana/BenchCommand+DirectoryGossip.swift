@@ -86,7 +86,7 @@ final class GossipSimulation {
     struct Result {
         let parameters: Parameters
         let hours: [Hour]
-        /// Simulated seconds until every store held every record and attestation.
+        /// Simulated seconds until every store held every record and attestation (equal digests).
         let convergedAfter: Double?
         let bootstrap: Bootstrap
         let recordBytes: Int
@@ -177,6 +177,7 @@ final class GossipSimulation {
     private var convergedAt: UInt64?
     private var expectedAttestations = 0
     private var attestationBytes = 0
+    private var attestationsSigned = 0
     private let client: DirectoryStore
     private var clientParked = false
     private var clientToken = 0
@@ -199,7 +200,7 @@ final class GossipSimulation {
         for (e, exit) in bench.enumerated() where exit.isExit {
             let others = (0..<bench.count).filter { $0 != e }.shuffled(using: &rng).prefix(parameters.attesters)
             for a in others { members[a].attests.append(e) }
-            expectedAttestations += others.count
+            expectedAttestations += min(others.count, DirectoryLimits().maxAttestationsPerSubject)
         }
     }
 
@@ -228,7 +229,7 @@ final class GossipSimulation {
             attestationBytes: last.attestations.reduce(0) { $0 + Self.wire(SyncFrame(attestation: $1)) },
             endBytes: Self.wire(SyncFrame(end: 1)))
         let recordBytes = members.map(\.ownSigned.count).reduce(0, +) / max(1, members.count)
-        let attestationAverage = expectedAttestations > 0 ? attestationBytes / expectedAttestations : 0
+        let attestationAverage = attestationsSigned > 0 ? attestationBytes / attestationsSigned : 0
         return Result(parameters: parameters, hours: hours, convergedAfter: convergedAt.map { Double($0) / 1000 }, bootstrap: bootstrap,
                       recordBytes: recordBytes, attestationBytes: attestationAverage, runSeconds: Date().timeIntervalSince(began))
     }
@@ -261,6 +262,7 @@ final class GossipSimulation {
         case .attest(let a, let s):
             let signed = try members[a].bench.attestation(of: members[s].bench, now: unix(t))
             attestationBytes += signed.count
+            attestationsSigned += 1
             if offer(attestation: signed, to: members[a], now: unix(t)) { queue.push(.changed(a), at: t) }
         case .expire(let m):
             if members[m].store.expire(now: unix(t)) > 0 { queue.push(.changed(m), at: t) }
@@ -302,10 +304,12 @@ final class GossipSimulation {
             member.pushScheduled = true
             queue.push(.push(m), at: t + Self.pushDelayMillis)
         }
-        if convergedAt == nil, !complete.contains(m), member.store.recordCount == members.count,
-           member.store.attestationCount == expectedAttestations {
+        if convergedAt == nil, member.store.recordCount == members.count, member.store.attestationCount == expectedAttestations {
             complete.insert(m)
-            if complete.count == members.count { convergedAt = t }
+            // Converged: every store holds every record and attestation, the same ones (equal digests).
+            let window = TimeWindow.window(unixSeconds: unix(t))
+            let id = digestID(member, window: window)
+            if complete.count == members.count, members.allSatisfy({ digestID($0, window: window) == id }) { convergedAt = t }
         }
     }
 

@@ -40,6 +40,9 @@ public final class MontanaMetrics: Sendable {
     public let sessionsTotal: CoreMetrics.Counter
     /// `montana_member_sessions_total`: sessions other members opened (gossip, attestations).
     public let memberSessionsTotal: CoreMetrics.Counter
+    /// `montana_egress_sessions_total`: users' sessions that proved an account (EgressAuth), i.e.
+    /// carry egress; the rest of `montana_sessions_total` are control sessions (directory, probes).
+    public let egressSessionsTotal: CoreMetrics.Counter
     public let streamsActive: CoreMetrics.Meter
     public let streamsTotal: CoreMetrics.Counter
     public let bytesRelayedTotal: CoreMetrics.Counter
@@ -56,6 +59,7 @@ public final class MontanaMetrics: Sendable {
         sessionsActive = CoreMetrics.Meter(label: "montana_sessions_active", factory: factory)
         sessionsTotal = CoreMetrics.Counter(label: "montana_sessions_total", factory: factory)
         memberSessionsTotal = CoreMetrics.Counter(label: "montana_member_sessions_total", factory: factory)
+        egressSessionsTotal = CoreMetrics.Counter(label: "montana_egress_sessions_total", factory: factory)
         streamsActive = CoreMetrics.Meter(label: "montana_streams_active", factory: factory)
         streamsTotal = CoreMetrics.Counter(label: "montana_streams_total", factory: factory)
         bytesRelayedTotal = CoreMetrics.Counter(label: "montana_bytes_relayed_total", factory: factory)

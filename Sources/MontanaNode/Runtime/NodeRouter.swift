@@ -75,6 +75,7 @@ struct NodeRouter: CircuitRouter {
                 } else {
                     observer.metrics.sessionsActive.increment()
                     observer.metrics.sessionsTotal.increment()
+                    if event.admission.account != nil { observer.metrics.egressSessionsTotal.increment() }
                 }
                 // A session without egress only pings, echoes and reads the directory: few
                 // streams, small backlogs, and a node-wide cap on such streams.
