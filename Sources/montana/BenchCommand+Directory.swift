@@ -29,8 +29,8 @@ struct DirectoryBench: ParsableCommand {
     @Option(help: "Exits among them (default: 60 %).")
     var exits: Int?
 
-    @Option(help: "Attesters per exit (at most 16 are kept per subject; more shows that bound at work).")
-    var attesters = 16
+    @Option(help: "Attesters per exit (default: 16, or members − 1 if fewer; a store keeps 16 per subject).")
+    var attesters: Int?
 
     @Option(help: "Records in the store-size figure (0-4096; 0 skips it).")
     var records = 4096
@@ -52,7 +52,7 @@ struct DirectoryBench: ParsableCommand {
         guard Self.recordRange.contains(records) else { throw ValidationError("--records: 0 to 4096 (the store's bound)") }
         guard Self.hourRange.contains(hours) else { throw ValidationError("--hours: 1 to 24") }
         if let exits, !(0...members).contains(exits) { throw ValidationError("--exits: 0 to --members") }
-        guard (0..<members).contains(attesters) else { throw ValidationError("--attesters: 0 to --members − 1") }
+        if let attesters, !(0..<members).contains(attesters) { throw ValidationError("--attesters: 0 to --members − 1") }
     }
 
     func run() throws {
@@ -86,7 +86,7 @@ struct DirectoryBench: ParsableCommand {
         var parameters = GossipSimulation.Parameters()
         parameters.members = members
         parameters.exits = exitCount
-        parameters.attesters = attesters
+        parameters.attesters = attesters ?? min(DirectoryLimits().maxAttestationsPerSubject, members - 1)
         parameters.hours = hours
         parameters.seed = seed
         let simulation = try GossipSimulation(parameters, alliance: alliance, members: bench)

@@ -141,7 +141,8 @@ enum StoreSizeBench {
         let after = ProcStatus.read()
         trimHeap()
         let trimmed = ProcStatus.read()
-        let m = OpenMeasurement(rssBefore: before.rss, rssAfter: after.rss, rssTrimmed: trimmed.rss, peak: trimmed.peak,
+        // VmHWM is updated lazily by the kernel: never below an RSS read earlier.
+        let m = OpenMeasurement(rssBefore: before.rss, rssAfter: after.rss, rssTrimmed: trimmed.rss, peak: max(trimmed.peak, after.rss),
                                 seconds: seconds, records: store.recordCount)
         withExtendedLifetime(store) {}
         FileHandle.standardOutput.write(try JSONEncoder().encode(m))
