@@ -74,6 +74,21 @@ final class AttestationTests: XCTestCase {
         XCTAssertEqual(s.attestationCount, 16)
     }
 
+    /// More attesters than room, all in one window: whatever order they arrive in, every store
+    /// keeps the same 16 (so digests agree and gossip stops resending the set).
+    func test_overflowingAttestationsOfOneWindowKeepTheSameSetInAnyArrivalOrder() throws {
+        let subject = try TestNode()
+        let attesters = try (0..<20).map { _ in try TestNode() }
+        let signed = try attesters.map { try $0.attest(subject, window: w) }
+        let forward = try store([subject] + attesters), backward = try store([subject] + attesters)
+        for a in signed { _ = forward.offerAttestation(a, now: now) }
+        for a in signed.reversed() { _ = backward.offerAttestation(a, now: now) }
+        XCTAssertEqual(forward.attestationCount, 16)
+        XCTAssertEqual(backward.attestationCount, 16)
+        XCTAssertEqual(Set(forward.newer(than: [], now: now).attestations), Set(backward.newer(than: [], now: now).attestations))
+        XCTAssertEqual(forward.digest(), backward.digest(), "the two stores' digests agree")
+    }
+
     func test_totalAttestationsAreBoundedDroppingTheOldestWindow() throws {
         let a = try TestNode(), b = try TestNode(), c = try TestNode()
         let s = try store([a, b, c], limits: DirectoryLimits(maxAttestations: 3))

@@ -108,7 +108,9 @@ struct StoreState {
 
     /// Per (subject, attester) the newest window wins. Over 16 about one subject the oldest goes;
     /// over 16384 in all the oldest anywhere goes; one not newer than what it would push out is
-    /// not taken (`unchanged`).
+    /// not taken (`unchanged`). "Older" is the total order `older` (window, then subject, then
+    /// attester), never arrival: stores that saw the same attestations in any order keep the same
+    /// set, so their digests agree and gossip converges even with more attesters than room.
     mutating func accept(_ a: ValidatedAttestation, now: UInt64) -> OfferOutcome {
         let forSubject = attestations[a.subject] ?? [:]
         if let old = forSubject[a.attester] {
@@ -121,10 +123,10 @@ struct StoreState {
         }
         var victim: ValidatedAttestation?
         if forSubject.count >= limits.maxAttestationsPerSubject {
-            guard let oldest = forSubject.values.min(by: Self.older), a.window > oldest.window else { return .unchanged }
+            guard let oldest = forSubject.values.min(by: Self.older), Self.older(oldest, a) else { return .unchanged }
             victim = oldest
         } else if attestationTotal >= limits.maxAttestations {
-            guard let oldest = oldestAttestation(), a.window > oldest.window else { return .unchanged }
+            guard let oldest = oldestAttestation(), Self.older(oldest, a) else { return .unchanged }
             victim = oldest
         }
         if let victim { removeAttestation(subject: victim.subject, attester: victim.attester) }
