@@ -50,6 +50,21 @@ struct StatusCommand: AsyncParsableCommand {
                  "\(c["age_seconds"] ?? 0)s"]
             })
         }
+        if let r = doc["reachability"] as? [String: Any] {
+            let vantage = (r["vantage"] as? [String: Any])?["source_group"] as? String ?? ""
+            let fronts = r["fronts"] as? [[String: Any]] ?? []
+            print("")
+            print("fronts from this network" + (vantage.isEmpty ? " (vantage not reported yet)" : " (seen from \(vantage))") + ":")
+            if fronts.isEmpty {
+                print("  none tried yet")
+            } else {
+                Table.print(["front", "endpoint", "profile", "state", "rtt", "ok", "failed", "last error"], fronts.map { f in
+                    ["\(f["front"] ?? "")", "\(f["host"] ?? "")", "\(f["profile"] ?? "")", "\(f["state"] ?? "")",
+                     (f["rtt_ms"] as? Int).map { "\($0) ms" } ?? "-", "\(f["successes"] ?? 0)", "\(f["failures"] ?? 0)",
+                     String("\(f["last_error"] ?? "")".prefix(60))]
+                })
+            }
+        }
         if let failures = doc["last_failures"] as? [String: String], !failures.isEmpty {
             print("last failures:")
             for (exit, why) in failures.sorted(by: { $0.key < $1.key }) { print("  \(exit): \(why)") }

@@ -60,16 +60,28 @@ final class CircuitManagerPrivacyTests: XCTestCase {
                        "no front other than the exit is reachable; set exit_as_front = true to let the exit see your address")
     }
 
-    /// Other fronts that do not answer at all (nothing listens) also end in the privacy error:
-    /// the exit was never dialled, and only the user can allow that.
-    func test_unreachableOtherFrontsEndInThePrivacyErrorNotADirectDial() throws {
+    /// Other fronts that do not answer at all (nothing listens) end in "unreachable from this
+    /// network", naming each front tried with its profile and error, and the privacy setting
+    /// that would let the exit be its own front: the exit itself was never dialled.
+    func test_unreachableOtherFrontsAreNamedAndTheExitIsNotDialledDirectly() throws {
         let closedPort = try Self.closedLoopbackPort()
         let a = try Self.member(1, [.front, .exit], port: closedPort)
-        let c = try Self.member(3, [.front], port: closedPort)
-        let manager = try manager([a, c])
+        let c = try Self.member(3, [.front], port: closedPort), d = try Self.member(4, [.front], port: closedPort)
+        let manager = try manager([a, c, d])
         XCTAssertThrowsError(try manager.loop.flatSubmit { manager.session(to: a) }.wait()) { error in
-            XCTAssertEqual(error as? CircuitManagerError, .exitAsFrontRequired)
+            guard case .unreachableFromHere(let text)? = error as? CircuitManagerError else {
+                return XCTFail("expected unreachableFromHere, got \(error)")
+            }
+            XCTAssertTrue(text.hasPrefix("country DE (exit m1) is unreachable from this network"), text)
+            XCTAssertTrue(text.contains("m3 127.0.0.1:\(closedPort) over T0:"), text)
+            XCTAssertTrue(text.contains("m4 127.0.0.1:\(closedPort) over T0:"), text)
+            XCTAssertFalse(text.contains("m1 127.0.0.1"), "the exit is not among the fronts tried: \(text)")
+            XCTAssertTrue(text.contains("exit_as_front = true"), text)
         }
+        let seen = try manager.loop.submit { manager.reachability.all }.wait()
+        XCTAssertEqual(seen.map(\.label), ["m3", "m4"])
+        XCTAssertEqual(seen.map(\.state), [.unreachable, .unreachable])
+        XCTAssertEqual(seen.map(\.failures), [1, 1])
     }
 
     func test_circuitAgeIsZeroWhenTheClockStepsBack() {

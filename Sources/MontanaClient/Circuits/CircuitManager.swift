@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import MontanaCrypto
 import MontanaSession
@@ -17,6 +18,9 @@ public enum CircuitManagerError: Error, CustomStringConvertible, Equatable {
     case exitAsFrontRequired
     /// The account pass cannot be used (the reason says why).
     case passRefused(String)
+    /// Every front tried for an exit failed at the carrier: nothing on this network reaches
+    /// them. The text names the country, the exit and each front tried with its profile and error.
+    case unreachableFromHere(String)
 
     public var description: String {
         switch self {
@@ -25,7 +29,7 @@ public enum CircuitManagerError: Error, CustomStringConvertible, Equatable {
             return "the exits for \(what) are advisory (their country is not corroborated by 2 independent members); set advisory_exits = true to use them"
         case .noFront: return "no front is configured"
         case .unreachable(let why): return "could not reach the exit: \(why)"
-        case .passRefused(let why): return why
+        case .passRefused(let why), .unreachableFromHere(let why): return why
         case .exitAsFrontRequired:
             return "no front other than the exit is reachable; set exit_as_front = true to let the exit see your address"
         }
@@ -66,8 +70,9 @@ public final class CircuitManager: @unchecked Sendable {
     let logger: Logger
     private var sessions: [NodeID: ExitSession] = [:]
     private var pending: [NodeID: EventLoopFuture<ExitSession>] = [:]
-    /// Fronts that failed recently are tried last.
-    private var frontFailures: [NodeID: Int] = [:]
+    /// What this client saw of each front from its current network (ranks fronts, names them
+    /// when none answers; `montana status` shows it).
+    public private(set) var reachability = FrontReachability()
     /// Handshake time (ms) of the last session built to each exit: the RTT automatic selection uses.
     private var measuredRTT: [NodeID: UInt64] = [:]
     private var probing: Set<NodeID> = []
@@ -133,12 +138,20 @@ public final class CircuitManager: @unchecked Sendable {
     /// never among them unless `options.exitAsFront` (then it comes last): as its own front it
     /// would see the client's address.
     func frontCandidates(for exit: AllianceMember) -> [AllianceMember] {
-        let others = members.filter { $0.isFront && $0.nodeID != exit.nodeID }
-        let sorted = others.enumerated().sorted { a, b in
-            let fa = frontFailures[a.element.nodeID] ?? 0, fb = frontFailures[b.element.nodeID] ?? 0
-            return fa != fb ? fa < fb : a.offset < b.offset
-        }.map(\.element)
+        let sorted = reachability.ranked(members.filter { $0.isFront && $0.nodeID != exit.nodeID })
         return options.exitAsFront ? sorted + [exit] : sorted
+    }
+
+    /// A front's outcome seen elsewhere (the directory's session, a probe): it ranks fronts too.
+    public func recordFront(_ front: AllianceMember, reached: Bool, rttMilliseconds: UInt64? = nil, error: String? = nil) {
+        loop.preconditionInEventLoop()
+        reachability.record(front, reached: reached, rttMilliseconds: rttMilliseconds, error: error, now: NIODeadline.now().uptimeNanoseconds)
+    }
+
+    /// The source group a front reported in msg2 (this client's vantage).
+    public func observedSourceGroup(_ group: String) {
+        loop.preconditionInEventLoop()
+        reachability.observedSourceGroup(group)
     }
 
     /// Exits no listed front but themselves could carry, while `exitAsFront` is off: every
@@ -154,7 +167,7 @@ public final class CircuitManager: @unchecked Sendable {
         if let s = sessions[exit.nodeID], s.isActive { return loop.makeSucceededFuture(s) }
         if let p = pending[exit.nodeID] { return p }
         if let problem = options.passCheck?() { return loop.makeFailedFuture(CircuitManagerError.passRefused(problem)) }
-        let future = build(to: exit, candidates: frontCandidates(for: exit), lastError: nil, frontAnswered: false)
+        let future = build(to: exit, candidates: frontCandidates(for: exit), lastError: nil, frontAnswered: false, tried: [])
         pending[exit.nodeID] = future
         let started = NIODeadline.now()
         future.assumeIsolated().whenComplete { [self] result in
@@ -173,27 +186,66 @@ public final class CircuitManager: @unchecked Sendable {
 
     /// Tries `candidates` in order. `frontAnswered` records whether any front answered a preface
     /// (so the exit, not the fronts, is what is unreachable).
+    /// `tried` lists the fronts that did not answer, with their profile and error, for the
+    /// message when none does.
     private func build(to exit: AllianceMember, candidates: [AllianceMember], lastError: (any Error)?,
-                       frontAnswered: Bool) -> EventLoopFuture<ExitSession> {
+                       frontAnswered: Bool, tried: [String]) -> EventLoopFuture<ExitSession> {
         guard let front = candidates.first else {
             if !options.exitAsFront && !frontAnswered {
                 if let lastError { logger.info("no front answered", metadata: ["exit": "\(exit.label)", "error": "\(lastError)"]) }
-                return loop.makeFailedFuture(CircuitManagerError.exitAsFrontRequired)
+                if tried.isEmpty { return loop.makeFailedFuture(CircuitManagerError.exitAsFrontRequired) }
+            }
+            if !frontAnswered && !tried.isEmpty {
+                return loop.makeFailedFuture(CircuitManagerError.unreachableFromHere(unreachableMessage(exit, tried: tried)))
             }
             return loop.makeFailedFuture(CircuitManagerError.unreachable(lastError.map { "\($0)" } ?? "no route"))
         }
-        let answered = NIOLoopBoundBox(false, eventLoop: loop)
-        return open(to: exit, via: front, onAnswer: { answered.value = true }).flatMapError { [self] error in
+        let answered = NIOLoopBoundBox<UInt64?>(nil, eventLoop: loop)
+        let started = NIODeadline.now()
+        return open(to: exit, via: front, onAnswer: {
+            answered.value = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
+        }).map { [self] session in
+            recordFront(front, reached: true, rttMilliseconds: answered.value)
+            return session
+        }.flatMapError { [self] error in
             logger.info("circuit via front failed; trying the next", metadata: ["front": "\(front.label)", "exit": "\(exit.label)", "error": "\(error)"])
-            frontFailures[front.nodeID, default: 0] += 1
-            let reached = answered.value || Self.isAnswerFromFront(error)
+            let reached = answered.value != nil || Self.isAnswerFromFront(error)
+            // Only the carrier's failure says the front is unreachable from here; a front that
+            // answered (and the exit behind it failed) is reachable.
+            let why = Self.carrierFailure(error)
+            recordFront(front, reached: reached, rttMilliseconds: answered.value, error: reached ? nil : why)
+            let triedNow = reached ? tried : tried + ["\(front.label) \(front.host):\(front.port) over \(FrontReachability.profileT0): \(why)"]
             return build(to: exit, candidates: Array(candidates.dropFirst()), lastError: error,
-                         frontAnswered: frontAnswered || (reached && front.nodeID != exit.nodeID))
+                         frontAnswered: frontAnswered || (reached && front.nodeID != exit.nodeID), tried: triedNow)
         }
     }
 
+    /// A carrier failure in words a user can act on: reset (something refused or reset the
+    /// connection), no answer (packets dropped), or the error itself, shortened.
+    public static func carrierFailure(_ error: any Error) -> String {
+        let text = "\(error)"
+        if text.contains("Connection refused") || text.contains("connection reset") || text.contains("Connection reset") {
+            return "connection refused or reset"
+        }
+        if text.contains("connectTimeout") || text.contains("timed out") || text.contains("timeout") {
+            return "no answer (timed out; packets may be dropped)"
+        }
+        return String(text.prefix(160))
+    }
+
+    /// "country DE (exit x) is unreachable from this network: no front answered (tried …)".
+    private func unreachableMessage(_ exit: AllianceMember, tried: [String]) -> String {
+        // No vantage in the text: it is logged, and the client's own /16 stays out of logs.
+        var text = "country \(exit.country ?? "??") (exit \(exit.label)) is unreachable from this network: "
+            + "no front answered; tried \(tried.count): " + tried.joined(separator: "; ")
+        if !options.exitAsFront && exit.isFront {
+            text += ". Setting exit_as_front = true would let the exit be its own front (it would then see your address)"
+        }
+        return text
+    }
+
     /// A refusal or an answer that did not open came from the front itself: it is reachable.
-    static func isAnswerFromFront(_ error: any Error) -> Bool {
+    public static func isAnswerFromFront(_ error: any Error) -> Bool {
         switch error as? CircuitError {
         case .refused?, .badAnswer?: return true
         default: return false
@@ -247,6 +299,32 @@ public final class CircuitManager: @unchecked Sendable {
         }
     }
 
+    /// The active (front, exit) pairs and what this client saw of every front from here, for
+    /// `/status` (`steering.active`, `reachability`). Node-level facts only.
+    public func steeringDocument() -> [String: any Sendable] {
+        loop.preconditionInEventLoop()
+        let now = NIODeadline.now().uptimeNanoseconds
+        let active: [[String: any Sendable]] = sessions.values.filter(\.isActive).sorted { $0.exit.label < $1.exit.label }.map { s in
+            ["exit": s.exit.label, "exit_node": s.exit.nodeID.short, "country": s.exit.country ?? "?",
+             "front": s.front.label, "front_node": s.front.nodeID.short, "front_host": "\(s.front.host):\(s.front.port)",
+             "reserve": "", "reserve_node": ""]
+        }
+        let fronts: [[String: any Sendable]] = reachability.all.map { o in
+            var entry: [String: any Sendable] = [
+                "front": o.label, "node": o.node.short, "host": o.host, "profile": o.profile, "state": o.state.rawValue,
+                "successes": o.successes, "failures": o.failures, "last_error": o.lastError ?? "",
+                "seconds_ago": Int(clamping: now >= o.lastAttempt ? (now - o.lastAttempt) / 1_000_000_000 : 0),
+            ]
+            entry["rtt_ms"] = o.rttMilliseconds.map { Int(clamping: $0) as any Sendable } ?? NSNull()
+            return entry
+        }
+        return [
+            "steering": ["active": active] as [String: any Sendable],
+            "reachability": ["vantage": ["source_group": reachability.sourceGroup, "country": "ZZ", "asn": 0] as [String: any Sendable],
+                             "fronts": fronts] as [String: any Sendable],
+        ]
+    }
+
     public func status() -> [CircuitStatus] {
         let now = WallClock.now()
         return sessions.values.filter(\.isActive).map { s in
@@ -273,7 +351,12 @@ public final class CircuitManager: @unchecked Sendable {
             let started = NIODeadline.now()
             open(to: exit, via: front, probe: true).whenComplete { [self] result in
                 probing.remove(exit.nodeID)
+                if case .failure(let error) = result {
+                    let reached = Self.isAnswerFromFront(error)
+                    recordFront(front, reached: reached, error: reached ? nil : Self.carrierFailure(error))
+                }
                 if case .success(let session) = result {
+                    recordFront(front, reached: true)
                     let ms = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
                     if measuredRTT[exit.nodeID] == nil { measuredRTT[exit.nodeID] = ms }
                     session.mux.close()

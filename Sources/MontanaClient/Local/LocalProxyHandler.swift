@@ -303,7 +303,7 @@ final class LocalProxyHandler: ChannelInboundHandler {
             case .invalidDestination(let why): return HTTPProxyResponse.badRequest("invalid destination: \(why)")
             case .noExit(let why): return HTTPProxyResponse.badGateway(why)
             case .exitAsFrontRequired: return HTTPProxyResponse.badGateway(CircuitManagerError.exitAsFrontRequired.description)
-            case .noSession: return HTTPProxyResponse.badGateway("no route to an exit")
+            case .noSession(let why): return HTTPProxyResponse.badGateway("no route to the exit: \(why)")
             case .streamRefused: return HTTPProxyResponse.badGateway("the exit refused the egress stream")
             }
         }
@@ -337,6 +337,10 @@ final class LocalProxyHandler: ChannelInboundHandler {
                 // The user must see this one: it names the setting that would fix it.
                 logger.warning("\(CircuitManagerError.exitAsFrontRequired)", metadata: ["exit": "\(exit.label)"])
                 reply(.failed(.exitAsFrontRequired))
+            case .failure(CircuitManagerError.unreachableFromHere(let why)):
+                // The user must see this one: nothing on this network reaches a front.
+                logger.warning("\(why)")
+                reply(.failed(.noSession(why)))
             case .failure(let error):
                 logger.notice("no session to the exit", metadata: ["exit": "\(exit.label)", "error": "\(error)"])
                 reply(.failed(.noSession("\(error)")))

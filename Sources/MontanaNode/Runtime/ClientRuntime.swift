@@ -23,7 +23,7 @@ public final class ClientRuntime: @unchecked Sendable {
     private var pass: PassFile?
     /// Circuits and failures, copied from the proxy's loop every second for the status port
     /// (whose handlers run on another loop and must not block).
-    private let snapshot = NIOLockedValueBox<(circuits: [CircuitStatus], failures: [NodeID: String])>(([], [:]))
+    private let snapshot = NIOLockedValueBox<(circuits: [CircuitStatus], failures: [NodeID: String], steering: [String: any Sendable])>(([], [:], [:]))
 
     public static func members(_ peers: [PeerConfiguration]) -> [AllianceMember] {
         peers.map { p in
@@ -78,6 +78,20 @@ public final class ClientRuntime: @unchecked Sendable {
             let d = try ClientDirectory(alliance: alliance, bootstrap: links, cachePath: configuration.cachePath,
                                         loop: proxy.manager.loop, options: options, logger: logger)
             let manager = proxy.manager
+            d.onFrontAttempt = { target, result in
+                // The front as the manager knows it (label, roles), else from the link itself.
+                let front = manager.members.first { $0.nodeID == target.nodeID }
+                    ?? AllianceMember(nodeID: target.nodeID, kemPublicKey: target.kemPublicKey, host: target.host, port: target.port,
+                                      country: nil, roles: [.front])
+                switch result {
+                case .success(let seen):
+                    if let group = seen.sourceGroup { manager.observedSourceGroup(group) }
+                    manager.recordFront(front, reached: true, rttMilliseconds: seen.rttMilliseconds)
+                case .failure(let error):
+                    let answered = CircuitManager.isAnswerFromFront(error)
+                    manager.recordFront(front, reached: answered, error: answered ? nil : CircuitManager.carrierFailure(error))
+                }
+            }
             d.onUpdate = { members in
                 manager.update(members: staticMembers + members.filter { m in !staticMembers.contains { $0.nodeID == m.nodeID } })
                 // Automatic selection picks by measured path time: measure new exits in the background.
@@ -130,11 +144,11 @@ public final class ClientRuntime: @unchecked Sendable {
         let pass = self.pass
         let snapshot = self.snapshot
         timers.append(manager.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in
-            let circuits = manager.status(), failures = manager.lastFailure
-            snapshot.withLockedValue { $0 = (circuits, failures) }
+            let circuits = manager.status(), failures = manager.lastFailure, steering = manager.steeringDocument()
+            snapshot.withLockedValue { $0 = (circuits, failures, steering) }
         })
         let status: AdminServer.StatusProvider = {
-            let (circuits, failures) = snapshot.withLockedValue { $0 }
+            let (circuits, failures, steering) = snapshot.withLockedValue { $0 }
             var doc: [String: any Sendable] = [
                 "role": "client",
                 "circuits": circuits.map { c -> [String: any Sendable] in
@@ -145,6 +159,7 @@ public final class ClientRuntime: @unchecked Sendable {
                 "advisory_exits": configuration.advisoryExits,
                 "default_exit": "\(configuration.defaultExit)",
             ]
+            for (key, value) in steering { doc[key] = value }
             if let title { doc["subscription"] = title }
             if let directory {
                 doc["directory"] = ["front": directory.frontLabel ?? "", "last_refresh": Int(clamping: directory.lastRefresh),

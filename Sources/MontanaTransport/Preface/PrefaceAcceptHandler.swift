@@ -268,6 +268,12 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         buffer = nil
         observer.circuitOpened(relayed: false)
         let observer = self.observer
+        // A session that reached us directly (a hop message, not a front's stop) learns the
+        // address we see it from: its vantage for reachability (PROTOCOL.md sections 4 and 9).
+        var role = role
+        if case .hop = opened.message, let remote = context.channel.remoteAddress {
+            role = role.addingObservedAddress(IPEchoService.encode(remote))
+        }
         do {
             let sync = context.pipeline.syncOperations
             try sync.addHandler(SessionCryptoHandler(role: role, onFailure: { observer.sessionFailed(reason: $0.reason) }), position: .after(self))

@@ -10,6 +10,16 @@ public enum SessionRole: Sendable {
     case responder(identity: IdentityKey, payload: [UInt8], admit: @Sendable (NoisePeer, [UInt8]) throws -> SessionAdmission)
 }
 
+extension SessionRole {
+    /// A responder's role with the observed-address TLV (0x03, `value` = 16-byte address ‖ u16 LE
+    /// port) appended to msg2's payload: sent only on sessions that reached this node directly,
+    /// so a client learns its vantage (PROTOCOL.md section 4). An initiator's role is unchanged.
+    public func addingObservedAddress(_ value: [UInt8]) -> SessionRole {
+        guard case .responder(let identity, let payload, let admit) = self else { return self }
+        return .responder(identity: identity, payload: payload + TLV.encode([TLV(type: PayloadTLV.observedAddress, value: value)]), admit: admit)
+    }
+}
+
 /// What a responder learned about its initiator in msg3.
 public struct SessionAdmission: Sendable {
     /// The account proven by EgressAuth, when the session may use egress.

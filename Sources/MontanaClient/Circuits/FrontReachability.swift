@@ -1,0 +1,112 @@
+import MontanaCrypto
+import MontanaTransport
+import MontanaWire
+import NIOCore
+
+/// What this client has seen of each front from where it is now (PROTOCOL.md section 9, the
+/// client-local observations): every carrier attempt's outcome, the time the front took to answer
+/// the preface, and the last error. It ranks fronts for new circuits — recently reachable first
+/// (fastest first), never tried next, failing last — and says which fronts were tried when none
+/// answers. Confined to the client's event loop.
+///
+/// Bounded: at most `maxFronts` (256, the spec's observations per vantage) fronts are remembered;
+/// the one attempted longest ago goes first. A change of vantage (the fronts see another /16)
+/// forgets everything: what was blocked on one network says nothing about the next.
+public struct FrontReachability: Sendable {
+    public static let maxFronts = 256
+    /// Carrier profile names (the ladder of PROTOCOL.md section 2); only T0 exists so far.
+    public static let profileT0 = "T0"
+
+    public enum State: String, Sendable { case reachable, unreachable, unknown }
+
+    public struct Observation: Sendable {
+        public let node: NodeID
+        public var label: String
+        public var host: String
+        public var profile = FrontReachability.profileT0
+        public var successes = 0
+        public var failures = 0
+        /// Time from the carrier dial to the front's preface answer, last success (ms).
+        public var rttMilliseconds: UInt64?
+        public var lastError: String?
+        /// Whether the last attempt reached the front.
+        public var lastReached = false
+        /// Event-loop uptime (ns) of the last attempt: never on disk, never a wall-clock time.
+        public var lastAttempt: UInt64 = 0
+
+        public var state: State {
+            if successes == 0 && failures == 0 { return .unknown }
+            return lastReached ? .reachable : .unreachable
+        }
+    }
+
+    private(set) var observations: [NodeID: Observation] = [:]
+    /// The /16 (IPv4) or /32 (IPv6) of this client's address as fronts observe it (msg2's
+    /// observed-address TLV), "" until a front told us.
+    public private(set) var sourceGroup = ""
+
+    public init() {}
+
+    public var all: [Observation] { observations.values.sorted { $0.label < $1.label } }
+
+    public func observation(_ node: NodeID) -> Observation? { observations[node] }
+
+    /// A front answered (`rtt` from dial to answer) or could not be reached (`error`).
+    public mutating func record(_ front: AllianceMember, reached: Bool, rttMilliseconds: UInt64? = nil, error: String? = nil, now: UInt64) {
+        var o = observations[front.nodeID] ?? Observation(node: front.nodeID, label: front.label, host: "\(front.host):\(front.port)")
+        o.label = front.label
+        o.host = "\(front.host):\(front.port)"
+        o.lastAttempt = now
+        o.lastReached = reached
+        if reached {
+            o.successes = o.successes < Int.max ? o.successes + 1 : o.successes
+            if let rttMilliseconds { o.rttMilliseconds = rttMilliseconds }
+            o.lastError = nil
+        } else {
+            o.failures = o.failures < Int.max ? o.failures + 1 : o.failures
+            o.lastError = error.map { String($0.prefix(200)) }
+        }
+        observations[front.nodeID] = o
+        if observations.count > Self.maxFronts,
+           let oldest = observations.min(by: { $0.value.lastAttempt < $1.value.lastAttempt })?.key {
+            observations[oldest] = nil
+        }
+    }
+
+    /// The source group fronts reported; a different one than before means another network.
+    public mutating func observedSourceGroup(_ group: String) {
+        guard !group.isEmpty, group != sourceGroup else { return }
+        if !sourceGroup.isEmpty { observations = [:] }
+        sourceGroup = group
+    }
+
+    /// Best first: reachable (lowest RTT first), unknown (in the given order), unreachable
+    /// (fewest failures, then the one tried longest ago — it may have come back).
+    public func ranked(_ fronts: [AllianceMember]) -> [AllianceMember] {
+        func key(_ m: AllianceMember, _ index: Int) -> (Int, UInt64, Int) {
+            guard let o = observations[m.nodeID] else { return (1, 0, index) }
+            switch o.state {
+            case .reachable: return (0, o.rttMilliseconds ?? .max / 2, index)
+            case .unknown: return (1, 0, index)
+            case .unreachable: return (2, UInt64(clamping: o.failures), index)
+            }
+        }
+        return fronts.enumerated().map { (key($0.element, $0.offset), $0.element) }
+            .sorted { $0.0 < $1.0 }.map(\.1)
+    }
+}
+
+/// The observed-address TLV (0x03) of a msg2 payload: `16-byte IPv6 or v4-mapped ‖ u16 LE port`.
+public enum ObservedAddress {
+    /// The source group of the address in `payload` (msg2's TLVs): "a.b.0.0/16" for IPv4,
+    /// "xxxx:xxxx::/32" for IPv6; nil when absent or malformed.
+    public static func sourceGroup(inPayload payload: [UInt8]) -> String? {
+        guard let tlvs = try? TLV.decode(payload),
+              let value = tlvs.first(where: { $0.type == PayloadTLV.observedAddress })?.value, value.count == 18 else { return nil }
+        let ip = Array(value[0..<16])
+        if ip[0..<10].allSatisfy({ $0 == 0 }) && ip[10] == 0xff && ip[11] == 0xff {
+            return "\(ip[12]).\(ip[13]).0.0/16"
+        }
+        return "\(Hex.encode(Array(ip[0..<2]))):\(Hex.encode(Array(ip[2..<4])))::/32"
+    }
+}
