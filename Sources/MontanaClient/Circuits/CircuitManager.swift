@@ -72,7 +72,11 @@ public final class CircuitManager: @unchecked Sendable {
     private var pending: [NodeID: EventLoopFuture<ExitSession>] = [:]
     /// What this client saw of each front from its current network (ranks fronts, names them
     /// when none answers; `montana status` shows it).
-    public private(set) var reachability = FrontReachability()
+    public internal(set) var reachability = FrontReachability()
+    /// The warm reserve front of each exit with a live session (HotReserve.swift).
+    var reserves: [NodeID: ReserveFront] = [:]
+    /// Re-steers and losses, newest last, at most `SteeringEvent.maxKept`.
+    public internal(set) var events: [SteeringEvent] = []
     /// Handshake time (ms) of the last session built to each exit: the RTT automatic selection uses.
     private var measuredRTT: [NodeID: UInt64] = [:]
     private var probing: Set<NodeID> = []
@@ -138,7 +142,11 @@ public final class CircuitManager: @unchecked Sendable {
     /// never among them unless `options.exitAsFront` (then it comes last): as its own front it
     /// would see the client's address.
     func frontCandidates(for exit: AllianceMember) -> [AllianceMember] {
-        let sorted = reachability.ranked(members.filter { $0.isFront && $0.nodeID != exit.nodeID })
+        var sorted = reachability.ranked(members.filter { $0.isFront && $0.nodeID != exit.nodeID })
+        // A warm reserve whose control session is up goes first: it answered a moment ago.
+        if let reserve = reserves[exit.nodeID], reserve.isUp, let i = sorted.firstIndex(of: reserve.front) {
+            sorted.insert(sorted.remove(at: i), at: 0)
+        }
         return options.exitAsFront ? sorted + [exit] : sorted
     }
 
@@ -176,9 +184,12 @@ public final class CircuitManager: @unchecked Sendable {
             case .success(let s):
                 sessions[exit.nodeID] = s
                 lastFailure[exit.nodeID] = nil
-                measuredRTT[exit.nodeID] = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
+                let ms = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
+                measuredRTT[exit.nodeID] = ms
+                sessionEstablished(s, milliseconds: ms)
             case .failure(let error):
                 lastFailure[exit.nodeID] = "\(error)"
+                dropReserve(exit.nodeID)
             }
         }
         return future
@@ -307,7 +318,8 @@ public final class CircuitManager: @unchecked Sendable {
         let active: [[String: any Sendable]] = sessions.values.filter(\.isActive).sorted { $0.exit.label < $1.exit.label }.map { s in
             ["exit": s.exit.label, "exit_node": s.exit.nodeID.short, "country": s.exit.country ?? "?",
              "front": s.front.label, "front_node": s.front.nodeID.short, "front_host": "\(s.front.host):\(s.front.port)",
-             "reserve": "", "reserve_node": ""]
+             "reserve": reserves[s.exit.nodeID]?.front.label ?? "", "reserve_node": reserves[s.exit.nodeID]?.front.nodeID.short ?? "",
+             "reserve_state": reserves[s.exit.nodeID].map { $0.isUp ? "up" : "opening" } ?? ""]
         }
         let fronts: [[String: any Sendable]] = reachability.all.map { o in
             var entry: [String: any Sendable] = [
@@ -318,8 +330,13 @@ public final class CircuitManager: @unchecked Sendable {
             entry["rtt_ms"] = o.rttMilliseconds.map { Int(clamping: $0) as any Sendable } ?? NSNull()
             return entry
         }
+        let events: [[String: any Sendable]] = self.events.map { e in
+            ["kind": e.kind.rawValue, "exit": e.exit, "from_front": e.fromFront, "to_front": e.toFront, "reason": e.reason,
+             "stall_ms": e.stallMilliseconds.map { Int(clamping: $0) as any Sendable } ?? NSNull(),
+             "seconds_ago": Int(clamping: now >= e.at ? (now - e.at) / 1_000_000_000 : 0)]
+        }
         return [
-            "steering": ["active": active] as [String: any Sendable],
+            "steering": ["active": active, "events": events] as [String: any Sendable],
             "reachability": ["vantage": ["source_group": reachability.sourceGroup, "country": "ZZ", "asn": 0] as [String: any Sendable],
                              "fronts": fronts] as [String: any Sendable],
         ]
@@ -397,7 +414,22 @@ public final class CircuitManager: @unchecked Sendable {
     }
 
     public func closeAll() {
-        for s in sessions.values { s.mux.close() }
+        let all = sessions.values
         sessions = [:]
+        for s in all { s.mux.close() }
+        for exit in Array(reserves.keys) { dropReserve(exit) }
+    }
+
+    /// The live session to this exit, if any (the reserve logic asks).
+    func liveSession(_ exit: NodeID) -> ExitSession? {
+        sessions[exit].flatMap { $0.isActive ? $0 : nil }
+    }
+
+    /// A session that closed while still the one in use: forgotten, so the next connection builds
+    /// a new one (through the reserve first).
+    func forgetSession(_ session: ExitSession) -> Bool {
+        guard let current = sessions[session.exit.nodeID], current === session else { return false }
+        sessions[session.exit.nodeID] = nil
+        return true
     }
 }

@@ -1,0 +1,159 @@
+import MontanaCrypto
+import MontanaTransport
+import MontanaWire
+import NIOCore
+
+/// One re-steer or loss, for `montana status` (`steering.events`). Node labels only: no
+/// destinations, no client address, and times as "seconds ago" from the event loop's clock.
+public struct SteeringEvent: Sendable {
+    public enum Kind: String, Sendable {
+        /// A session to an exit was built (through `toFront`).
+        case newSession = "new_session"
+        /// The session's carrier closed while it was in use (`fromFront` was carrying it).
+        case frontLost = "front_lost"
+        /// A warm reserve front was chosen (or re-chosen after its own session failed).
+        case reserveChosen = "reserve_chosen"
+        /// The reserve's control session failed; `reason` says how.
+        case reserveFailed = "reserve_failed"
+    }
+
+    public static let maxKept = 64
+
+    public let kind: Kind
+    public let exit: String
+    public let fromFront: String
+    public let toFront: String
+    public let reason: String
+    public let stallMilliseconds: UInt64?
+    /// Event-loop uptime (ns).
+    public let at: UInt64
+}
+
+/// The warm reserve of an exit's session: a control session (throwaway identity, no egress)
+/// kept up to another front — a different operator and /16 than the active one where the
+/// directory has one — so that the next circuit to the same exit goes through a front this
+/// network let through a moment ago. yamux keepalive pings it every 30 s and closes it after
+/// 95 s of silence; a failed reserve is marked in the reachability record and re-chosen.
+final class ReserveFront {
+    let front: AllianceMember
+    var session: DialedSession?
+
+    init(front: AllianceMember) { self.front = front }
+
+    var isUp: Bool { session?.channel.isActive ?? false }
+
+    func close() {
+        session?.close()
+        session = nil
+    }
+}
+
+extension CircuitManager {
+    func note(_ kind: SteeringEvent.Kind, exit: AllianceMember, from: String = "", to: String = "", reason: String = "",
+              stallMilliseconds: UInt64? = nil) {
+        events.append(SteeringEvent(kind: kind, exit: exit.label, fromFront: from, toFront: to, reason: reason,
+                                    stallMilliseconds: stallMilliseconds, at: NIODeadline.now().uptimeNanoseconds))
+        if events.count > SteeringEvent.maxKept { events.removeFirst(events.count - SteeringEvent.maxKept) }
+    }
+
+    /// A session to `session.exit` is up: record it, watch its carrier, and (re)choose its reserve.
+    func sessionEstablished(_ session: ExitSession, milliseconds: UInt64) {
+        note(.newSession, exit: session.exit, to: session.front.label, stallMilliseconds: milliseconds)
+        session.channel.closeFuture.assumeIsolatedUnsafeUnchecked().whenComplete { [self] _ in
+            loop.execute { [self] in sessionClosed(session) }
+        }
+        chooseReserve(for: session)
+    }
+
+    private func sessionClosed(_ session: ExitSession) {
+        guard forgetSession(session) else { return }  // closed by us, or already replaced
+        note(.frontLost, exit: session.exit, from: session.front.label, reason: "the carrier closed")
+        // Suspect until it answers again: the reserve (another front) is the better bet now.
+        if session.front.nodeID != session.exit.nodeID {
+            recordFront(session.front, reached: false, error: "the carrier of a session closed")
+        }
+        logger.notice("session to the exit lost; the next connection goes through the reserve",
+                      metadata: ["exit": "\(session.exit.label)", "front": "\(session.front.label)",
+                                 "reserve": "\(reserves[session.exit.nodeID]?.front.label ?? "none")"])
+        // Warm the replacement now: the apps' next connection finds it ready.
+        _ = self.session(to: session.exit)
+    }
+
+    /// Among the other fronts of an exit, the one to hold warm: not the active front, not known
+    /// unreachable from here, preferring another operator, then another /16, then rank.
+    private func reserveCandidate(for session: ExitSession) -> AllianceMember? {
+        let active = session.front
+        let activeGroup = Self.sourceGroup(ofHost: active.host)
+        let candidates = frontCandidates(for: session.exit).filter {
+            $0.nodeID != active.nodeID && $0.nodeID != session.exit.nodeID && reachability.observation($0.nodeID)?.state != .unreachable
+        }
+        func score(_ m: AllianceMember) -> Int {
+            var s = 0
+            if m.operatorLabel == nil || m.operatorLabel != active.operatorLabel { s += 2 }
+            if Self.sourceGroup(ofHost: m.host) != activeGroup { s += 1 }
+            return s
+        }
+        return candidates.enumerated().max { a, b in
+            let sa = score(a.element), sb = score(b.element)
+            return sa != sb ? sa < sb : a.offset > b.offset
+        }?.element
+    }
+
+    /// "a.b" for a dotted IPv4 host, the host itself otherwise.
+    static func sourceGroup(ofHost host: String) -> String {
+        let parts = host.split(separator: ".")
+        return parts.count == 4 && parts.allSatisfy({ UInt8($0) != nil }) ? "\(parts[0]).\(parts[1])" : host
+    }
+
+    func chooseReserve(for session: ExitSession) {
+        let exitID = session.exit.nodeID
+        guard let pick = reserveCandidate(for: session) else {
+            dropReserve(exitID)
+            return
+        }
+        if let current = reserves[exitID], current.front.nodeID == pick.nodeID, current.isUp || current.session == nil { return }
+        dropReserve(exitID)
+        let reserve = ReserveFront(front: pick)
+        reserves[exitID] = reserve
+        note(.reserveChosen, exit: session.exit, from: session.front.label, to: pick.label)
+        guard let identity = try? IdentityKey.generate() else { return }
+        let started = NIODeadline.now()
+        SessionDialer.connect(on: loop, to: pick.target, identity: identity, alliance: alliance, localAddress: options.sourceAddress,
+                              timeout: .seconds(10))
+            .whenComplete { [self] result in
+                guard reserves[exitID] === reserve else {
+                    if case .success(let s) = result { s.close() }
+                    return
+                }
+                switch result {
+                case .success(let dialed):
+                    reserve.session = dialed
+                    let ms = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
+                    if let group = ObservedAddress.sourceGroup(inPayload: dialed.established.peer.payload) { observedSourceGroup(group) }
+                    recordFront(pick, reached: true, rttMilliseconds: ms)
+                    dialed.channel.closeFuture.assumeIsolatedUnsafeUnchecked().whenComplete { [self] _ in
+                        loop.execute { [self] in reserveLost(reserve, exitID: exitID, reason: "its control session closed") }
+                    }
+                case .failure(let error):
+                    let answered = Self.isAnswerFromFront(error)
+                    recordFront(pick, reached: answered, error: answered ? nil : Self.carrierFailure(error))
+                    reserveLost(reserve, exitID: exitID, reason: Self.carrierFailure(error))
+                }
+            }
+    }
+
+    private func reserveLost(_ reserve: ReserveFront, exitID: NodeID, reason: String) {
+        guard reserves[exitID] === reserve else { return }
+        reserves[exitID] = nil
+        reserve.close()
+        guard let session = liveSession(exitID) else { return }
+        recordFront(reserve.front, reached: false, error: reason)
+        note(.reserveFailed, exit: session.exit, from: reserve.front.label, reason: reason)
+        // The failed front is now ranked unreachable, so the next pick is another one (or none).
+        chooseReserve(for: session)
+    }
+
+    func dropReserve(_ exitID: NodeID) {
+        reserves.removeValue(forKey: exitID)?.close()
+    }
+}

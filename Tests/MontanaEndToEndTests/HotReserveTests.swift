@@ -1,0 +1,78 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import XCTest
+
+/// Issue 8 items 2, 3 and 7: the client holds a warm reserve front (another operator, up) next
+/// to the active one; when the active front dies, the next connection goes through the reserve
+/// at once, to the same exit, and `/status` tells what happened.
+final class HotReserveTests: XCTestCase {
+    private var demo: DemoHarness?
+
+    override func tearDown() {
+        demo?.stop()
+        demo = nil
+        super.tearDown()
+    }
+
+    private func clientStatus(_ demo: DemoHarness) throws -> [String: Any] {
+        guard let admin = demo.status.client.admin else { throw E2EError("the demo status names no client admin port") }
+        let result = try Curl.get("http://\(admin.host):\(admin.port)/status")
+        guard let doc = try JSONSerialization.jsonObject(with: Data(result.stdoutText.utf8)) as? [String: Any] else {
+            throw E2EError("client /status is not a JSON object: \(result)")
+        }
+        return doc
+    }
+
+    private func active(_ doc: [String: Any]) -> [String: Any]? {
+        ((doc["steering"] as? [String: Any])?["active"] as? [[String: Any]])?.first { $0["country"] as? String == "DE" }
+    }
+
+    func test_whenTheActiveFrontDiesTheNextConnectionUsesTheReserveToTheSameExit() throws {
+        let demo = try DemoHarness.start(DemoHarness.Options(extraArguments: ["--cities", "4"]))
+        self.demo = demo
+        let berlin = try demo.status.exit(country: "DE")
+        let first = try demo.curlSOCKS("\(demo.siteURL)/whoami", user: "country-de", extra: ["--fail"])
+        XCTAssertTrue(first.succeeded, "DE works: \(first)\n\(demo.diagnostics())")
+        XCTAssertEqual(first.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines), berlin.transit.host, "berlin's egress address")
+
+        // The status port refreshes every second; the reserve's control session comes up meanwhile.
+        var before: [String: Any]?
+        XCTAssertTrue(poll(timeout: 10) {
+            before = (try? self.clientStatus(demo)).flatMap(self.active)
+            return before?["reserve_state"] as? String == "up"
+        }, "a reserve front is chosen and its control session is up: \(String(describing: before))")
+        let frontNode = try XCTUnwrap(before?["front_node"] as? String), reserveNode = try XCTUnwrap(before?["reserve_node"] as? String)
+        XCTAssertNotEqual(frontNode, reserveNode, "the reserve is another front")
+        let front = try XCTUnwrap(demo.status.cities.first { $0.nodeID.hasPrefix(frontNode) }, "the active front is a city")
+        let reserve = try XCTUnwrap(demo.status.cities.first { $0.nodeID.hasPrefix(reserveNode) }, "the reserve is a city")
+        XCTAssertNotEqual(front.nodeID, berlin.nodeID, "berlin is not its own front by default")
+        XCTAssertNotEqual(reserve.nodeID, berlin.nodeID)
+        XCTAssertNotEqual(front.operatorLabel, reserve.operatorLabel, "the reserve is of another operator")
+
+        XCTAssertTrue(ProcessKiller.commandLine(front.pid).contains("montana"), "pid \(front.pid) is \(front.name)'s node")
+        kill(front.pid, SIGKILL)
+        XCTAssertTrue(poll(timeout: 5) { !ProcessKiller.isAlive(front.pid) }, "\(front.name) died")
+
+        let after = try demo.curlSOCKS("\(demo.siteURL)/whoami", user: "country-de", extra: ["--fail"], timeout: 20)
+        XCTAssertTrue(after.succeeded, "DE still works after its front died: \(after)\n\(demo.diagnostics())")
+        XCTAssertEqual(after.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines), berlin.transit.host, "through the same exit")
+        XCTAssertLessThan(after.elapsed, 5, "at once, through the warm reserve: \(after)")
+
+        var doc: [String: Any] = [:]
+        XCTAssertTrue(poll(timeout: 5) {
+            doc = (try? self.clientStatus(demo)) ?? [:]
+            return (self.active(doc)?["front_node"] as? String).map { reserve.nodeID.hasPrefix($0) } ?? false
+        }, "the session now runs through the former reserve \(reserve.name): \(doc["steering"] ?? "none")")
+        let events = (doc["steering"] as? [String: Any])?["events"] as? [[String: Any]] ?? []
+        let lost = events.first { $0["kind"] as? String == "front_lost" }
+        XCTAssertNotNil(lost, "the loss is recorded: \(events)")
+        XCTAssertTrue((lost?["from_front"] as? String).map { front.nodeID.hasPrefix(String($0.suffix(6))) } ?? false,
+                      "naming the dead front: \(String(describing: lost))")
+        let fronts = ((doc["reachability"] as? [String: Any])?["fronts"] as? [[String: Any]]) ?? []
+        let dead = fronts.first { ($0["node"] as? String).map { front.nodeID.hasPrefix($0) } ?? false }
+        XCTAssertEqual(dead?["state"] as? String, "unreachable", "the dead front is ranked unreachable: \(fronts)")
+        XCTAssertNotEqual(self.active(doc)?["reserve_node"] as? String, frontNode, "the dead front is not the new reserve")
+    }
+}
