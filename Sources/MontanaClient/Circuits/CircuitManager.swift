@@ -195,6 +195,10 @@ public final class CircuitManager: @unchecked Sendable {
         return future
     }
 
+    /// A front whose TCP handshake takes longer than this is treated as blocked from here: a
+    /// censor that drops SYNs would otherwise cost 10 s per front.
+    public static let frontConnectTimeout = TimeAmount.seconds(3)
+
     /// Tries `candidates` in order. `frontAnswered` records whether any front answered a preface
     /// (so the exit, not the fronts, is what is unreachable).
     /// `tried` lists the fronts that did not answer, with their profile and error, for the
@@ -283,8 +287,11 @@ public final class CircuitManager: @unchecked Sendable {
         let established = loop.makePromise(of: SessionEstablished.self)
         let muxBox = NIOLoopBoundBox<MuxHandler?>(nil, eventLoop: loop)
         return CircuitDialer.connect(on: loop, host: front.host, port: front.port, hopKEMPublicKey: front.kemPublicKey,
-                                     message: .hop(hop), localAddress: options.sourceAddress) { channel in
-            let mux = MuxHandler(role: .client)
+                                     message: .hop(hop), connectTimeout: Self.frontConnectTimeout,
+                                     localAddress: options.sourceAddress) { channel in
+            // Client sessions ping often, so a silently dropped carrier (a censor's black hole)
+            // is noticed in seconds and the next connection goes through the reserve.
+            let mux = MuxHandler(role: .client, keepalive: probe ? .standard : .client)
             mux.onEstablished = { event in
                 if let event { established.succeed(event) } else { established.fail(CircuitError.carrierClosed) }
             }
@@ -335,8 +342,11 @@ public final class CircuitManager: @unchecked Sendable {
              "stall_ms": e.stallMilliseconds.map { Int(clamping: $0) as any Sendable } ?? NSNull(),
              "seconds_ago": Int(clamping: now >= e.at ? (now - e.at) / 1_000_000_000 : 0)]
         }
+        let measured: [String: any Sendable] = Dictionary(uniqueKeysWithValues: exits.compactMap { e in
+            measuredRTT[e.nodeID].map { (e.label, Int(clamping: $0) as any Sendable) }
+        })
         return [
-            "steering": ["active": active, "events": events] as [String: any Sendable],
+            "steering": ["active": active, "events": events, "measured_ms": measured] as [String: any Sendable],
             "reachability": ["vantage": ["source_group": reachability.sourceGroup, "country": "ZZ", "asn": 0] as [String: any Sendable],
                              "fronts": fronts] as [String: any Sendable],
         ]

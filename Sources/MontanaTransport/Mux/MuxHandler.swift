@@ -52,8 +52,21 @@ public final class MuxHandler: ChannelDuplexHandler {
     /// Counts this session's streams against a node-wide budget (control sessions), if set.
     private var streamBudget: SharedBudget?
 
+    /// How often a session pings and how long a silence closes it.
+    public struct Keepalive: Sendable {
+        public var interval: TimeAmount
+        public var silence: TimeAmount
+        /// Nodes: a ping every 30 s, closed after 95 s of silence (three missed pings).
+        public static let standard = Keepalive(interval: .seconds(30), silence: .seconds(95))
+        /// A client's egress sessions: a ping every 2 s, closed after 7 s of silence, so a carrier
+        /// a censor black-holes is given up in seconds (a yamux ping is 12 bytes each way).
+        public static let client = Keepalive(interval: .seconds(2), silence: .seconds(7))
+    }
+    private let keepalive: Keepalive
+
     public init(role: YamuxRole, services: [any StreamService] = [], windowBudget: (any YamuxWindowBudget)? = nil,
-                maxUnsentBytes: Int = MuxHandler.maxUnsentBytes) {
+                maxUnsentBytes: Int = MuxHandler.maxUnsentBytes, keepalive: Keepalive = .standard) {
+        self.keepalive = keepalive
         unsentLimit = maxUnsentBytes
         var configuration = YamuxConfiguration()
         configuration.sharedWindowBudget = windowBudget
@@ -114,22 +127,21 @@ public final class MuxHandler: ChannelDuplexHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    /// A session that has heard nothing for this long (three missed pings) is dead: close it, so
-    /// a vanished peer does not hold streams and memory forever.
-    static let silenceLimit: UInt64 = 95 * 1_000_000_000
+    // A session that has heard nothing for `keepalive.silence` is dead: it is closed, so a
+    // vanished peer does not hold streams and memory forever.
 
     /// Keepalive and RTT measurement (the RTT feeds yamux window auto-tuning).
     private func schedulePing(_ context: ChannelHandlerContext, after delay: TimeAmount) {
         pingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
             guard let self, let context = self.context else { return }
             let now = self.now()
-            if now > self.lastHeard, now - self.lastHeard > Self.silenceLimit {
+            if now > self.lastHeard, now - self.lastHeard > UInt64(max(0, self.keepalive.silence.nanoseconds)) {
                 context.close(promise: nil)
                 return
             }
             self.yamux.ping(now: self.now())
             self.flushOutbound()
-            self.schedulePing(context, after: .seconds(30))
+            self.schedulePing(context, after: self.keepalive.interval)
         }
     }
 

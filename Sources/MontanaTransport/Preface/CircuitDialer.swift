@@ -11,6 +11,7 @@ public enum CircuitDialer {
     /// address, port 0); nil lets the OS choose.
     public static func connect(on loop: any EventLoop, host: String, port: Int, hopKEMPublicKey: [UInt8],
                                message: Preface.Message, timeout: TimeAmount = .seconds(10),
+                               connectTimeout: TimeAmount? = nil,
                                localAddress: SocketAddress? = nil,
                                upper: (@Sendable (any Channel) throws -> Void)? = nil) -> EventLoopFuture<(any Channel, Preface.Message)> {
         let sealed: (bytes: [UInt8], keys: Preface.Keys)
@@ -26,7 +27,7 @@ public enum CircuitDialer {
         return bootstrap
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(timeout)
+            .connectTimeout(connectTimeout ?? timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
