@@ -105,7 +105,7 @@ struct DemoCommand: AsyncParsableCommand {
                 if quiet { continue }
                 let circuits = await demo.circuits()
                 var lines = circuits.map { c in
-                    "  circuit  front \(c.front) -> exit \(c.exit) (\(c.exitCountry))  streams \(c.streamsActive) open / \(c.streamsOpened) total  "
+                    "  circuit  front \(c.front)" + (c.reserve.map { " (reserve \($0))" } ?? "") + " -> exit \(c.exit) (\(c.exitCountry))  streams \(c.streamsActive) open / \(c.streamsOpened) total  "
                         + "up \(Self.bytes(c.bytesUp))  down \(Self.bytes(c.bytesDown))"
                 }
                 for dead in demo.deadCities { lines.append("  city \(dead) is down") }

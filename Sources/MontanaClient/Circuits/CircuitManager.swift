@@ -357,7 +357,8 @@ public final class CircuitManager: @unchecked Sendable {
         return sessions.values.filter(\.isActive).map { s in
             CircuitStatus(exit: s.exit.label, exitCountry: s.exit.country ?? "?", front: s.front.label,
                           relayed: s.front.nodeID != s.exit.nodeID, streamsActive: s.activeStreams, streamsOpened: s.streamsOpened,
-                          bytesUp: s.bytesUp, bytesDown: s.bytesDown, ageSeconds: Self.elapsed(since: s.openedAt, now: now))
+                          bytesUp: s.bytesUp, bytesDown: s.bytesDown, ageSeconds: Self.elapsed(since: s.openedAt, now: now),
+                          reserve: reserves[s.exit.nodeID].flatMap { $0.isUp ? $0.front.label : nil })
         }.sorted { $0.exit < $1.exit }
     }
 

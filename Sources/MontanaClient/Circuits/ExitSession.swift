@@ -37,9 +37,11 @@ public struct CircuitStatus: Sendable, Codable {
     public let bytesUp: Int
     public let bytesDown: Int
     public let ageSeconds: UInt64
+    /// The warm reserve front (nil when there is none).
+    public var reserve: String?
 
     enum CodingKeys: String, CodingKey {
-        case exit, front, relayed
+        case exit, front, relayed, reserve
         case exitCountry = "exit_country"
         case streamsActive = "streams_active"
         case streamsOpened = "streams_opened"

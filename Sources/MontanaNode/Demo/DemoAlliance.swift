@@ -389,6 +389,11 @@ public final class DemoAlliance: @unchecked Sendable {
         }
         lines.append("  curl --proxy http://127.0.0.1:\(httpPort) -o /dev/null -w '%{speed_download} B/s\\n' \(site)/bytes/104857600")
         lines.append("  montana status --admin 127.0.0.1:\(clientAdminPort ?? 0)")
+        // Mutual insurance, live: kill the front a circuit uses and watch the next connection
+        // (and the live view) move to the warm reserve, same exit and country.
+        for c in running where c.city.roles.contains(.front) {
+            lines.append("  kill \(c.process.processIdentifier)    # stop \(c.city.name): circuits it fronts move to their reserve front (same exit)")
+        }
         lines.append("  montana directory show --admin 127.0.0.1:\(clientAdminPort ?? 0)")
         lines.append("")
         lines.append("Files (alliance, keys, configs, logs): \(directory)")
