@@ -84,6 +84,23 @@ final class CircuitManagerPrivacyTests: XCTestCase {
         XCTAssertEqual(seen.map(\.failures), [1, 1])
     }
 
+    /// Feeler probes (issue 8 item 2): each dials the front known least from here — untried
+    /// first — and records the outcome like any attempt.
+    func test_feelerProbesTryTheLeastKnownFrontAndRecordIt() throws {
+        let closedPort = try Self.closedLoopbackPort()
+        let c = try Self.member(3, [.front], port: closedPort), d = try Self.member(4, [.front], port: closedPort)
+        let manager = try manager([c, d])
+        for expected in [1, 2] {
+            try manager.loop.submit { manager.feelOneFront() }.wait()
+            XCTAssertTrue(poll(timeout: 10) {
+                (try? manager.loop.submit { manager.reachability.all.filter { $0.state == .unreachable }.count }.wait()) == expected
+            }, "feeler \(expected) recorded a failure")
+        }
+        let seen = try manager.loop.submit { manager.reachability.all }.wait()
+        XCTAssertEqual(Set(seen.map(\.label)), ["m3", "m4"], "the second feeler tried the other, untried front")
+        XCTAssertTrue(seen.allSatisfy { $0.failures == 1 && $0.lastError == "connection refused or reset" }, "\(seen.map(\.lastError))")
+    }
+
     func test_circuitAgeIsZeroWhenTheClockStepsBack() {
         XCTAssertEqual(CircuitManager.elapsed(since: 100, now: 160), 60)
         XCTAssertEqual(CircuitManager.elapsed(since: 100, now: 100), 0)
@@ -100,4 +117,13 @@ final class CircuitManagerPrivacyTests: XCTestCase {
         try channel.close().wait()
         return port
     }
+}
+
+private func poll(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    return condition()
 }

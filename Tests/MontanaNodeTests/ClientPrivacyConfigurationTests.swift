@@ -66,4 +66,12 @@ final class ClientPrivacyConfigurationTests: XCTestCase {
         let config = try ClientConfiguration.parse(text, file: "client.toml", baseDirectory: fixture.directory)
         XCTAssertFalse(config.exitAsFront)
     }
+
+    func test_probeIntervalDefaultsTo60AndIsBounded() throws {
+        XCTAssertEqual(try parse("").probeIntervalSeconds, 60)
+        XCTAssertEqual(try parse("probe_interval_seconds = 0").probeIntervalSeconds, 0, "0 turns feelers off")
+        XCTAssertEqual(try parse("probe_interval_seconds = 300").probeIntervalSeconds, 300)
+        let message = "\(error("probe_interval_seconds = -1").map { "\($0)" } ?? "no error")"
+        XCTAssertTrue(message.contains("client.toml") && message.contains("probe_interval_seconds"), message)
+    }
 }

@@ -77,6 +77,8 @@ public final class CircuitManager: @unchecked Sendable {
     var reserves: [NodeID: ReserveFront] = [:]
     /// Re-steers and losses, newest last, at most `SteeringEvent.maxKept`.
     public internal(set) var events: [SteeringEvent] = []
+    /// A feeler probe is in flight.
+    var feeling = false
     /// Handshake time (ms) of the last session built to each exit: the RTT automatic selection uses.
     private var measuredRTT: [NodeID: UInt64] = [:]
     private var probing: Set<NodeID> = []

@@ -153,6 +153,37 @@ extension CircuitManager {
         chooseReserve(for: session)
     }
 
+    /// One feeler probe: a control session (throwaway identity, no egress) to the front this
+    /// client knows least about from here — never tried first, then the one tried longest ago —
+    /// recorded like any attempt, then closed. One at a time; the caller sets the pace.
+    public func feelOneFront() {
+        loop.preconditionInEventLoop()
+        guard !feeling else { return }
+        let fronts = members.filter(\.isFront)
+        let pick = fronts.min { a, b in
+            let oa = reachability.observation(a.nodeID)?.lastAttempt ?? 0, ob = reachability.observation(b.nodeID)?.lastAttempt ?? 0
+            return oa < ob
+        }
+        guard let pick, let identity = try? IdentityKey.generate() else { return }
+        feeling = true
+        let started = NIODeadline.now()
+        SessionDialer.connect(on: loop, to: pick.target, identity: identity, alliance: alliance, localAddress: options.sourceAddress,
+                              timeout: .seconds(5))
+            .whenComplete { [self] result in
+                feeling = false
+                switch result {
+                case .success(let dialed):
+                    let ms = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
+                    if let group = ObservedAddress.sourceGroup(inPayload: dialed.established.peer.payload) { observedSourceGroup(group) }
+                    recordFront(pick, reached: true, rttMilliseconds: ms)
+                    dialed.close()
+                case .failure(let error):
+                    let answered = Self.isAnswerFromFront(error)
+                    recordFront(pick, reached: answered, error: answered ? nil : Self.carrierFailure(error))
+                }
+            }
+    }
+
     func dropReserve(_ exitID: NodeID) {
         reserves.removeValue(forKey: exitID)?.close()
     }

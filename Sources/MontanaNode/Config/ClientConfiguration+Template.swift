@@ -25,6 +25,7 @@ extension ClientConfiguration {
         # admin = "127.0.0.1:9091"                # status port: `montana status --admin 127.0.0.1:9091`
         # cache = "client-cache.sqlite"           # the directory cache
         # advisory_exits = false                  # also use exits whose country is not corroborated
+        # probe_interval_seconds = 60             # feeler probes of fronts (±50 % jitter); 0 = off
         # pass = "pass.json"                      # an account pass from your provider
 
         # Without a subscription: members listed statically:

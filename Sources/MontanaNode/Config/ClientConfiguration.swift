@@ -30,6 +30,9 @@ public struct ClientConfiguration: Sendable {
     public var cachePath: String?
     /// `advisory_exits`: allow exits whose country is not corroborated.
     public var advisoryExits = false
+    /// `probe_interval_seconds`: how often (on average, ±50 % jitter) a feeler probe dials one
+    /// front to keep the reachability record fresh; 0 turns feelers off. Default 60 s.
+    public var probeIntervalSeconds = 60
     /// `pass`: an account pass file (`montana pass issue`), sent to exits with `admission = "pass"`.
     public var passPath: String?
     public var logLevel: Logger.Level
@@ -40,7 +43,7 @@ public struct ClientConfiguration: Sendable {
     static let sections = ["client", "members", "log"]
     static let clientKeys = ["account_key", "socks", "http", "mixed", "country", "username", "password", "alliance",
                              "exit_as_front", "source",
-                             "subscription", "admin", "cache", "advisory_exits", "pass"]
+                             "subscription", "admin", "cache", "advisory_exits", "pass", "probe_interval_seconds"]
 
     /// How the local proxy builds circuits, from `exit_as_front` and `source`.
     public var circuitOptions: CircuitOptions {
@@ -113,6 +116,7 @@ public struct ClientConfiguration: Sendable {
         let cachePath = try client.path("cache") ?? client.resolve("client-cache.sqlite")
         let advisory = try client.bool("advisory_exits") ?? false
         let passPath = try client.path("pass")
+        let probeInterval = try client.int("probe_interval_seconds", in: 0...86_400) ?? 60
         var configuration = ClientConfiguration(file: root.file, accountKeyPath: accountPath, account: account, socks: socks, http: http,
                                    mixed: mixed, defaultExit: try defaultExit(client), credentials: credentials,
                                    alliance: try SharedSettings.alliance(client), exitAsFront: exitAsFront, source: source,
@@ -123,6 +127,7 @@ public struct ClientConfiguration: Sendable {
         configuration.cachePath = cachePath
         configuration.advisoryExits = advisory
         configuration.passPath = passPath
+        configuration.probeIntervalSeconds = probeInterval
         return configuration
     }
 

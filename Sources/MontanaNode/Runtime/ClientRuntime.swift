@@ -17,6 +17,7 @@ public final class ClientRuntime: @unchecked Sendable {
     public let configuration: ClientConfiguration
     private var admin: AdminServer?
     private var timers: [RepeatedTask] = []
+    private let feelerTask = NIOLockedValueBox<(task: Scheduled<Void>?, stopped: Bool)>((nil, false))
     private let logger: Logger
     public private(set) var adminPort: Int?
     public private(set) var subscriptionTitle: String?
@@ -183,8 +184,24 @@ public final class ClientRuntime: @unchecked Sendable {
         admin = server
     }
 
+    /// Feeler probes at `probe_interval_seconds` on average, each delay drawn from ±50 % so
+    /// clients do not probe in step.
+    private func scheduleFeeler() {
+        let seconds = configuration.probeIntervalSeconds
+        guard seconds > 0 else { return }
+        let manager = proxy.manager
+        let delay = TimeAmount.milliseconds(Int64(seconds) * Int64.random(in: 500...1500))
+        let task = manager.loop.scheduleTask(in: delay) { [weak self] in
+            guard let self, !self.feelerTask.withLockedValue({ $0.stopped }) else { return }
+            manager.feelOneFront()
+            self.scheduleFeeler()
+        }
+        feelerTask.withLockedValue { $0.task = task }
+    }
+
     private func scheduleMaintenance(subscriptionSource: String?, interval: Int?) {
         let loop = proxy.manager.loop
+        scheduleFeeler()
         if let directory {
             timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(30), delay: .seconds(30)) { _ in directory.expire() })
         }
@@ -207,6 +224,7 @@ public final class ClientRuntime: @unchecked Sendable {
 
     public func shutdown() async {
         for t in timers { t.cancel() }
+        feelerTask.withLockedValue { $0.task?.cancel(); $0 = (nil, true) }
         directory?.stop()
         if let admin { try? await admin.stop() }
         await proxy.shutdown()
