@@ -79,6 +79,8 @@ public final class CircuitManager: @unchecked Sendable {
     public internal(set) var events: [SteeringEvent] = []
     /// A feeler probe is in flight.
     var feeling = false
+    /// Called on the loop for every steering event (the client counts them in its metrics).
+    public var onSteeringEvent: ((SteeringEvent) -> Void)?
     /// Handshake time (ms) of the last session built to each exit: the RTT automatic selection uses.
     private var measuredRTT: [NodeID: UInt64] = [:]
     private var probing: Set<NodeID> = []

@@ -51,8 +51,10 @@ final class ReserveFront {
 extension CircuitManager {
     func note(_ kind: SteeringEvent.Kind, exit: AllianceMember, from: String = "", to: String = "", reason: String = "",
               stallMilliseconds: UInt64? = nil) {
-        events.append(SteeringEvent(kind: kind, exit: exit.label, fromFront: from, toFront: to, reason: reason,
-                                    stallMilliseconds: stallMilliseconds, at: NIODeadline.now().uptimeNanoseconds))
+        let event = SteeringEvent(kind: kind, exit: exit.label, fromFront: from, toFront: to, reason: reason,
+                                  stallMilliseconds: stallMilliseconds, at: NIODeadline.now().uptimeNanoseconds)
+        events.append(event)
+        onSteeringEvent?(event)
         if events.count > SteeringEvent.maxKept { events.removeFirst(events.count - SteeringEvent.maxKept) }
     }
 

@@ -120,6 +120,12 @@ public final class MontanaMetrics: Sendable {
         counter("montana_gossip_exchanges_total", "outcome", outcome).increment()
     }
 
+    /// `montana_client_steering_events_total{kind}`: a client's new sessions, lost fronts, reserve
+    /// choices and reserve failures (the kinds of `steering.events` in its `/status`).
+    public func steeringEvents(kind: String) {
+        counter("montana_client_steering_events_total", "kind", kind).increment()
+    }
+
     /// `montana_attestations_total{outcome}`: attestations this node made (geolocated, session_verified) or failed.
     public func attestations(outcome: String) {
         counter("montana_attestations_total", "outcome", outcome).increment()

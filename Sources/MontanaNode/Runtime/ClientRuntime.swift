@@ -101,6 +101,9 @@ public final class ClientRuntime: @unchecked Sendable {
             directory = d
         }
         let runtime = ClientRuntime(configuration: configuration, proxy: proxy, directory: directory, pass: pass, logger: logger)
+        let metrics = MontanaMetrics.shared
+        let manager = proxy.manager
+        manager.loop.execute { manager.onSteeringEvent = { metrics.steeringEvents(kind: $0.kind.rawValue) } }
         runtime.subscriptionTitle = subscription?.title
         var listeners: [LocalProxyServer.Listener] = []
         if let s = configuration.socks { listeners.append(.init(kind: .socks5, host: s.host, port: s.port)) }
