@@ -309,8 +309,11 @@ final class LocalProxyHandler: ChannelInboundHandler {
         }
     }
 
+    /// `retried`: this is the second attempt, after the first session went silent before the
+    /// exit answered (a black-holed carrier): the app's bytes never reached the exit, so one more
+    /// try on a new session (through another front) is safe.
     private func dial(_ context: ChannelHandlerContext, address: EgressAddress, port: UInt16, optimistic: [UInt8],
-                      reply: @escaping (DialOutcome) -> Void) {
+                      retried: Bool = false, reply: @escaping (DialOutcome) -> Void) {
         do {
             try address.validate()
         } catch {
@@ -360,6 +363,11 @@ final class LocalProxyHandler: ChannelInboundHandler {
                         if status == .open, let pipe {
                             state = .relaying(pipe)
                             channel.read()
+                        }
+                        if status == .unreachable, p.sessionLostBeforeAck, session.mux.closedForSilence {
+                            guard !retried else { return reply(.failed(.noSession("the circuit to the exit went silent twice"))) }
+                            logger.info("the session went silent before the exit answered; retrying on a new session", metadata: ["exit": "\(exit.label)"])
+                            return dial(context, address: address, port: port, optimistic: optimistic, retried: true, reply: reply)
                         }
                         if status == .unreachable, p.sessionLostBeforeAck {
                             let why = "the exit closed the session without answering: it refused this account (a pass may be required, or the pass was refused)"

@@ -63,6 +63,9 @@ public final class MuxHandler: ChannelDuplexHandler {
         public static let client = Keepalive(interval: .seconds(2), silence: .seconds(7))
     }
     private let keepalive: Keepalive
+    /// The session was closed because nothing was heard for `keepalive.silence` (the carrier
+    /// went silent), not by either side.
+    public private(set) var closedForSilence = false
 
     public init(role: YamuxRole, services: [any StreamService] = [], windowBudget: (any YamuxWindowBudget)? = nil,
                 maxUnsentBytes: Int = MuxHandler.maxUnsentBytes, keepalive: Keepalive = .standard) {
@@ -136,6 +139,7 @@ public final class MuxHandler: ChannelDuplexHandler {
             guard let self, let context = self.context else { return }
             let now = self.now()
             if now > self.lastHeard, now - self.lastHeard > UInt64(max(0, self.keepalive.silence.nanoseconds)) {
+                self.closedForSilence = true
                 context.close(promise: nil)
                 return
             }
