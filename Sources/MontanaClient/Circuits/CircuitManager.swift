@@ -160,10 +160,24 @@ public final class CircuitManager: @unchecked Sendable {
         reachability.record(front, reached: reached, rttMilliseconds: rttMilliseconds, error: error, now: NIODeadline.now().uptimeNanoseconds)
     }
 
-    /// The source group a front reported in msg2 (this client's vantage).
-    public func observedSourceGroup(_ group: String) {
+    /// Milliseconds from `start` to now (0 if the clock is odd).
+    static func milliseconds(since start: NIODeadline) -> UInt64 {
+        UInt64(max(0, (NIODeadline.now() - start).nanoseconds / 1_000_000))
+    }
+
+    /// Records one dial of a control session to a front (directory, reserve, feeler): on success
+    /// the answer time and the vantage from msg2's observed-address TLV (`payload`); on failure
+    /// unreachable, unless the front itself answered (a refusal is a reachable front).
+    public func recordControlDial(_ front: AllianceMember, started: NIODeadline, result: Result<[UInt8], any Error>) {
         loop.preconditionInEventLoop()
-        reachability.observedSourceGroup(group)
+        switch result {
+        case .success(let payload):
+            if let group = ObservedAddress.sourceGroup(inPayload: payload) { reachability.observedSourceGroup(group) }
+            recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started))
+        case .failure(let error):
+            let answered = Self.isAnswerFromFront(error)
+            recordFront(front, reached: answered, error: answered ? nil : Self.carrierFailure(error))
+        }
     }
 
     /// Exits no listed front but themselves could carry, while `exitAsFront` is off: every
@@ -188,7 +202,7 @@ public final class CircuitManager: @unchecked Sendable {
             case .success(let s):
                 sessions[exit.nodeID] = s
                 lastFailure[exit.nodeID] = nil
-                let ms = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
+                let ms = Self.milliseconds(since: started)
                 measuredRTT[exit.nodeID] = ms
                 sessionEstablished(s, milliseconds: ms)
             case .failure(let error):
@@ -221,9 +235,7 @@ public final class CircuitManager: @unchecked Sendable {
         }
         let answered = NIOLoopBoundBox<UInt64?>(nil, eventLoop: loop)
         let started = NIODeadline.now()
-        return open(to: exit, via: front, onAnswer: {
-            answered.value = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
-        }).map { [self] session in
+        return open(to: exit, via: front, onAnswer: { answered.value = Self.milliseconds(since: started) }).map { [self] session in
             recordFront(front, reached: true, rttMilliseconds: answered.value)
             return session
         }.flatMapError { [self] error in
@@ -336,7 +348,7 @@ public final class CircuitManager: @unchecked Sendable {
             var entry: [String: any Sendable] = [
                 "front": o.label, "node": o.node.short, "host": o.host, "profile": o.profile, "state": o.state.rawValue,
                 "successes": o.successes, "failures": o.failures, "last_error": o.lastError ?? "",
-                "seconds_ago": Int(clamping: now >= o.lastAttempt ? (now - o.lastAttempt) / 1_000_000_000 : 0),
+                "seconds_ago": Int(clamping: Self.elapsed(since: o.lastAttempt, now: now) / 1_000_000_000),
             ]
             entry["rtt_ms"] = o.rttMilliseconds.map { Int(clamping: $0) as any Sendable } ?? NSNull()
             return entry
@@ -344,7 +356,7 @@ public final class CircuitManager: @unchecked Sendable {
         let events: [[String: any Sendable]] = self.events.map { e in
             ["kind": e.kind.rawValue, "exit": e.exit, "from_front": e.fromFront, "to_front": e.toFront, "reason": e.reason,
              "stall_ms": e.stallMilliseconds.map { Int(clamping: $0) as any Sendable } ?? NSNull(),
-             "seconds_ago": Int(clamping: now >= e.at ? (now - e.at) / 1_000_000_000 : 0)]
+             "seconds_ago": Int(clamping: Self.elapsed(since: e.at, now: now) / 1_000_000_000)]
         }
         let measured: [String: any Sendable] = Dictionary(uniqueKeysWithValues: exits.compactMap { e in
             measuredRTT[e.nodeID].map { (e.label, Int(clamping: $0) as any Sendable) }

@@ -34,7 +34,8 @@ public struct SteeringEvent: Sendable {
 /// directory has one — so that the next circuit to the same exit goes through a front this
 /// network let through a moment ago. yamux keepalive pings it every 30 s and closes it after
 /// 95 s of silence; a failed reserve is marked in the reachability record and re-chosen.
-final class ReserveFront {
+/// Confined to the client's event loop, like the manager that holds it.
+final class ReserveFront: @unchecked Sendable {
     let front: AllianceMember
     var session: DialedSession?
 
@@ -118,30 +119,34 @@ extension CircuitManager {
         let reserve = ReserveFront(front: pick)
         reserves[exitID] = reserve
         note(.reserveChosen, exit: session.exit, from: session.front.label, to: pick.label)
-        guard let identity = try? IdentityKey.generate() else { return }
-        let started = NIODeadline.now()
-        SessionDialer.connect(on: loop, to: pick.target, identity: identity, alliance: alliance, localAddress: options.sourceAddress,
-                              timeout: .seconds(10))
-            .whenComplete { [self] result in
-                guard reserves[exitID] === reserve else {
-                    if case .success(let s) = result { s.close() }
-                    return
-                }
-                switch result {
-                case .success(let dialed):
-                    reserve.session = dialed
-                    let ms = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
-                    if let group = ObservedAddress.sourceGroup(inPayload: dialed.established.peer.payload) { observedSourceGroup(group) }
-                    recordFront(pick, reached: true, rttMilliseconds: ms)
-                    dialed.channel.closeFuture.assumeIsolatedUnsafeUnchecked().whenComplete { [self] _ in
-                        loop.execute { [self] in reserveLost(reserve, exitID: exitID, reason: "its control session closed") }
-                    }
-                case .failure(let error):
-                    let answered = Self.isAnswerFromFront(error)
-                    recordFront(pick, reached: answered, error: answered ? nil : Self.carrierFailure(error))
-                    reserveLost(reserve, exitID: exitID, reason: Self.carrierFailure(error))
-                }
+        dialControl(to: pick, timeout: .seconds(10)).whenComplete { [self] result in
+            guard reserves[exitID] === reserve else {
+                if case .success(let s) = result { s.close() }
+                return
             }
+            switch result {
+            case .success(let dialed):
+                reserve.session = dialed
+                dialed.channel.closeFuture.assumeIsolatedUnsafeUnchecked().whenComplete { [self] _ in
+                    loop.execute { [self] in
+                        guard reserves[exitID] === reserve else { return }
+                        recordFront(pick, reached: false, error: "its control session closed")
+                        reserveLost(reserve, exitID: exitID, reason: "its control session closed")
+                    }
+                }
+            case .failure(let error):
+                reserveLost(reserve, exitID: exitID, reason: Self.carrierFailure(error))
+            }
+        }
+    }
+
+    /// A control session (a throwaway identity, no egress) to `front`, its outcome recorded.
+    private func dialControl(to front: AllianceMember, timeout: TimeAmount) -> EventLoopFuture<DialedSession> {
+        guard let identity = try? IdentityKey.generate() else { return loop.makeFailedFuture(CircuitError.carrierClosed) }
+        let started = NIODeadline.now()
+        return SessionDialer.connect(on: loop, to: front.target, identity: identity, alliance: alliance, localAddress: options.sourceAddress,
+                                     timeout: timeout)
+            .always { [self] result in recordControlDial(front, started: started, result: result.map(\.established.peer.payload)) }
     }
 
     private func reserveLost(_ reserve: ReserveFront, exitID: NodeID, reason: String) {
@@ -149,7 +154,6 @@ extension CircuitManager {
         reserves[exitID] = nil
         reserve.close()
         guard let session = liveSession(exitID) else { return }
-        recordFront(reserve.front, reached: false, error: reason)
         note(.reserveFailed, exit: session.exit, from: reserve.front.label, reason: reason)
         // The failed front is now ranked unreachable, so the next pick is another one (or none).
         chooseReserve(for: session)
@@ -166,24 +170,12 @@ extension CircuitManager {
             let oa = reachability.observation(a.nodeID)?.lastAttempt ?? 0, ob = reachability.observation(b.nodeID)?.lastAttempt ?? 0
             return oa < ob
         }
-        guard let pick, let identity = try? IdentityKey.generate() else { return }
+        guard let pick else { return }
         feeling = true
-        let started = NIODeadline.now()
-        SessionDialer.connect(on: loop, to: pick.target, identity: identity, alliance: alliance, localAddress: options.sourceAddress,
-                              timeout: .seconds(5))
-            .whenComplete { [self] result in
-                feeling = false
-                switch result {
-                case .success(let dialed):
-                    let ms = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
-                    if let group = ObservedAddress.sourceGroup(inPayload: dialed.established.peer.payload) { observedSourceGroup(group) }
-                    recordFront(pick, reached: true, rttMilliseconds: ms)
-                    dialed.close()
-                case .failure(let error):
-                    let answered = Self.isAnswerFromFront(error)
-                    recordFront(pick, reached: answered, error: answered ? nil : Self.carrierFailure(error))
-                }
-            }
+        dialControl(to: pick, timeout: .seconds(5)).whenComplete { [self] result in
+            feeling = false
+            if case .success(let dialed) = result { dialed.close() }
+        }
     }
 
     func dropReserve(_ exitID: NodeID) {

@@ -32,10 +32,10 @@ public final class ClientDirectory: @unchecked Sendable {
     private let queue = DispatchQueue(label: "montana.client.directory")
     /// Called on `loop` with the members after every change.
     public var onUpdate: (([AllianceMember]) -> Void)?
-    /// Each dial of a front for the directory: the front, whether it answered (with the time from
-    /// dial to established, ms) or the error, and the source group the front saw us from (msg2's
-    /// observed-address TLV). Feeds the client's reachability record. Called on `loop`.
-    public var onFrontAttempt: ((RelayTarget, Result<(rttMilliseconds: UInt64, sourceGroup: String?), any Error>) -> Void)?
+    /// Each dial of a front for the directory: the front, when the dial started, and the
+    /// responder's msg2 payload (it carries the observed-address TLV) or the error. Feeds the
+    /// client's reachability record (`CircuitManager.recordControlDial`). Called on `loop`.
+    public var onFrontAttempt: ((RelayTarget, NIODeadline, Result<[UInt8], any Error>) -> Void)?
 
     // Loop-confined.
     private var bootstrap: [MemberLink]
@@ -139,14 +139,13 @@ public final class ClientDirectory: @unchecked Sendable {
             .whenComplete { [self] result in
                 switch result {
                 case .failure(let error):
-                    onFrontAttempt?(target, .failure(error))
+                    onFrontAttempt?(target, started, .failure(error))
                     failures[target.nodeID, default: 0] += 1
                     lastError = "front \(target.nodeID.short): \(error)"
                     logger.info("directory: front unreachable", metadata: ["front": "\(target.nodeID.short)", "error": "\(error)"])
                     connect(targets.dropFirst())
                 case .success(let s):
-                    let ms = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
-                    onFrontAttempt?(target, .success((ms, ObservedAddress.sourceGroup(inPayload: s.established.peer.payload))))
+                    onFrontAttempt?(target, started, .success(s.established.peer.payload))
                     session = s
                     front = target.nodeID
                     failures[target.nodeID] = 0

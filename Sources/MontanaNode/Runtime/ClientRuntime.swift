@@ -79,19 +79,12 @@ public final class ClientRuntime: @unchecked Sendable {
             let d = try ClientDirectory(alliance: alliance, bootstrap: links, cachePath: configuration.cachePath,
                                         loop: proxy.manager.loop, options: options, logger: logger)
             let manager = proxy.manager
-            d.onFrontAttempt = { target, result in
+            d.onFrontAttempt = { target, started, result in
                 // The front as the manager knows it (label, roles), else from the link itself.
                 let front = manager.members.first { $0.nodeID == target.nodeID }
                     ?? AllianceMember(nodeID: target.nodeID, kemPublicKey: target.kemPublicKey, host: target.host, port: target.port,
                                       country: nil, roles: [.front])
-                switch result {
-                case .success(let seen):
-                    if let group = seen.sourceGroup { manager.observedSourceGroup(group) }
-                    manager.recordFront(front, reached: true, rttMilliseconds: seen.rttMilliseconds)
-                case .failure(let error):
-                    let answered = CircuitManager.isAnswerFromFront(error)
-                    manager.recordFront(front, reached: answered, error: answered ? nil : CircuitManager.carrierFailure(error))
-                }
+                manager.recordControlDial(front, started: started, result: result)
             }
             d.onUpdate = { members in
                 manager.update(members: staticMembers + members.filter { m in !staticMembers.contains { $0.nodeID == m.nodeID } })
