@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import NIOConcurrencyHelpers
 import XCTest
 
 /// Issue 8 items 2, 3 and 7: the client holds a warm reserve front (another operator, up) next
@@ -74,5 +75,54 @@ final class HotReserveTests: XCTestCase {
         let dead = fronts.first { ($0["node"] as? String).map { front.nodeID.hasPrefix($0) } ?? false }
         XCTAssertEqual(dead?["state"] as? String, "unreachable", "the dead front is ranked unreachable: \(fronts)")
         XCTAssertNotEqual(self.active(doc)?["reserve_node"] as? String, frontNode, "the dead front is not the new reserve")
+    }
+
+    /// Issue 8 item 4: a download through the active front keeps going when that front's
+    /// process is killed — the session resumes through the reserve to the same exit, and curl,
+    /// on its one connection, gets every byte once and in order.
+    func test_aDownloadContinuesWhenItsFrontIsKilled() throws {
+        let demo = try DemoHarness.start(DemoHarness.Options(extraArguments: ["--cities", "4"]))
+        self.demo = demo
+        let warm = try demo.curlSOCKS("\(demo.siteURL)/whoami", user: "country-de", extra: ["--fail"])
+        XCTAssertTrue(warm.succeeded, "DE works: \(warm)\n\(demo.diagnostics())")
+        var before: [String: Any]?
+        XCTAssertTrue(poll(timeout: 10) {
+            before = (try? self.clientStatus(demo)).flatMap(self.active)
+            return before?["reserve_state"] as? String == "up"
+        }, "the reserve is up: \(String(describing: before))")
+        let frontNode = try XCTUnwrap(before?["front_node"] as? String), reserveNode = try XCTUnwrap(before?["reserve_node"] as? String)
+        let front = try XCTUnwrap(demo.status.cities.first { $0.nodeID.hasPrefix(frontNode) })
+        let reserve = try XCTUnwrap(demo.status.cities.first { $0.nodeID.hasPrefix(reserveNode) })
+
+        let size = 24 << 20
+        let download = NIOLockedValueBox<CurlResult?>(nil)
+        let finished = DispatchSemaphore(value: 0)
+        let url = "\(demo.siteURL)/bytes/\(size)"
+        DispatchQueue.global().async {
+            let r = try? demo.curlSOCKS(url, user: "country-de", extra: ["--fail", "--limit-rate", "4M"], timeout: 60)
+            download.withLockedValue { $0 = r }
+            finished.signal()
+        }
+        Thread.sleep(forTimeInterval: 2)
+        XCTAssertTrue(ProcessKiller.commandLine(front.pid).contains("montana"), "pid \(front.pid) is \(front.name)'s node")
+        kill(front.pid, SIGKILL)
+        XCTAssertEqual(finished.wait(timeout: .now() + 70), .success, "the download ends")
+        let result = try XCTUnwrap(download.withLockedValue { $0 }, "curl ran")
+        XCTAssertTrue(result.succeeded, "the download completed across the front's death: \(result)\n\(demo.diagnostics())")
+        XCTAssertEqual(result.stdout.count, size, "every byte arrived")
+        XCTAssertTrue(result.stdout.elementsEqual(demoSitePattern(count: size)), "each byte once, in order")
+
+        var doc: [String: Any] = [:]
+        var resumed: [String: Any]?
+        XCTAssertTrue(poll(timeout: 5) {
+            doc = (try? self.clientStatus(demo)) ?? [:]
+            let events = (doc["steering"] as? [String: Any])?["events"] as? [[String: Any]] ?? []
+            resumed = events.last { $0["kind"] as? String == "resumed" }
+            return resumed != nil
+        }, "a 'resumed' event: \(doc["steering"] ?? "none")")
+        let stall = try XCTUnwrap(resumed?["stall_ms"] as? Int, "with stall_ms: \(String(describing: resumed))")
+        XCTAssertLessThan(stall, 5000, "the stall is short")
+        XCTAssertTrue((self.active(doc)?["front_node"] as? String).map { reserve.nodeID.hasPrefix($0) } ?? false,
+                      "the session now runs through the former reserve \(reserve.name): \(String(describing: self.active(doc)))")
     }
 }

@@ -906,7 +906,7 @@ def filtered_exit_via_front(tb, res):
     res.check("ISP B: /whoami is x1's address", r["body"].strip() == x1.ip, f"{r['body'].strip()!r} (x1 {x1.ip})")
 
 
-@scenario("needs session resumption (PROTOCOL.md 5.3, issue 8 item 4)")
+@scenario("ready")
 def blackhole_active_front(tb, res):
     """A ≥ 8 s download via country-de; mid-way the active front is black-holed on ISP A. The
     download completes (same exit, one TCP connection at the site) and the stall is recorded."""
@@ -935,7 +935,7 @@ def blackhole_active_front(tb, res):
     stall_figures(res, events_since(doc, int(time.monotonic() - t0) + 2), TARGET_STALL_MS)
 
 
-@scenario("needs session resumption (PROTOCOL.md 5.3, issue 8 item 4)")
+@scenario("ready")
 def kill_active_front(tb, res):
     """200 MiB via country-de; the active front's node is killed (-9) mid-way. Same checks;
     stall and total time recorded; the node is restarted afterwards."""
@@ -978,7 +978,7 @@ def kill_active_front(tb, res):
         res.figure("rejoin_seconds", round(time.monotonic() - restart, 2))
 
 
-@scenario("needs session resumption (PROTOCOL.md 5.3, issue 8 item 4)")
+@scenario("ready")
 def byte_cap(tb, res):
     """ISP A's censor cuts every connection to a front after 2 MiB; a 30 MiB download still
     completes (resumptions over fresh circuits)."""

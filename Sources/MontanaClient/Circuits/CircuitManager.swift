@@ -297,9 +297,12 @@ public final class CircuitManager: @unchecked Sendable {
         let role = SessionRole.initiator(identity: account, responder: exitID) { h in
             if probe { return TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0)))]) }
             let auth = try EgressAuthProof.build(account: account, exit: exitID, bindingHash: h, now: WallClock.now(), signedPass: pass)
-            return TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0))),
+            // An egress session offers resumption; it happens when the exit offers it too.
+            return TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(SessionCryptoHandler.featureResume)),
                                TLV(type: PayloadTLV.egressAuth, value: auth.encode())])
         }
+        // An egress session lives in its own channel so that it can outlive this carrier.
+        let session: SessionChannel? = probe ? nil : SessionChannel(eventLoop: loop, holdTime: Self.resumeWindow)
         let established = loop.makePromise(of: SessionEstablished.self)
         let muxBox = NIOLoopBoundBox<MuxHandler?>(nil, eventLoop: loop)
         return CircuitDialer.connect(on: loop, host: front.host, port: front.port, hopKEMPublicKey: front.kemPublicKey,
@@ -312,10 +315,15 @@ public final class CircuitManager: @unchecked Sendable {
                 if let event { established.succeed(event) } else { established.fail(CircuitError.carrierClosed) }
             }
             muxBox.value = mux
-            try channel.pipeline.syncOperations.addHandler(SessionCryptoHandler(role: role, onFailure: { error in
-                established.fail(error)
-            }))
-            try channel.pipeline.syncOperations.addHandler(mux)
+            let crypto = SessionCryptoHandler(role: role, onFailure: { error in established.fail(error) })
+            if let session {
+                try session.pipeline.syncOperations.addHandler(crypto)
+                try session.pipeline.syncOperations.addHandler(mux)
+                try session.installLink(in: channel, makeCurrent: true)
+            } else {
+                try channel.pipeline.syncOperations.addHandler(crypto)
+                try channel.pipeline.syncOperations.addHandler(mux)
+            }
         }
         .flatMap { [logger] (channel, _) -> EventLoopFuture<any Channel> in
             onAnswer()
@@ -324,10 +332,11 @@ public final class CircuitManager: @unchecked Sendable {
         }
         .flatMapErrorThrowing { error in
             established.fail(error)
+            session?.close(promise: nil)
             throw error
         }
         .map { channel in
-            let session = ExitSession(exit: exit, front: front, mux: muxBox.value!, channel: channel)
+            let session = ExitSession(exit: exit, front: front, mux: muxBox.value!, channel: session ?? channel)
             self.logger.info("session established", metadata: ["front": "\(front.label)", "exit": "\(exit.label)", "country": "\(exit.country ?? "?")"])
             return session
         }

@@ -3,11 +3,14 @@ import MontanaTransport
 import NIOCore
 
 /// One end-to-end session from this client to an exit, through a front. Every app connection
-/// to that exit is one stream on it (a new connection costs a stream, not a handshake).
+/// to that exit is one stream on it (a new connection costs a stream, not a handshake). An egress
+/// session lives in a `SessionChannel`: when its carrier breaks it is resumed through another
+/// front (`front` changes, the exit never does) and its streams carry on.
 /// Confined to the client's single event loop (every access happens on it).
 public final class ExitSession: @unchecked Sendable {
     public let exit: AllianceMember
-    public let front: AllianceMember
+    /// The front carrying the session now.
+    public internal(set) var front: AllianceMember
     public let mux: MuxHandler
     public let channel: any Channel
     public let openedAt = WallClock.now()
@@ -24,6 +27,12 @@ public final class ExitSession: @unchecked Sendable {
     }
 
     public var isActive: Bool { channel.isActive }
+    /// The resumable session channel (nil for a probe's plain carrier).
+    public var session: SessionChannel? { channel as? SessionChannel }
+    /// A resumption is under way (the carrier was lost).
+    var resuming = false
+    /// Resuming failed and the session was closed on purpose: its close is not a new loss.
+    var gaveUp = false
 }
 
 /// A snapshot for status displays (demo table, /status): node-level facts only.

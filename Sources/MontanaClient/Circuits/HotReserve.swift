@@ -15,6 +15,12 @@ public struct SteeringEvent: Sendable {
         case reserveChosen = "reserve_chosen"
         /// The reserve's control session failed; `reason` says how.
         case reserveFailed = "reserve_failed"
+        /// The session lost its carrier (`fromFront`) and was resumed through `toFront`: same
+        /// exit, same streams; `stallMilliseconds` is how long no byte arrived.
+        case resumed = "resumed"
+        /// No front could resume the session within the window (`reason` lists the attempts); its
+        /// streams were reset and the next connection builds a new session.
+        case resumeFailed = "resume_failed"
     }
 
     public static let maxKept = 64
@@ -62,6 +68,10 @@ extension CircuitManager {
     /// A session to `session.exit` is up: record it, watch its carrier, and (re)choose its reserve.
     func sessionEstablished(_ session: ExitSession, milliseconds: UInt64) {
         note(.newSession, exit: session.exit, to: session.front.label, stallMilliseconds: milliseconds)
+        session.session?.onCarrierLost = { [weak self, weak session] reason in
+            guard let self, let session else { return }
+            self.carrierLost(session, reason: reason)
+        }
         session.channel.closeFuture.assumeIsolatedUnsafeUnchecked().whenComplete { [self] _ in
             loop.execute { [self] in sessionClosed(session) }
         }
@@ -70,7 +80,11 @@ extension CircuitManager {
 
     private func sessionClosed(_ session: ExitSession) {
         guard forgetSession(session) else { return }  // closed by us, or already replaced
-        note(.frontLost, exit: session.exit, from: session.front.label, reason: "the carrier closed")
+        if session.gaveUp {
+            _ = self.session(to: session.exit)
+            return
+        }
+        note(.frontLost, exit: session.exit, from: session.front.label, reason: "the session closed")
         // Suspect until it answers again: the reserve (another front) is the better bet now.
         if session.front.nodeID != session.exit.nodeID {
             recordFront(session.front, reached: false, error: "the carrier of a session closed")

@@ -46,6 +46,9 @@ public final class MontanaMetrics: Sendable {
     public let streamsActive: CoreMetrics.Meter
     public let streamsTotal: CoreMetrics.Counter
     public let bytesRelayedTotal: CoreMetrics.Counter
+    /// `montana_sessions_resumed_total`: sessions that took a new carrier after losing theirs
+    /// (an authenticated resume request, PROTOCOL.md 5.3).
+    public let sessionsResumedTotal: CoreMetrics.Counter
     private let circuitsActiveByKind: [CircuitKind: CoreMetrics.Meter]
     private let circuitsTotalByKind: [CircuitKind: CoreMetrics.Counter]
     private let bytesEgressByDirection: [Direction: CoreMetrics.Counter]
@@ -63,6 +66,7 @@ public final class MontanaMetrics: Sendable {
         streamsActive = CoreMetrics.Meter(label: "montana_streams_active", factory: factory)
         streamsTotal = CoreMetrics.Counter(label: "montana_streams_total", factory: factory)
         bytesRelayedTotal = CoreMetrics.Counter(label: "montana_bytes_relayed_total", factory: factory)
+        sessionsResumedTotal = CoreMetrics.Counter(label: "montana_sessions_resumed_total", factory: factory)
         // Labelled series for fixed label sets exist from the start, so dashboards see zeros.
         var active: [CircuitKind: CoreMetrics.Meter] = [:]
         var total: [CircuitKind: CoreMetrics.Counter] = [:]

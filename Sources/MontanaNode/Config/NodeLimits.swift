@@ -22,6 +22,14 @@ public struct NodeLimits: Equatable, Sendable {
     /// Node-wide budget for yamux receive-window growth beyond each stream's initial 256 KiB, in
     /// MiB (256): the buffered data all sessions together may be allowed to have in flight.
     public var windowBudgetMiB = 256
+    /// How long an exit holds a session whose carrier was lost, waiting for the client to resume
+    /// it (PROTOCOL.md 5.3); 0 turns resumption off (`features` then advertises 0).
+    public var resumeHoldSeconds = 60
+    /// Sessions held without a carrier at once; the one waiting longest is closed past it.
+    public var resumeDetachedMax = 1024
+    /// Unacknowledged data (MiB) all held sessions may keep together; the one waiting longest is
+    /// closed past it.
+    public var resumeBudgetMiB = 256
 
     public init(circuitsPerSource: Int = 64, circuitsTotal: Int = 4096, handshakesPerSecond: Int = 200,
                 streamsPerSession: Int = 256, egressOpenTimeoutSeconds: Int = 30, egressIdleTimeoutSeconds: Int = 240) {
@@ -45,10 +53,13 @@ public struct NodeLimits: Equatable, Sendable {
     /// Memory bounds for sessions.
     static let memoryKeys = ["window_budget_mib"]
 
+    /// Session resumption at an exit.
+    static let resumeKeys = ["resume_hold_seconds", "resume_detached_max", "resume_budget_mib"]
+
     static func parse(_ s: ConfigSection?) throws(ConfigurationError) -> NodeLimits {
         var limits = NodeLimits()
         guard let s else { return limits }
-        try s.allowOnly(keys + egressKeys + accountingKeys + memoryKeys)
+        try s.allowOnly(keys + egressKeys + accountingKeys + memoryKeys + resumeKeys)
         let count = 1...1_000_000
         let seconds = 1...86_400
         if let v = try s.int("circuits_per_source", in: count) { limits.circuitsPerSource = v }
@@ -68,6 +79,10 @@ public struct NodeLimits: Equatable, Sendable {
         if let v = try s.int("accounting_max_rows", in: 1...10_000_000) { limits.accountingMaxRows = v }
         // 0 turns growth off (every window stays at 256 KiB); 64 GiB is more than any node has.
         if let v = try s.int("window_budget_mib", in: 0...65_536) { limits.windowBudgetMiB = v }
+        // An hour is far beyond any carrier change; a held session keeps its streams' buffers.
+        if let v = try s.int("resume_hold_seconds", in: 0...3_600) { limits.resumeHoldSeconds = v }
+        if let v = try s.int("resume_detached_max", in: 1...1_000_000) { limits.resumeDetachedMax = v }
+        if let v = try s.int("resume_budget_mib", in: 1...65_536) { limits.resumeBudgetMiB = v }
         if limits.circuitsPerSource > limits.circuitsTotal {
             throw s.invalid("circuits_per_source", "\(limits.circuitsPerSource) exceeds circuits_total (\(limits.circuitsTotal))")
         }

@@ -27,6 +27,9 @@ public final class Node: Sendable {
     let records: DirectoryRecords
     /// The alliance directory (store, gossip, attestations); nil without `node.alliance`.
     let directory: NodeDirectory?
+    /// Sessions an exit holds when their carrier breaks, until the client resumes them
+    /// (PROTOCOL.md 5.3); nil on fronts and with `resume_hold_seconds = 0`.
+    let resumable: ResumableSessions?
     private let state = RunningNodeState()
 
     public init(configuration: NodeConfiguration, logger: Logger, metrics: MontanaMetrics = .shared) {
@@ -63,6 +66,12 @@ public final class Node: Sendable {
             memberSelfAddresses = nil
             exit = nil
         }
+        // An exit holds sessions whose carrier broke until the client resumes them (PROTOCOL.md 5.3).
+        var resumeLimits = ResumableSessions.Limits()
+        resumeLimits.holdTime = .seconds(Int64(configuration.limits.resumeHoldSeconds))
+        resumeLimits.maxDetached = configuration.limits.resumeDetachedMax
+        resumeLimits.detachedBudget = configuration.limits.resumeBudgetMiB * 1_048_576
+        resumable = exit != nil && configuration.limits.resumeHoldSeconds > 0 ? ResumableSessions(limits: resumeLimits) : nil
         if let settings = configuration.directory {
             do {
                 directory = try NodeDirectory(settings: settings, configuration: configuration, loop: group.next(), logger: logger, metrics: metrics)
@@ -148,6 +157,8 @@ public final class Node: Sendable {
                                     return list
                                 }, observer: observer, logger: logger)
         router.windowBudget = SharedBudget(capacity: UInt64(configuration.limits.windowBudgetMiB) * 1_048_576)
+        let resumable = self.resumable
+        router.resumes = resumable != nil
         let routerForAccepts = router
         let admission = self.admission
         let alliance = configuration.alliance
@@ -165,7 +176,7 @@ public final class Node: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         PrefaceAcceptHandler(gate: gate, admission: admission, router: routerForAccepts, observer: observer, alliance: alliance,
-                                             relaySource: relaySource))
+                                             relaySource: relaySource, resumable: resumable))
                 }
             }
             .bind(host: configuration.listen.transit.host, port: configuration.listen.transit.port)

@@ -26,6 +26,8 @@ final class NodeObserver: TransportObserver, EgressObserver {
     func relayedBytes(_ count: Int) { metrics.bytesRelayedTotal.increment(by: count) }
     func sessionFailed(reason: String) { metrics.handshakeFailures(reason: reason).increment() }
 
+    func sessionResumed() { metrics.sessionsResumedTotal.increment() }
+
     func streamOpened(account: [UInt8]) {
         metrics.streamsActive.increment()
         metrics.streamsTotal.increment()

@@ -23,19 +23,27 @@ struct NodeRouter: CircuitRouter {
     var windowBudget = SharedBudget()
     /// Streams of control sessions (no egress) open at once on this node.
     let controlStreams = SharedBudget(capacity: ControlSessionLimits.streamsPerNode)
+    /// This node holds and resumes sessions (an exit with `resume_hold_seconds` > 0): msg2's
+    /// `features` says so, and circuits with purpose `resume` that end here are read.
+    var resumes = false
 
     func route(_ message: Preface.Message) -> RouteDecision {
         switch message {
         case .hop(let hop):
             guard let peer = hop.peer, let target = NodeID(multihash: peer.id) else { return .refuse(.malformedMessage) }
             if target == identity.nodeID {
-                return hop.ext.purpose == .echo ? .echo : terminate()
+                switch hop.ext.purpose {
+                case .echo?: return .echo
+                case .resume?: return resumes ? .resume : .refuse(.permissionDenied)
+                default: return terminate()
+                }
             }
             guard roles.contains(.front) else { return .refuse(.permissionDenied) }
             guard let member = members(target) else { return .refuse(.noReservation) }
             return .relay(member.target)
-        case .stop:
-            // A relay (a front) asks us to accept a session: we are its target.
+        case .stop(let stop):
+            // A relay (a front) asks us to accept a session (or resume one): we are its target.
+            if stop.ext.purpose == .resume { return resumes ? .resume : .refuse(.permissionDenied) }
             return terminate()
         }
     }
@@ -43,7 +51,8 @@ struct NodeRouter: CircuitRouter {
     private func terminate() -> RouteDecision {
         let exit = self.exit
         let members = self.members
-        let features = TLV.encode([TLV(type: PayloadTLV.features, value: [UInt8].le(UInt32(0)))])
+        let features = TLV.encode([TLV(type: PayloadTLV.features,
+                                       value: [UInt8].le(resumes ? SessionCryptoHandler.featureResume : UInt32(0)))])
         let role = SessionRole.responder(identity: identity, payload: features) { peer, bindingHash in
             let tlvs: [TLV]
             do {

@@ -127,6 +127,10 @@ public final class MuxHandler: ChannelDuplexHandler {
             flushOutbound()
             schedulePing(context, after: .seconds(1))
         }
+        if let e = event as? SessionCarrierEvent, case .resumed = e {
+            lastHeard = now()
+            flushOutbound()
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -138,7 +142,21 @@ public final class MuxHandler: ChannelDuplexHandler {
         pingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
             guard let self, let context = self.context else { return }
             let now = self.now()
+            let session = context.channel as? SessionChannel
+            if let session, !session.isAttached {
+                // Waiting for a resumption: nothing to ping, nothing to hear.
+                self.lastHeard = now
+                self.schedulePing(context, after: self.keepalive.interval)
+                return
+            }
             if now > self.lastHeard, now - self.lastHeard > UInt64(max(0, self.keepalive.silence.nanoseconds)) {
+                // A resumable session gives the silent carrier up and waits for another one.
+                let seconds = (now - self.lastHeard) / 1_000_000_000
+                if let session, session.dropCarrier(reason: "nothing heard for \(seconds) s") {
+                    self.lastHeard = now
+                    self.schedulePing(context, after: self.keepalive.interval)
+                    return
+                }
                 self.closedForSilence = true
                 context.close(promise: nil)
                 return

@@ -29,6 +29,9 @@ public enum RouteDecision: Sendable {
     /// An echo preface addressed to this hop (`CircuitPurpose.echo`): answer OK with the
     /// connection's source address and close.
     case echo
+    /// A circuit with purpose `resume` that ends here: answer OK and read the resume request
+    /// (PROTOCOL.md 5.3) for one of this node's resumable sessions.
+    case resume
 }
 
 /// Decides per preface; implemented by the node from its configuration and directory.
@@ -43,6 +46,12 @@ public protocol TransportObserver: Sendable {
     func circuitClosed(relayed: Bool)
     func relayedBytes(_ count: Int)
     func sessionFailed(reason: String)
+    /// A resume request was authenticated and its session takes the new carrier.
+    func sessionResumed()
+}
+
+extension TransportObserver {
+    public func sessionResumed() {}
 }
 
 public struct NoTransportObserver: TransportObserver {

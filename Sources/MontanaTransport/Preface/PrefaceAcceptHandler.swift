@@ -38,6 +38,8 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     /// Where relayed circuits to members leave from (the node's transit address when it is a
     /// specific one), so the next member recognises — and exempts — its member's address.
     private let relaySource: SocketAddress?
+    /// This node's resumable sessions (an exit's); nil: sessions here do not resume.
+    private let resumable: ResumableSessions?
     private var state = State.readingPreface
     private var buffer: ByteBuffer?
     private var total = 0
@@ -46,8 +48,9 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
 
     public init(gate: SharedPrefaceGate, admission: SourceAdmission, router: any CircuitRouter,
                 observer: any TransportObserver = NoTransportObserver(), alliance: [UInt8]? = nil,
-                relaySource: SocketAddress? = nil) {
+                relaySource: SocketAddress? = nil, resumable: ResumableSessions? = nil) {
         self.relaySource = relaySource
+        self.resumable = resumable
         self.gate = gate
         self.admission = admission
         self.router = router
@@ -179,6 +182,15 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
                 }
                 guard remember(context, opened, now: now) else { return }
                 terminate(context, opened, role: role, install: install)
+            case .resume:
+                // No signature to pay for (an HMAC), so no handshake share; an unknown session
+                // gets the same refusal as a forged one.
+                guard let resumable else {
+                    answerRemembered(context, opened, status: .permissionDenied, now: now)
+                    return
+                }
+                guard remember(context, opened, now: now) else { return }
+                takeOver(context, opened, handler: ResumeResponderHandler(registry: resumable, observer: observer))
             case .relay(let target):
                 // Counted against the client's own network before the exit sees it arrive from us.
                 if let refusal = admission.admitRelay(ticket) {
@@ -274,15 +286,37 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         if case .hop = opened.message, let remote = context.channel.remoteAddress {
             role = role.addingObservedAddress(IPEchoService.encode(remote))
         }
+        // The session lives in its own channel, so it can outlive this carrier (PROTOCOL.md 5.3).
+        let session = SessionChannel(eventLoop: context.eventLoop, holdTime: resumable?.limits.holdTime ?? .seconds(60), registry: resumable)
         do {
-            let sync = context.pipeline.syncOperations
-            try sync.addHandler(SessionCryptoHandler(role: role, onFailure: { observer.sessionFailed(reason: $0.reason) }), position: .after(self))
-            try install(context.channel)
+            try session.pipeline.syncOperations.addHandler(SessionCryptoHandler(role: role, onFailure: { observer.sessionFailed(reason: $0.reason) }))
+            try install(session)
+            try session.installLink(in: context.channel, after: self, makeCurrent: true)
         } catch {
+            session.close(promise: nil)
             context.close(promise: nil)
             return
         }
         context.channel.closeFuture.whenComplete { _ in observer.circuitClosed(relayed: false) }
+        handOver(context, leftover: leftover)
+    }
+
+    /// Leaves the pipeline to `handler` (after passing it what was read behind the preface).
+    private func takeOver(_ context: ChannelHandlerContext, _ opened: OpenedPreface, handler: any ChannelHandler) {
+        state = .done
+        answer(context, opened, status: .ok, close: false)
+        let leftover = buffer
+        buffer = nil
+        do {
+            try context.pipeline.syncOperations.addHandler(handler, position: .after(self))
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        handOver(context, leftover: leftover)
+    }
+
+    private func handOver(_ context: ChannelHandlerContext, leftover: ByteBuffer?) {
         if let leftover, leftover.readableBytes > 0 {
             context.fireChannelRead(wrapInboundOut(leftover))
             context.fireChannelReadComplete()

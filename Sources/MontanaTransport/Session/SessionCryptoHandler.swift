@@ -7,6 +7,12 @@ import NIOCore
 /// carrier bytes; above it flows the plaintext session stream (what yamux reads and writes).
 /// DATA records carry the stream; ACKs are sent every 64 KiB or 200 ms and checked against what
 /// was sent. Any failure closes the carrier; a responder never answers garbage.
+///
+/// In a `SessionChannel`, when both ends advertise resumption (`features` bit 0), the handler keeps
+/// every DATA byte the peer has not acknowledged (at most `retentionLimit` before stream writers
+/// pause) so the session can outlive its carrier: on a new carrier both ends send again what the
+/// other did not receive (PROTOCOL.md 5.3). A carrier whose frames do not open (a front tampering
+/// with them) is then given up like a lost one instead of ending the session.
 public final class SessionCryptoHandler: ChannelDuplexHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
@@ -18,11 +24,25 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     static let handshakeTimeout = TimeAmount.seconds(30)
     /// Session bytes per DATA record: large records keep AEAD overhead low.
     static let maxDataRecord = TransportRecord.maxData
+    /// `features` bit 0: this end can resume sessions (PROTOCOL.md 5.3).
+    public static let featureResume: UInt32 = 1
+    /// Unacknowledged DATA kept for resumption: at 4 MiB stream writers pause (PROTOCOL.md 5.2);
+    /// a peer that lets it pass `retentionHardLimit` (it does not acknowledge) loses resumption for
+    /// this session and the copy is dropped, so the memory stays bounded either way.
+    public static let retentionLimit = 4 * 1024 * 1024
+    public static let retentionHardLimit = 8 * 1024 * 1024
+    /// The initiator gives its carrier up when data is outstanding and no acknowledgement has
+    /// advanced for this long, or for 4 × the smoothed acknowledgement time when that is longer: a
+    /// censor's silent drop (a black hole, a byte cap) is noticed in about a second.
+    public static let minAckDeadline = TimeAmount.milliseconds(1000)
+    static let ackCheckInterval = TimeAmount.milliseconds(250)
 
     private enum State {
         case initiator(NoiseInitiator, awaiting: Int)
         case responder(NoiseResponder, awaiting: Int)
         case established(send: TransportCipher, receive: TransportCipher)
+        /// The carrier is gone; the session waits for a resumption (counters and retention kept).
+        case detached
         case closed
     }
 
@@ -40,6 +60,25 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     public private(set) var established: SessionEstablished?
     private let onFailure: (@Sendable (SessionError) -> Void)?
     private var sentFirst = false
+    /// The session's resumption secret and id, once established.
+    private var resumeSecret: [UInt8] = []
+    private var sessionID: [UInt8] = []
+    /// Both ends advertised resumption and this handler runs in a `SessionChannel`.
+    public private(set) var resumable = false
+    /// DATA handed to the carrier and not acknowledged yet (only while `resumable`), oldest first.
+    /// Invariant: `peerAcked + retainedBytes == bytesSent`.
+    private var retained = CircularBuffer<ByteBuffer>()
+    public private(set) var retainedBytes = 0
+    private var peerAcked: UInt64 = 0
+    private var retentionFull = false
+    /// Since when data is outstanding with no acknowledgement advancing (uptime ns), nil when none is.
+    private var ackWaitSince: UInt64?
+    /// Smoothed time (ns) from a wait's start to the acknowledgement that ended it.
+    private var smoothedAck: UInt64 = 0
+    private var ackCheck: RepeatedTask?
+    /// Resumptions this handler went through (for status and tests).
+    public private(set) var resumptions = 0
+    private var session: SessionChannel? { context?.channel as? SessionChannel }
 
     public init(role: SessionRole, onFailure: (@Sendable (SessionError) -> Void)? = nil) {
         self.role = role
@@ -54,6 +93,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        (context.channel as? SessionChannel)?.crypto = self
         handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.handshakeTimeout) { [weak self] in
             guard let self, self.established == nil, let ctx = self.context else { return }
             self.fail(ctx, .handshake("timed out"))
@@ -84,6 +124,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     public func handlerRemoved(context: ChannelHandlerContext) {
         ackTimer?.cancel()
         handshakeTimer?.cancel()
+        ackCheck?.cancel()
         self.context = nil
     }
 
@@ -97,7 +138,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         switch state {
-        case .closed:
+        case .closed, .detached:
             return
         case .established:
             deframer.append(buffer.readableBytesView)
@@ -123,7 +164,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
                     context.flush()
                 case .responder(var noise, _):
                     let peer = try noise.readMessage3(message)
-                    guard case .responder(_, _, let admit) = role, let keys = noise.keys else { return }
+                    guard case .responder(_, let payload, let admit) = role, let keys = noise.keys else { return }
                     let admission: SessionAdmission
                     do {
                         admission = try admit(peer, noise.hashBeforePayload3)
@@ -131,14 +172,18 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
                         fail(context, .admissionRefused("\(error)"))
                         return
                     }
-                    establish(context, keys: keys, peer: peer, admission: admission)
+                    establish(context, keys: keys, peer: peer, admission: admission, ownPayload: payload)
                 case .initiator(var noise, _):
                     let peer = try noise.readMessage2(message)
                     guard case .initiator(_, _, let payload) = role else { return }
-                    let msg3 = try noise.message3(payload: payload)
+                    var msg3Payload: [UInt8] = []
+                    let msg3 = try noise.message3(payload: { h in
+                        msg3Payload = try payload(h)
+                        return msg3Payload
+                    })
                     guard let keys = noise.keys else { return }
                     writeHandshake(context, msg3)
-                    establish(context, keys: keys, peer: peer, admission: SessionAdmission())
+                    establish(context, keys: keys, peer: peer, admission: SessionAdmission(), ownPayload: msg3Payload)
                     context.flush()
                 default:
                     return
@@ -162,11 +207,24 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         }
     }
 
-    private func establish(_ context: ChannelHandlerContext, keys: NoiseSessionKeys, peer: NoisePeer, admission: SessionAdmission) {
+    /// The `features` value of a msg2/msg3 payload (0 when absent or malformed).
+    static func features(of payload: [UInt8]) -> UInt32 {
+        guard let tlv = (try? TLV.decode(payload))?.first(where: { $0.type == PayloadTLV.features }), tlv.value.count == 4 else { return 0 }
+        return tlv.value.enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+    }
+
+    private func establish(_ context: ChannelHandlerContext, keys: NoiseSessionKeys, peer: NoisePeer, admission: SessionAdmission,
+                           ownPayload: [UInt8]) {
         handshakeTimer?.cancel()
         state = .established(send: TransportCipher(key: keys.sendKey), receive: TransportCipher(key: keys.receiveKey))
         let event = SessionEstablished(peer: peer, sessionID: keys.sessionID, admission: admission)
         established = event
+        resumeSecret = keys.resumeSecret
+        sessionID = keys.sessionID
+        let both = Self.features(of: ownPayload) & Self.features(of: peer.payload)
+        resumable = both & Self.featureResume != 0 && session != nil
+        if resumable, case .initiator = role { startAckCheck(context) }
+        if resumable { session?.established(sessionID: keys.sessionID, resumeSecret: keys.resumeSecret) }
         context.fireUserInboundEventTriggered(event)
         let queued = pendingWrites
         pendingWrites = []
@@ -196,6 +254,9 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
                 }
                 record = try TransportRecord.decode(Array(plain))
             } catch {
+                // A frame that does not open came from the carrier (a front can flip bits, not
+                // forge): a resumable session gives that carrier up and waits for another.
+                if let session, session.dropCarrier(reason: "a frame did not open: \(error)") { return }
                 fail(context, .frame("\(error)"))
                 return
             }
@@ -208,6 +269,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
                     fail(context, .protocolViolation("ACK beyond the bytes sent"))
                     return
                 }
+                acknowledged(total)
             case .padding:
                 continue
             case .close(let reason):
@@ -256,11 +318,22 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     }
 
     private func writeData(_ context: ChannelHandlerContext, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
-        var buffer = buffer
         if buffer.readableBytes == 0 {
             promise?.succeed()
             return
         }
+        guard case .established = state else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        retain(buffer)
+        bytesSent += UInt64(buffer.readableBytes)
+        seal(context, buffer, promise: promise)
+    }
+
+    /// Seals `buffer` into DATA records and writes them (counted and retained by the caller).
+    private func seal(_ context: ChannelHandlerContext, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        var buffer = buffer
         guard case .established(var send, let receive) = state else {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
@@ -273,7 +346,6 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
             plain.append(0x00)  // DATA
             plain.append(contentsOf: buffer.readableBytesView.prefix(n))
             buffer.moveReaderIndex(forwardBy: n)
-            bytesSent += UInt64(n)
             do {
                 let parts = try send.sealParts(plain)
                 var frame = context.channel.allocator.buffer(capacity: Int(parts.length) + 2)
@@ -296,6 +368,13 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         switch state {
         case .established:
             writeData(context, buffer, promise: promise)
+        case .detached:
+            // Kept for the next carrier; the stream writers already see the session unwritable.
+            if buffer.readableBytes > 0 {
+                retain(buffer)
+                bytesSent += UInt64(buffer.readableBytes)
+            }
+            promise?.succeed()
         case .closed:
             promise?.fail(ChannelError.ioOnClosedChannel)
         default:
@@ -309,7 +388,10 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
             writeRecord(context, .close(TransportRecord.CloseReason.normal), promise: nil)
             context.flush()
             state = .closed
+        } else if mode == .all, case .detached = state {
+            state = .closed
         }
+        dropRetention()
         context.close(mode: mode, promise: promise)
     }
 
@@ -318,6 +400,9 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
             onFailure?(.handshake("carrier closed during the handshake"))
         }
         state = .closed
+        dropRetention()
+        ackCheck?.cancel()
+        ackCheck = nil
         for (_, promise) in pendingWrites { promise?.fail(ChannelError.ioOnClosedChannel) }
         pendingWrites = []
         context.fireChannelInactive()
@@ -353,5 +438,174 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         state = .closed
         context.fireErrorCaught(error)
         context.close(promise: nil)
+    }
+
+    // MARK: retention and resumption (PROTOCOL.md 5.2-5.3)
+
+    private static func uptime() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+    private func retain(_ buffer: ByteBuffer) {
+        guard resumable else { return }
+        if retained.isEmpty { ackWaitSince = Self.uptime() }
+        retained.append(buffer)
+        retainedBytes += buffer.readableBytes
+        if retainedBytes > Self.retentionHardLimit {
+            // The peer does not acknowledge: resumption is given up, memory is not.
+            resumable = false
+            dropRetention()
+            session?.forget()
+            return
+        }
+        if !retentionFull, retainedBytes >= Self.retentionLimit {
+            retentionFull = true
+            session?.setRetentionFull(true)
+        }
+    }
+
+    /// The peer received `total` DATA bytes in order: what it holds is no longer kept.
+    private func acknowledged(_ total: UInt64) {
+        guard resumable, total > peerAcked else { return }
+        var left = total - peerAcked
+        while left > 0, var first = retained.first {
+            let n = UInt64(first.readableBytes)
+            if n <= left {
+                retained.removeFirst()
+                retainedBytes -= Int(n)
+                left -= n
+            } else {
+                first.moveReaderIndex(forwardBy: Int(left))
+                retained[retained.startIndex] = first
+                retainedBytes -= Int(left)
+                left = 0
+            }
+        }
+        peerAcked = total
+        let now = Self.uptime()
+        if let since = ackWaitSince, now > since {
+            let sample = now - since
+            smoothedAck = smoothedAck == 0 ? sample : (smoothedAck * 7 + sample) / 8
+        }
+        ackWaitSince = retained.isEmpty ? nil : now
+        if retentionFull, retainedBytes < Self.retentionLimit / 2 {
+            retentionFull = false
+            session?.setRetentionFull(false)
+        }
+    }
+
+    private func dropRetention() {
+        retained.removeAll()
+        retainedBytes = 0
+        ackWaitSince = nil
+        if retentionFull {
+            retentionFull = false
+            session?.setRetentionFull(false)
+        }
+    }
+
+    /// The initiator's watch for a carrier that went silent: data outstanding and no
+    /// acknowledgement advancing for the deadline gives the carrier up.
+    private func startAckCheck(_ context: ChannelHandlerContext) {
+        ackCheck?.cancel()
+        ackCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: Self.ackCheckInterval, delay: Self.ackCheckInterval) { [weak self] task in
+            guard let self else {
+                task.cancel()
+                return
+            }
+            self.checkAcknowledgements()
+        }
+    }
+
+    /// The current deadline: `minAckDeadline`, or 4 × the smoothed acknowledgement time.
+    public var ackDeadline: TimeAmount {
+        .nanoseconds(max(Self.minAckDeadline.nanoseconds, Int64(clamping: smoothedAck.multipliedReportingOverflow(by: 4).partialValue)))
+    }
+
+    private func checkAcknowledgements() {
+        guard resumable, case .established = state, let since = ackWaitSince, let session else { return }
+        let now = Self.uptime()
+        guard now > since, now - since > UInt64(ackDeadline.nanoseconds) else { return }
+        let ms = (now - since) / 1_000_000
+        _ = session.dropCarrier(reason: "no acknowledgement for \(ms) ms (the carrier went silent)")
+    }
+
+    /// Whether a lost carrier can be replaced (both ends resume and the session is up).
+    public var canResume: Bool {
+        guard resumable else { return false }
+        switch state {
+        case .established, .detached: return true
+        default: return false
+        }
+    }
+
+    /// The carrier is gone: keep counters and retention, drop the old carrier's keys and partial
+    /// frame. False when the session cannot resume (it then closes).
+    func detach() -> Bool {
+        guard canResume else { return false }
+        state = .detached
+        deframer = FrameDeframer()
+        ackTimer?.cancel()
+        ackTimer = nil
+        ackWaitSince = nil
+        return true
+    }
+
+    /// The initiator's resume request for a new carrier (`nonce` fresh per attempt).
+    func resumeRequest(nonce: [UInt8]) -> [UInt8]? {
+        guard case .detached = state, resumable else { return nil }
+        return Resumption.request(sessionID: sessionID, resumeSecret: resumeSecret, received: bytesReceived, nonce: nonce)
+    }
+
+    /// The responder side of a resumption whose MAC was verified: answers on the (already
+    /// adopted) carrier, switches keys and sends again what the initiator did not receive. False
+    /// (a refusal written) when the initiator's offset is outside what is kept.
+    func acceptResume(_ request: Resumption.Request, nonce: [UInt8]) -> Bool {
+        guard let context, canResume else { return false }
+        guard request.received >= peerAcked, request.received <= bytesSent else {
+            writeHandshake(context, Resumption.refuse(.offsetLost))
+            context.flush()
+            return false
+        }
+        let answer = Resumption.accept(request, resumeSecret: resumeSecret, received: bytesReceived, nonce: nonce)
+        writeHandshake(context, answer)
+        let keys = Resumption.keys(resumeSecret: resumeSecret, initiatorNonce: request.nonce, responderNonce: nonce)
+        resumed(context, send: keys.r2i, receive: keys.i2r, peerReceived: request.received)
+        return true
+    }
+
+    /// The initiator side, step 1: checks the responder's answer to `request` (its MAC proves
+    /// the exit holds the session; a front cannot make one).
+    func checkResumeAnswer(_ bytes: [UInt8], request: [UInt8]) -> Result<(Resumption.Request, Resumption.Answer), SessionResumeError> {
+        guard canResume, let request = try? Resumption.parseRequest(request) else { return .failure(.notResumable) }
+        let answer: Resumption.Answer
+        do {
+            answer = try Resumption.parseAnswer(bytes, to: request, resumeSecret: resumeSecret)
+        } catch {
+            return .failure(.badAnswer("\(error)"))
+        }
+        guard answer.status == .ok else { return .failure(.refused(answer.status.rawValue)) }
+        guard answer.received >= peerAcked, answer.received <= bytesSent else {
+            return .failure(.badAnswer("the exit's offset \(answer.received) is outside \(peerAcked)...\(bytesSent)"))
+        }
+        return .success((request, answer))
+    }
+
+    /// Step 2, once the new carrier is adopted: switch keys and send again what the exit lacks.
+    func completeResume(_ request: Resumption.Request, _ answer: Resumption.Answer) {
+        guard let context else { return }
+        let keys = Resumption.keys(resumeSecret: resumeSecret, initiatorNonce: request.nonce, responderNonce: answer.nonce)
+        resumed(context, send: keys.i2r, receive: keys.r2i, peerReceived: answer.received)
+    }
+
+    private func resumed(_ context: ChannelHandlerContext, send: [UInt8], receive: [UInt8], peerReceived: UInt64) {
+        acknowledged(peerReceived)
+        state = .established(send: TransportCipher(key: send), receive: TransportCipher(key: receive))
+        deframer = FrameDeframer()
+        // The peer learned our offset from the resumption messages.
+        bytesAcked = bytesReceived
+        resumptions += 1
+        for buffer in retained { seal(context, buffer, promise: nil) }
+        ackWaitSince = retained.isEmpty ? nil : Self.uptime()
+        context.flush()
+        context.fireUserInboundEventTriggered(SessionCarrierEvent.resumed)
     }
 }

@@ -1,0 +1,79 @@
+import MontanaCrypto
+import MontanaTransport
+import NIOCore
+
+/// Resuming an exit session whose carrier broke (PROTOCOL.md 5.3): the client tries fronts —
+/// the warm reserve first, then the others by rank, the lost front last (a byte cap or a reset
+/// may spare a fresh connection) — with a resume circuit to the **same exit**, one at a time,
+/// for at most `resumeWindow`. The streams and the apps' connections wait meanwhile; on success
+/// no byte is lost or repeated. If the exit no longer has the session, or no front works in
+/// time, the session is closed (its streams reset) and the next connection builds a new one.
+extension CircuitManager {
+    /// How long the client tries to resume before it gives the session up.
+    public static let resumeWindow = TimeAmount.seconds(20)
+    /// `stall_ms` counts from the last byte received, but from no earlier than this before the
+    /// carrier was given up (an idle session has no stall to speak of).
+    static let stallLookback: UInt64 = 3_000_000_000
+
+    func carrierLost(_ session: ExitSession, reason: String) {
+        loop.preconditionInEventLoop()
+        guard liveSession(session.exit.nodeID) === session, !session.resuming else { return }
+        session.resuming = true
+        let lost = session.front
+        if lost.nodeID != session.exit.nodeID {
+            recordFront(lost, reached: false, error: "a session's carrier was lost: \(reason)")
+        }
+        note(.frontLost, exit: session.exit, from: lost.label, reason: reason)
+        logger.notice("session carrier lost; resuming through another front",
+                      metadata: ["exit": "\(session.exit.label)", "front": "\(lost.label)", "reason": "\(reason)"])
+        var candidates = frontCandidates(for: session.exit).filter { $0.nodeID != lost.nodeID }
+        candidates.append(lost)
+        let detachedAt = NIODeadline.now()
+        resumeAttempt(session, lost: lost, reason: reason, candidates: candidates, tried: [], detachedAt: detachedAt)
+    }
+
+    private func resumeAttempt(_ session: ExitSession, lost: AllianceMember, reason: String, candidates: [AllianceMember],
+                               tried: [String], detachedAt: NIODeadline) {
+        guard let channel = session.session, channel.isActive else { return }
+        guard let front = candidates.first, NIODeadline.now() - detachedAt < Self.resumeWindow else {
+            giveUp(session, why: tried.isEmpty ? "no front to resume through" : "tried \(tried.count): " + tried.joined(separator: "; "))
+            return
+        }
+        let started = NIODeadline.now()
+        SessionResumer.resume(channel, exit: session.exit.nodeID, via: front.target, alliance: alliance,
+                              localAddress: options.sourceAddress, connectTimeout: Self.frontConnectTimeout)
+            .hop(to: loop).assumeIsolated().whenComplete { [self] result in
+                switch result {
+                case .success:
+                    session.resuming = false
+                    session.front = front
+                    recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started))
+                    let now = NIODeadline.now().uptimeNanoseconds
+                    let lostAt = detachedAt.uptimeNanoseconds
+                    let from = max(channel.lastInbound, lostAt > Self.stallLookback ? lostAt - Self.stallLookback : 0)
+                    let stall = Self.elapsed(since: from, now: now) / 1_000_000
+                    note(.resumed, exit: session.exit, from: lost.label, to: front.label, reason: reason, stallMilliseconds: stall)
+                    logger.info("session resumed", metadata: ["exit": "\(session.exit.label)", "front": "\(front.label)", "stall_ms": "\(stall)"])
+                    chooseReserve(for: session)
+                case .failure(let error):
+                    if let refusal = error as? SessionResumeError, case .refused = refusal {
+                        giveUp(session, why: "\(refusal)")
+                        return
+                    }
+                    let reached = Self.isAnswerFromFront(error) || error is SessionResumeError
+                    recordFront(front, reached: reached, error: reached ? nil : Self.carrierFailure(error))
+                    let line = "\(front.label) \(front.host):\(front.port) over \(FrontReachability.profileT0): \(Self.carrierFailure(error))"
+                    resumeAttempt(session, lost: lost, reason: reason, candidates: Array(candidates.dropFirst()), tried: tried + [line],
+                                  detachedAt: detachedAt)
+                }
+            }
+    }
+
+    private func giveUp(_ session: ExitSession, why: String) {
+        session.resuming = false
+        session.gaveUp = true
+        note(.resumeFailed, exit: session.exit, from: session.front.label, reason: why)
+        logger.notice("could not resume the session; its connections are reset", metadata: ["exit": "\(session.exit.label)", "why": "\(why)"])
+        session.channel.close(promise: nil)
+    }
+}
