@@ -107,6 +107,7 @@ struct DemoCommand: AsyncParsableCommand {
                 var lines = circuits.map { c in
                     "  circuit  front \(c.front)" + (c.reserve.map { " (reserve \($0))" } ?? "") + " -> exit \(c.exit) (\(c.exitCountry))  streams \(c.streamsActive) open / \(c.streamsOpened) total  "
                         + "up \(Self.bytes(c.bytesUp))  down \(Self.bytes(c.bytesDown))"
+                        + ((c.resumptions ?? 0) > 0 ? "  resumed \(c.resumptions ?? 0)× (last stall \(c.lastStallMilliseconds ?? 0) ms)" : "")
                 }
                 for dead in demo.deadCities { lines.append("  city \(dead) is down") }
                 // Print only when something changed, so an idle demo stays quiet.

@@ -351,7 +351,8 @@ public final class CircuitManager: @unchecked Sendable {
             ["exit": s.exit.label, "exit_node": s.exit.nodeID.short, "country": s.exit.country ?? "?",
              "front": s.front.label, "front_node": s.front.nodeID.short, "front_host": "\(s.front.host):\(s.front.port)",
              "reserve": reserves[s.exit.nodeID]?.front.label ?? "", "reserve_node": reserves[s.exit.nodeID]?.front.nodeID.short ?? "",
-             "reserve_state": reserves[s.exit.nodeID].map { $0.isUp ? "up" : "opening" } ?? ""]
+             "reserve_state": reserves[s.exit.nodeID].map { $0.isUp ? "up" : "opening" } ?? "",
+             "resumptions": s.resumptions, "state": s.resuming ? "resuming" : "up"]
         }
         let fronts: [[String: any Sendable]] = reachability.all.map { o in
             var entry: [String: any Sendable] = [
@@ -383,7 +384,8 @@ public final class CircuitManager: @unchecked Sendable {
             CircuitStatus(exit: s.exit.label, exitCountry: s.exit.country ?? "?", front: s.front.label,
                           relayed: s.front.nodeID != s.exit.nodeID, streamsActive: s.activeStreams, streamsOpened: s.streamsOpened,
                           bytesUp: s.bytesUp, bytesDown: s.bytesDown, ageSeconds: Self.elapsed(since: s.openedAt, now: now),
-                          reserve: reserves[s.exit.nodeID].flatMap { $0.isUp ? $0.front.label : nil })
+                          reserve: reserves[s.exit.nodeID].flatMap { $0.isUp ? $0.front.label : nil },
+                          resumptions: s.resumptions, lastStallMilliseconds: s.lastStallMilliseconds)
         }.sorted { $0.exit < $1.exit }
     }
 

@@ -52,6 +52,8 @@ extension CircuitManager {
                     let lostAt = detachedAt.uptimeNanoseconds
                     let from = max(channel.lastInbound, lostAt > Self.stallLookback ? lostAt - Self.stallLookback : 0)
                     let stall = Self.elapsed(since: from, now: now) / 1_000_000
+                    session.resumptions += 1
+                    session.lastStallMilliseconds = stall
                     note(.resumed, exit: session.exit, from: lost.label, to: front.label, reason: reason, stallMilliseconds: stall)
                     logger.info("session resumed", metadata: ["exit": "\(session.exit.label)", "front": "\(front.label)", "stall_ms": "\(stall)"])
                     chooseReserve(for: session)

@@ -33,6 +33,9 @@ public final class ExitSession: @unchecked Sendable {
     var resuming = false
     /// Resuming failed and the session was closed on purpose: its close is not a new loss.
     var gaveUp = false
+    /// Carrier losses this session survived, and the stall of the last one (ms).
+    public internal(set) var resumptions = 0
+    public internal(set) var lastStallMilliseconds: UInt64?
 }
 
 /// A snapshot for status displays (demo table, /status): node-level facts only.
@@ -48,9 +51,13 @@ public struct CircuitStatus: Sendable, Codable {
     public let ageSeconds: UInt64
     /// The warm reserve front (nil when there is none).
     public var reserve: String?
+    /// Carrier losses the session survived (resumed through another front), and the last stall.
+    public var resumptions: Int?
+    public var lastStallMilliseconds: UInt64?
 
     enum CodingKeys: String, CodingKey {
-        case exit, front, relayed, reserve
+        case exit, front, relayed, reserve, resumptions
+        case lastStallMilliseconds = "last_stall_ms"
         case exitCountry = "exit_country"
         case streamsActive = "streams_active"
         case streamsOpened = "streams_opened"

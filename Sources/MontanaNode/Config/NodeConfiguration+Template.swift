@@ -47,6 +47,9 @@ extension NodeConfiguration {
         # accounting_idle_days = 30               # exits: idle accounts folded into one rollup row
         # accounting_max_rows = 100000
         # window_budget_mib = 256                 # node-wide memory for grown stream windows
+        # resume_hold_seconds = 60                # exits: hold a session whose carrier broke (0 = off)
+        # resume_detached_max = 1024              # exits: sessions held without a carrier at once
+        # resume_budget_mib = 256                 # exits: their unacknowledged data together
 
         # Per-prefix admission (docs/OPERATIONS.md has every key): one source or network cannot
         # exhaust the node; over a budget a connection is read and discarded silently.

@@ -388,11 +388,13 @@ public final class DemoAlliance: @unchecked Sendable {
             lines.append("  curl --socks5-hostname 127.0.0.1:\(socksPort) -U country-\(c.city.country.lowercased()):x \(site)/whoami      # exit in \(c.city.country)")
         }
         lines.append("  curl --proxy http://127.0.0.1:\(httpPort) -o /dev/null -w '%{speed_download} B/s\\n' \(site)/bytes/104857600")
+        lines.append("  curl --socks5-hostname 127.0.0.1:\(socksPort) --limit-rate 2M -o /dev/null -w '%{size_download} bytes\\n' \(site)/bytes/209715200"
+                     + "   # a long download: kill its front (below) and it carries on")
         lines.append("  montana status --admin 127.0.0.1:\(clientAdminPort ?? 0)")
         // Mutual insurance, live: kill the front a circuit uses and watch the next connection
         // (and the live view) move to the warm reserve, same exit and country.
         for c in running where c.city.roles.contains(.front) {
-            lines.append("  kill \(c.process.processIdentifier)    # stop \(c.city.name): circuits it fronts move to their reserve front (same exit)")
+            lines.append("  kill \(c.process.processIdentifier)    # stop \(c.city.name): its sessions resume through their reserve front (same exit, connections kept)")
         }
         lines.append("  montana directory show --admin 127.0.0.1:\(clientAdminPort ?? 0)")
         lines.append("")

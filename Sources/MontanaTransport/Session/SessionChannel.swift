@@ -43,7 +43,7 @@ public final class SessionChannel: Channel, ChannelCore, @unchecked Sendable {
     /// The session's crypto layer, once added (it registers itself).
     weak var crypto: SessionCryptoHandler?
     /// Uptime (ns) of the last byte received from any carrier: "stall" is measured from it.
-    public private(set) var lastInbound: UInt64 = NIODeadline.now().uptimeNanoseconds
+    public private(set) var lastInbound: UInt64
     /// Called on the loop when the carrier is lost while the session lives on (it can be
     /// resumed), with the reason in words. Not called for sessions that cannot resume: they close.
     public var onCarrierLost: ((String) -> Void)?
@@ -57,6 +57,7 @@ public final class SessionChannel: Channel, ChannelCore, @unchecked Sendable {
         self.eventLoop = eventLoop
         self.holdTime = holdTime
         self.registry = registry
+        lastInbound = eventLoop.now.uptimeNanoseconds
         closePromise = eventLoop.makePromise()
         _pipeline = ChannelPipeline(channel: self)
     }
@@ -151,7 +152,7 @@ public final class SessionChannel: Channel, ChannelCore, @unchecked Sendable {
     /// Bytes from `link`'s carrier; late bytes of a replaced carrier are dropped.
     func carrierRead(_ from: CarrierLinkHandler, _ buffer: ByteBuffer) {
         guard from === link, isActive else { return }
-        lastInbound = NIODeadline.now().uptimeNanoseconds
+        lastInbound = eventLoop.now.uptimeNanoseconds
         pipeline.syncOperations.fireChannelRead(NIOAny(buffer))
     }
 

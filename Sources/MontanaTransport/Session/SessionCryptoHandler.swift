@@ -442,11 +442,12 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
 
     // MARK: retention and resumption (PROTOCOL.md 5.2-5.3)
 
-    private static func uptime() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+    /// The loop's clock (virtual in tests with an embedded loop).
+    private func uptime() -> UInt64 { (context?.eventLoop.now ?? .now()).uptimeNanoseconds }
 
     private func retain(_ buffer: ByteBuffer) {
         guard resumable else { return }
-        if retained.isEmpty { ackWaitSince = Self.uptime() }
+        if retained.isEmpty { ackWaitSince = uptime() }
         retained.append(buffer)
         retainedBytes += buffer.readableBytes
         if retainedBytes > Self.retentionHardLimit {
@@ -480,7 +481,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
             }
         }
         peerAcked = total
-        let now = Self.uptime()
+        let now = uptime()
         if let since = ackWaitSince, now > since {
             let sample = now - since
             smoothedAck = smoothedAck == 0 ? sample : (smoothedAck * 7 + sample) / 8
@@ -522,7 +523,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
 
     private func checkAcknowledgements() {
         guard resumable, case .established = state, let since = ackWaitSince, let session else { return }
-        let now = Self.uptime()
+        let now = uptime()
         guard now > since, now - since > UInt64(ackDeadline.nanoseconds) else { return }
         let ms = (now - since) / 1_000_000
         _ = session.dropCarrier(reason: "no acknowledgement for \(ms) ms (the carrier went silent)")
@@ -604,7 +605,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         bytesAcked = bytesReceived
         resumptions += 1
         for buffer in retained { seal(context, buffer, promise: nil) }
-        ackWaitSince = retained.isEmpty ? nil : Self.uptime()
+        ackWaitSince = retained.isEmpty ? nil : uptime()
         context.flush()
         context.fireUserInboundEventTriggered(SessionCarrierEvent.resumed)
     }
