@@ -44,10 +44,20 @@ struct StatusCommand: AsyncParsableCommand {
         if circuits.isEmpty {
             print("no open circuits")
         } else {
-            Table.print(["exit", "country", "front", "streams", "up", "down", "age"], circuits.map { c in
-                ["\(c["exit"] ?? "")", "\(c["exit_country"] ?? "")", "\(c["front"] ?? "")",
+            Table.print(["exit", "country", "front", "reserve", "streams", "up", "down", "age", "resumed"], circuits.map { c in
+                ["\(c["exit"] ?? "")", "\(c["exit_country"] ?? "")", "\(c["front"] ?? "")", "\(c["reserve"] ?? "-")",
                  "\(c["streams_active"] ?? 0)/\(c["streams_opened"] ?? 0)", Table.bytes(c["bytes_up"]), Table.bytes(c["bytes_down"]),
-                 "\(c["age_seconds"] ?? 0)s"]
+                 "\(c["age_seconds"] ?? 0)s",
+                 (c["resumptions"] as? Int).map { $0 == 0 ? "-" : "\($0)× (last stall \(c["last_stall_ms"] ?? 0) ms)" } ?? "-"]
+            })
+        }
+        let events = ((doc["steering"] as? [String: Any])?["events"] as? [[String: Any]]) ?? []
+        if !events.isEmpty {
+            print("")
+            print("recent re-steers and resumptions (newest last):")
+            Table.print(["when", "event", "exit", "from", "to", "stall", "reason"], events.suffix(12).map { e in
+                ["\(e["seconds_ago"] ?? 0)s ago", "\(e["kind"] ?? "")", "\(e["exit"] ?? "")", "\(e["from_front"] ?? "")", "\(e["to_front"] ?? "")",
+                 (e["stall_ms"] as? Int).map { "\($0) ms" } ?? "-", String("\(e["reason"] ?? "")".prefix(70))]
             })
         }
         if let r = doc["reachability"] as? [String: Any] {
@@ -78,6 +88,11 @@ struct StatusCommand: AsyncParsableCommand {
             print("directory (\(d["alliance"] ?? "?")): \(d["members"] ?? 0) members, \(d["exits"] ?? 0) exits "
                   + "(\(d["corroborated_exits"] ?? 0) corroborated), \(d["records"] ?? 0) records, \(d["attestations"] ?? 0) attestations"
                   + ((d["withdrawn"] as? Bool ?? false) ? ", WITHDRAWN" : ""))
+        }
+        if let r = doc["resumption"] as? [String: Any] {
+            print("resumption: \(r["resumable_sessions"] ?? 0) resumable sessions, \(r["detached"] ?? 0) waiting for a carrier "
+                  + "(\(Table.bytes(r["detached_bytes"])) kept, held \(r["hold_seconds"] ?? 0) s), \(r["resumed"] ?? 0) resumed, "
+                  + "\(r["refused"] ?? 0) refused, \(r["evicted"] ?? 0) evicted")
         }
         if let e = doc["egress"] as? [String: Any] {
             print("egress: \(e["accounts"] ?? 0) accounts, \(e["streams"] ?? 0) streams, up \(Table.bytes(e["bytes_up"])), down \(Table.bytes(e["bytes_down"])), refusals \(e["refusals"] ?? 0)")

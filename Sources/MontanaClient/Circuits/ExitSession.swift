@@ -33,6 +33,9 @@ public final class ExitSession: @unchecked Sendable {
     var resuming = false
     /// Resuming failed and the session was closed on purpose: its close is not a new loss.
     var gaveUp = false
+    /// The session ended because its carrier was lost (silence, or no front could resume it),
+    /// not because the exit closed it: a connection waiting on it deserves a new session.
+    var lostItsCarrier: Bool { gaveUp || mux.closedForSilence }
     /// Carrier losses this session survived, and the stall of the last one (ms).
     public internal(set) var resumptions = 0
     public internal(set) var lastStallMilliseconds: UInt64?

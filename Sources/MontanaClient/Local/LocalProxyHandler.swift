@@ -364,7 +364,7 @@ final class LocalProxyHandler: ChannelInboundHandler {
                             state = .relaying(pipe)
                             channel.read()
                         }
-                        if status == .unreachable, p.sessionLostBeforeAck, session.mux.closedForSilence {
+                        if status == .unreachable, p.sessionLostBeforeAck, session.lostItsCarrier {
                             guard !retried else { return reply(.failed(.noSession("the circuit to the exit went silent twice"))) }
                             logger.info("the session went silent before the exit answered; retrying on a new session", metadata: ["exit": "\(exit.label)"])
                             return dial(context, address: address, port: port, optimistic: optimistic, retried: true, reply: reply)

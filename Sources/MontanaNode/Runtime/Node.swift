@@ -225,6 +225,12 @@ public final class Node: Sendable {
             "discarders_active": admission.activeDiscarders,
             "peers": configuration.peers.count,
         ]
+        if let resumable {
+            let c = resumable.counts
+            status["resumption"] = ["hold_seconds": configuration.limits.resumeHoldSeconds, "resumable_sessions": c.registered,
+                                    "detached": c.detached, "detached_bytes": c.detachedBytes, "resumed": c.resumed,
+                                    "refused": c.refused, "evicted": c.evicted] as [String: any Sendable]
+        }
         if let directory {
             let now = WallClock.now()
             let live = directory.store.members(now: now)
