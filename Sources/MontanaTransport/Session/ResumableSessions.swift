@@ -171,25 +171,21 @@ final class ResumeResponderHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !done else { return }
-        var incoming = unwrapInboundIn(data)
-        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
-        guard var b = buffer, let length = b.getInteger(at: b.readerIndex, as: UInt16.self) else { return }
-        guard Int(length) == Resumption.requestSize else {
+        let bytes: [UInt8]
+        switch ResumeFraming.read(unwrapInboundIn(data), into: &buffer, size: Resumption.requestSize) {
+        case .needMore: return
+        case .wrongLength:
             refuse(context)
             return
+        case .message(let message, _): bytes = message
         }
-        guard b.readableBytes >= 2 + Resumption.requestSize else { return }
-        b.moveReaderIndex(forwardBy: 2)
-        let bytes = b.readBytes(length: Resumption.requestSize) ?? []
-        buffer = nil
         done = true
         timer?.cancel()
         guard let request = try? Resumption.parseRequest(bytes), case .found(let session) = registry.lookup(request) else {
             refuse(context)
             return
         }
-        var nonce = [UInt8](repeating: 0, count: 32)
-        for i in nonce.indices { nonce[i] = UInt8.random(in: .min ... .max) }
+        let nonce = ResumeFraming.nonce()
         do {
             let link = try session.installLink(in: context.channel, after: self, makeCurrent: false)
             context.pipeline.syncOperations.removeHandler(self, promise: nil)
@@ -205,10 +201,7 @@ final class ResumeResponderHandler: ChannelInboundHandler, RemovableChannelHandl
         buffer = nil
         timer?.cancel()
         observer.sessionFailed(reason: "resume_refused")
-        var out = context.channel.allocator.buffer(capacity: 2 + Resumption.answerSize)
-        out.writeInteger(UInt16(Resumption.answerSize))
-        out.writeBytes(Resumption.refuse(.unknownSession))
-        context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(ResumeFraming.frame(Resumption.refuse(.unknownSession), context.channel.allocator))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

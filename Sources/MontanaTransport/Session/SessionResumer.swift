@@ -34,9 +34,7 @@ public enum SessionResumer {
     public static func resume(_ session: SessionChannel, exit: NodeID, via front: RelayTarget, alliance: [UInt8]?,
                               localAddress: SocketAddress?, connectTimeout: TimeAmount) -> EventLoopFuture<Void> {
         let loop = session.eventLoop
-        var nonce = [UInt8](repeating: 0, count: 32)
-        for i in nonce.indices { nonce[i] = UInt8.random(in: .min ... .max) }
-        guard let request = session.resumeRequest(nonce: nonce) else {
+        guard let request = session.resumeRequest(nonce: ResumeFraming.nonce()) else {
             return loop.makeFailedFuture(SessionResumeError.notResumable)
         }
         let hop = HopMessage(type: .connect, peer: RelayPeer(id: exit.multihash),
@@ -93,10 +91,7 @@ final class ResumeInitiatorHandler: ChannelInboundHandler, RemovableChannelHandl
     private func send(_ context: ChannelHandlerContext) {
         guard !sent else { return }
         sent = true
-        var out = context.channel.allocator.buffer(capacity: 2 + request.count)
-        out.writeInteger(UInt16(request.count))
-        out.writeBytes(request)
-        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(ResumeFraming.frame(request, context.channel.allocator)), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -104,17 +99,17 @@ final class ResumeInitiatorHandler: ChannelInboundHandler, RemovableChannelHandl
             context.fireChannelRead(data)
             return
         }
-        var incoming = unwrapInboundIn(data)
-        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
-        guard var b = buffer, let length = b.getInteger(at: b.readerIndex, as: UInt16.self) else { return }
-        guard Int(length) == Resumption.answerSize else {
+        let answer: [UInt8]
+        var b: ByteBuffer
+        switch ResumeFraming.read(unwrapInboundIn(data), into: &buffer, size: Resumption.answerSize) {
+        case .needMore: return
+        case .wrongLength(let length):
             finish(context, .failure(SessionResumeError.badAnswer("answer of \(length) bytes")))
             return
+        case .message(let message, let rest):
+            answer = message
+            b = rest
         }
-        guard b.readableBytes >= 2 + Resumption.answerSize else { return }
-        b.moveReaderIndex(forwardBy: 2)
-        let answer = b.readBytes(length: Resumption.answerSize) ?? []
-        buffer = nil
         finished = true
         let link: CarrierLinkHandler
         do {
@@ -156,5 +151,41 @@ final class ResumeInitiatorHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if !finished { finish(context, .failure(error)) }
+    }
+}
+
+/// The resume messages travel as `u16 BE len ‖ message` (PROTOCOL.md 5.3), each of one fixed size.
+enum ResumeFraming {
+    enum Read {
+        case needMore
+        case wrongLength(UInt16)
+        /// The message and what followed it in the same reads.
+        case message([UInt8], rest: ByteBuffer)
+    }
+
+    /// Accumulates `incoming` into `buffer` until one message of `size` bytes is there.
+    static func read(_ incoming: ByteBuffer, into buffer: inout ByteBuffer?, size: Int) -> Read {
+        var incoming = incoming
+        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+        guard var b = buffer, let length = b.getInteger(at: b.readerIndex, as: UInt16.self) else { return .needMore }
+        guard Int(length) == size else { return .wrongLength(length) }
+        guard b.readableBytes >= 2 + size else { return .needMore }
+        b.moveReaderIndex(forwardBy: 2)
+        let message = b.readBytes(length: size) ?? []
+        buffer = nil
+        return .message(message, rest: b)
+    }
+
+    static func frame(_ message: [UInt8], _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        var out = allocator.buffer(capacity: 2 + message.count)
+        out.writeInteger(UInt16(message.count))
+        out.writeBytes(message)
+        return out
+    }
+
+    /// 32 fresh random bytes (SystemRandomNumberGenerator: the kernel's CSPRNG).
+    static func nonce() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
     }
 }
