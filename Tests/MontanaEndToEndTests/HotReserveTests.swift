@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import MontanaNode
 import NIOConcurrencyHelpers
 import XCTest
 
@@ -30,15 +31,9 @@ final class HotReserveTests: XCTestCase {
         ((doc["steering"] as? [String: Any])?["active"] as? [[String: Any]])?.first { $0["country"] as? String == "DE" }
     }
 
-    func test_whenTheActiveFrontDiesTheNextConnectionUsesTheReserveToTheSameExit() throws {
-        let demo = try DemoHarness.start(DemoHarness.Options(extraArguments: ["--cities", "4"]))
-        self.demo = demo
-        let berlin = try demo.status.exit(country: "DE")
-        let first = try demo.curlSOCKS("\(demo.siteURL)/whoami", user: "country-de", extra: ["--fail"])
-        XCTAssertTrue(first.succeeded, "DE works: \(first)\n\(demo.diagnostics())")
-        XCTAssertEqual(first.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines), berlin.transit.host, "berlin's egress address")
-
-        // The status port refreshes every second; the reserve's control session comes up meanwhile.
+    /// The DE session's active front and its warm reserve, once the reserve's control session is
+    /// up (the status port refreshes every second), and the active front's short node id.
+    private func activeAndReserve(_ demo: DemoHarness) throws -> (front: DemoStatusFile.City, reserve: DemoStatusFile.City, frontNode: String) {
         var before: [String: Any]?
         XCTAssertTrue(poll(timeout: 10) {
             before = (try? self.clientStatus(demo)).flatMap(self.active)
@@ -48,6 +43,18 @@ final class HotReserveTests: XCTestCase {
         XCTAssertNotEqual(frontNode, reserveNode, "the reserve is another front")
         let front = try XCTUnwrap(demo.status.cities.first { $0.nodeID.hasPrefix(frontNode) }, "the active front is a city")
         let reserve = try XCTUnwrap(demo.status.cities.first { $0.nodeID.hasPrefix(reserveNode) }, "the reserve is a city")
+        return (front, reserve, frontNode)
+    }
+
+    func test_whenTheActiveFrontDiesTheNextConnectionUsesTheReserveToTheSameExit() throws {
+        let demo = try DemoHarness.start(DemoHarness.Options(extraArguments: ["--cities", "4"]))
+        self.demo = demo
+        let berlin = try demo.status.exit(country: "DE")
+        let first = try demo.curlSOCKS("\(demo.siteURL)/whoami", user: "country-de", extra: ["--fail"])
+        XCTAssertTrue(first.succeeded, "DE works: \(first)\n\(demo.diagnostics())")
+        XCTAssertEqual(first.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines), berlin.transit.host, "berlin's egress address")
+
+        let (front, reserve, frontNode) = try activeAndReserve(demo)
         XCTAssertNotEqual(front.nodeID, berlin.nodeID, "berlin is not its own front by default")
         XCTAssertNotEqual(reserve.nodeID, berlin.nodeID)
         XCTAssertNotEqual(front.operatorLabel, reserve.operatorLabel, "the reserve is of another operator")
@@ -85,14 +92,7 @@ final class HotReserveTests: XCTestCase {
         self.demo = demo
         let warm = try demo.curlSOCKS("\(demo.siteURL)/whoami", user: "country-de", extra: ["--fail"])
         XCTAssertTrue(warm.succeeded, "DE works: \(warm)\n\(demo.diagnostics())")
-        var before: [String: Any]?
-        XCTAssertTrue(poll(timeout: 10) {
-            before = (try? self.clientStatus(demo)).flatMap(self.active)
-            return before?["reserve_state"] as? String == "up"
-        }, "the reserve is up: \(String(describing: before))")
-        let frontNode = try XCTUnwrap(before?["front_node"] as? String), reserveNode = try XCTUnwrap(before?["reserve_node"] as? String)
-        let front = try XCTUnwrap(demo.status.cities.first { $0.nodeID.hasPrefix(frontNode) })
-        let reserve = try XCTUnwrap(demo.status.cities.first { $0.nodeID.hasPrefix(reserveNode) })
+        let (front, reserve, _) = try activeAndReserve(demo)
 
         let size = 24 << 20
         let download = NIOLockedValueBox<CurlResult?>(nil)
