@@ -11,9 +11,6 @@ import NIOCore
 extension CircuitManager {
     /// How long the client tries to resume before it gives the session up.
     public static let resumeWindow = TimeAmount.seconds(20)
-    /// `stall_ms` counts from the last byte received, but from no earlier than this before the
-    /// carrier was given up (an idle session has no stall to speak of).
-    static let stallLookback: UInt64 = 3_000_000_000
 
     func carrierLost(_ session: ExitSession, reason: String) {
         loop.preconditionInEventLoop()
@@ -48,10 +45,8 @@ extension CircuitManager {
                     session.resuming = false
                     session.front = front
                     recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started))
-                    let now = NIODeadline.now().uptimeNanoseconds
-                    let lostAt = detachedAt.uptimeNanoseconds
-                    let from = max(channel.lastInbound, lostAt > Self.stallLookback ? lostAt - Self.stallLookback : 0)
-                    let stall = Self.elapsed(since: from, now: now) / 1_000_000
+                    // From when the path broke (acknowledgements stopped, or the carrier closed).
+                    let stall = Self.elapsed(since: channel.brokenSince, now: NIODeadline.now().uptimeNanoseconds) / 1_000_000
                     session.resumptions += 1
                     session.lastStallMilliseconds = stall
                     note(.resumed, exit: session.exit, from: lost.label, to: front.label, reason: reason, stallMilliseconds: stall)

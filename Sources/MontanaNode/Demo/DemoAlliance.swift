@@ -394,7 +394,8 @@ public final class DemoAlliance: @unchecked Sendable {
         // Mutual insurance, live: kill the front a circuit uses and watch the next connection
         // (and the live view) move to the warm reserve, same exit and country.
         for c in running where c.city.roles.contains(.front) {
-            lines.append("  kill \(c.process.processIdentifier)    # stop \(c.city.name): its sessions resume through their reserve front (same exit, connections kept)")
+            let alsoExit = c.city.roles.contains(.exit) ? " (also the \(c.city.country) exit: sessions to it end)" : ""
+            lines.append("  kill \(c.process.processIdentifier)    # stop \(c.city.name): sessions it fronts resume through their reserve (same exit, connections kept)\(alsoExit)")
         }
         lines.append("  montana directory show --admin 127.0.0.1:\(clientAdminPort ?? 0)")
         lines.append("")

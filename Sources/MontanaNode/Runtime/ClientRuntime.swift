@@ -151,7 +151,9 @@ public final class ClientRuntime: @unchecked Sendable {
                 "circuits": circuits.map { c -> [String: any Sendable] in
                     ["exit": c.exit, "exit_country": c.exitCountry, "front": c.front, "relayed": c.relayed,
                      "streams_active": c.streamsActive, "streams_opened": c.streamsOpened,
-                     "bytes_up": c.bytesUp, "bytes_down": c.bytesDown, "age_seconds": Int(clamping: c.ageSeconds)]
+                     "bytes_up": c.bytesUp, "bytes_down": c.bytesDown, "age_seconds": Int(clamping: c.ageSeconds),
+                     "reserve": c.reserve ?? "", "resumptions": c.resumptions ?? 0,
+                     "last_stall_ms": c.lastStallMilliseconds.map { Int(clamping: $0) as any Sendable } ?? NSNull()]
                 },
                 "advisory_exits": configuration.advisoryExits,
                 "default_exit": "\(configuration.defaultExit)",

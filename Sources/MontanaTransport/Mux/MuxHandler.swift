@@ -152,7 +152,7 @@ public final class MuxHandler: ChannelDuplexHandler {
             if now > self.lastHeard, now - self.lastHeard > UInt64(max(0, self.keepalive.silence.nanoseconds)) {
                 // A resumable session gives the silent carrier up and waits for another one.
                 let seconds = (now - self.lastHeard) / 1_000_000_000
-                if let session, session.dropCarrier(reason: "nothing heard for \(seconds) s") {
+                if let session, session.dropCarrier(reason: "nothing heard for \(seconds) s", since: self.lastHeard) {
                     self.lastHeard = now
                     self.schedulePing(context, after: self.keepalive.interval)
                     return

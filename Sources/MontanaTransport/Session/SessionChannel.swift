@@ -42,8 +42,11 @@ public final class SessionChannel: Channel, ChannelCore, @unchecked Sendable {
     private var holdTimer: Scheduled<Void>?
     /// The session's crypto layer, once added (it registers itself).
     weak var crypto: SessionCryptoHandler?
-    /// Uptime (ns) of the last byte received from any carrier: "stall" is measured from it.
+    /// Uptime (ns) of the last byte received from any carrier.
     public private(set) var lastInbound: UInt64
+    /// Since when (uptime ns) the path has been broken, for the carrier lost last: the moment
+    /// acknowledgements stopped (a silent carrier), or the loss itself (a closed or reset one).
+    public private(set) var brokenSince: UInt64 = 0
     /// Called on the loop when the carrier is lost while the session lives on (it can be
     /// resumed), with the reason in words. Not called for sessions that cannot resume: they close.
     public var onCarrierLost: ((String) -> Void)?
@@ -179,8 +182,10 @@ public final class SessionChannel: Channel, ChannelCore, @unchecked Sendable {
 
     /// `from`'s carrier closed, failed or was given up. A session that can resume waits (up to
     /// `holdTime`) for a new carrier; one that cannot closes.
-    func carrierLost(_ from: CarrierLinkHandler, reason: String) {
+    func carrierLost(_ from: CarrierLinkHandler, reason: String, since: UInt64? = nil) {
         guard from === link, isActive else { return }
+        let now = eventLoop.now.uptimeNanoseconds
+        brokenSince = min(since ?? now, now)
         link = nil
         from.carrier.close(promise: nil)
         let before = isWritable
@@ -203,10 +208,11 @@ public final class SessionChannel: Channel, ChannelCore, @unchecked Sendable {
 
     /// Gives the current carrier up (it went silent): a session that can resume detaches and
     /// waits for a new one; true when that happened, false when there is nothing to resume.
-    public func dropCarrier(reason: String) -> Bool {
+    /// `since`: when the carrier went silent (uptime ns), if known.
+    public func dropCarrier(reason: String, since: UInt64? = nil) -> Bool {
         eventLoop.preconditionInEventLoop()
         guard let link, let crypto, crypto.canResume else { return false }
-        carrierLost(link, reason: reason)
+        carrierLost(link, reason: reason, since: since)
         return true
     }
 

@@ -526,7 +526,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         let now = uptime()
         guard now > since, now - since > UInt64(ackDeadline.nanoseconds) else { return }
         let ms = (now - since) / 1_000_000
-        _ = session.dropCarrier(reason: "no acknowledgement for \(ms) ms (the carrier went silent)")
+        _ = session.dropCarrier(reason: "no acknowledgement for \(ms) ms (the carrier went silent)", since: since)
     }
 
     /// Whether a lost carrier can be replaced (both ends resume and the session is up).
