@@ -85,7 +85,7 @@ public final class CircuitManager: @unchecked Sendable {
     private var measuredRTT: [NodeID: UInt64] = [:]
     private var probing: Set<NodeID> = []
     /// Why the last session to an exit failed (shown by `montana status`).
-    public private(set) var lastFailure: [NodeID: String] = [:]
+    public internal(set) var lastFailure: [NodeID: String] = [:]
 
     public init(loop: any EventLoop, account: IdentityKey, members: [AllianceMember], defaultSelection: ExitSelection,
                 alliance: [UInt8]?, options: CircuitOptions = CircuitOptions(), logger: Logger) {
@@ -265,7 +265,7 @@ public final class CircuitManager: @unchecked Sendable {
     }
 
     /// "country DE (exit x) is unreachable from this network: no front answered (tried …)".
-    private func unreachableMessage(_ exit: AllianceMember, tried: [String]) -> String {
+    func unreachableMessage(_ exit: AllianceMember, tried: [String]) -> String {
         // No vantage in the text: it is logged, and the client's own /16 stays out of logs.
         var text = "country \(exit.country ?? "??") (exit \(exit.label)) is unreachable from this network: "
             + "no front answered; tried \(tried.count): " + tried.joined(separator: "; ")

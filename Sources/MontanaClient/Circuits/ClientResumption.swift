@@ -26,13 +26,20 @@ extension CircuitManager {
         var candidates = frontCandidates(for: session.exit).filter { $0.nodeID != lost.nodeID }
         candidates.append(lost)
         let detachedAt = NIODeadline.now()
-        resumeAttempt(session, lost: lost, reason: reason, candidates: candidates, tried: [], detachedAt: detachedAt)
+        resumeAttempt(session, lost: lost, reason: reason, candidates: candidates, tried: [], answered: false, detachedAt: detachedAt)
     }
 
+    /// `tried` lists each failed attempt; `answered`: some front answered (the carrier works).
     private func resumeAttempt(_ session: ExitSession, lost: AllianceMember, reason: String, candidates: [AllianceMember],
-                               tried: [String], detachedAt: NIODeadline) {
+                               tried: [String], answered: Bool, detachedAt: NIODeadline) {
         guard let channel = session.session, channel.isActive else { return }
         guard let front = candidates.first, NIODeadline.now() - detachedAt < Self.resumeWindow else {
+            if !answered && !tried.isEmpty {
+                // Nothing on this network reaches a front: say so, as a new session would.
+                let why = unreachableMessage(session.exit, tried: tried)
+                session.unreachableFromHere = why
+                lastFailure[session.exit.nodeID] = why
+            }
             giveUp(session, why: tried.isEmpty ? "no front to resume through" : "tried \(tried.count): " + tried.joined(separator: "; "))
             return
         }
@@ -61,7 +68,7 @@ extension CircuitManager {
                     recordFront(front, reached: reached, error: reached ? nil : Self.carrierFailure(error))
                     let line = "\(front.label) \(front.host):\(front.port) over \(FrontReachability.profileT0): \(Self.carrierFailure(error))"
                     resumeAttempt(session, lost: lost, reason: reason, candidates: Array(candidates.dropFirst()), tried: tried + [line],
-                                  detachedAt: detachedAt)
+                                  answered: answered || reached, detachedAt: detachedAt)
                 }
             }
     }

@@ -36,6 +36,9 @@ public final class ExitSession: @unchecked Sendable {
     /// The session ended because its carrier was lost (silence, or no front could resume it),
     /// not because the exit closed it: a connection waiting on it deserves a new session.
     var lostItsCarrier: Bool { gaveUp || mux.closedForSilence }
+    /// Set when no front answered any resume attempt: "country CC … is unreachable from this
+    /// network" — a new session would try the same fronts, so waiting connections get this now.
+    var unreachableFromHere: String?
     /// Carrier losses this session survived, and the stall of the last one (ms).
     public internal(set) var resumptions = 0
     public internal(set) var lastStallMilliseconds: UInt64?

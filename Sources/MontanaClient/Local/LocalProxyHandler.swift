@@ -364,6 +364,10 @@ final class LocalProxyHandler: ChannelInboundHandler {
                             state = .relaying(pipe)
                             channel.read()
                         }
+                        if status == .unreachable, p.sessionLostBeforeAck, let why = session.unreachableFromHere {
+                            logger.warning("\(why)")
+                            return reply(.failed(.noSession(why)))
+                        }
                         if status == .unreachable, p.sessionLostBeforeAck, session.lostItsCarrier {
                             guard !retried else { return reply(.failed(.noSession("the circuit to the exit went silent twice"))) }
                             logger.info("the session went silent before the exit answered; retrying on a new session", metadata: ["exit": "\(exit.label)"])
