@@ -59,8 +59,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ], swiftSettings: strict),
+        // The reachability map (PROTOCOL.md 9): votes per source group, quorum, bounds; sans I/O.
+        .target(name: "MontanaReachability", dependencies: [
+            "MontanaWire",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
         .target(name: "MontanaClient", dependencies: [
-            "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaWire",
+            "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaWire", "MontanaReachability",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -68,6 +73,7 @@ let package = Package(
         ], swiftSettings: strict),
         .target(name: "MontanaNode", dependencies: [
             "MontanaCrypto", "MontanaSession", "MontanaTransport", "MontanaExit", "MontanaClient", "MontanaWire", "MontanaDirectory",
+            "MontanaReachability",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -81,6 +87,8 @@ let package = Package(
         .target(name: "MontanaConformance", dependencies: ["MontanaCrypto", "MontanaWire"], swiftSettings: strict),
         .executableTarget(name: "montana", dependencies: [
             "MontanaNode", "MontanaCrypto", "MontanaWire", "MontanaConformance", "MontanaDirectory", "MontanaTransport",
+            "MontanaClient", "MontanaReachability",
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         // One entry point per decoder, shared by the libFuzzer binary and the unit tests.
@@ -102,7 +110,7 @@ let package = Package(
         .testTarget(name: "MontanaSessionTests", dependencies: ["MontanaSession", "MontanaWire"],
                     resources: [.copy("Resources")]),
         .testTarget(name: "MontanaExitTests", dependencies: ["MontanaExit", "MontanaWire"]),
-        .testTarget(name: "MontanaClientTests", dependencies: ["MontanaClient", "MontanaWire"]),
+        .testTarget(name: "MontanaClientTests", dependencies: ["MontanaClient", "MontanaWire", "MontanaReachability"]),
         .testTarget(name: "MontanaTransportTests", dependencies: [
             "MontanaTransport", "MontanaCrypto", "MontanaSession", "MontanaFuzzTargets", "MontanaWire",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -53,6 +53,9 @@ struct RunClient: AsyncParsableCommand {
     @Option(help: "Local IPv4/IPv6 address to connect to fronts from, e.g. 127.0.1.1 (overrides source).")
     var source: String?
 
+    @Option(help: "A GeoIP database (.mmdb or CIDR,CC csv) naming this client's vantage country (overrides geoip).")
+    var geoip: String?
+
     func run() async throws {
         var configuration: ClientConfiguration
         do {
@@ -90,6 +93,7 @@ struct RunClient: AsyncParsableCommand {
             do { configuration.defaultExit = try .parse(username: "country-\(country)") } catch { throw ValidationError("--country: \(error)") }
         }
         if exitAsFront { configuration.exitAsFront = true }
+        if let geoip { configuration.geoipPath = geoip }
         if let source {
             do { configuration.source = try ClientSourceAddress(parsing: source) } catch { throw ValidationError("--source: \(error)") }
         }

@@ -25,7 +25,7 @@ struct Montana: AsyncParsableCommand {
           montana inspect FILE            what a key or record file is
           montana vectors --check FILE    verify conformance vectors
         """,
-        subcommands: [DemoCommand.self, NodeCommand.self, ClientCommand.self, KeygenCommand.self, InspectCommand.self, VectorsCommand.self, BenchCommand.self,
+        subcommands: [DemoCommand.self, NodeCommand.self, ClientCommand.self, ReachabilityCommand.self, KeygenCommand.self, InspectCommand.self, VectorsCommand.self, BenchCommand.self,
                       StatusCommand.self, DirectoryCommand.self, AllianceCommand.self, PassCommand.self, SubscriptionCommand.self]
     )
 }

@@ -564,7 +564,8 @@ allow_private = ["10.30.0.0/16"]
         c.data = data or os.path.join(self.work, f"client-{name}")
         os.makedirs(c.data, exist_ok=True)
         c.proc = Proc(f"client-{name}", c.ns, [self.bin, "client", "--subscription", self.subscription, "--data", c.data,
-                                               "--socks", c.socks, "--http", c.http, "--admin", c.admin], self.logs)
+                                               "--socks", c.socks, "--http", c.http, "--admin", c.admin,
+                                               "--geoip", os.path.join(self.work, "geoip.csv")], self.logs)
         self.procs.append(c.proc)
         c.proc.start()
         self.clients[name] = c
@@ -1130,11 +1131,46 @@ def wait_measured(tb, c, relay, res, phase, timeout=30):
     return None
 
 
-@scenario("needs the gossiped reachability map (issue 8 item 1)")
+def map_entry(doc, country, asn, node_id):
+    for v in (doc or {}).get("vantages", []):
+        if v.get("country") == country and v.get("asn") == asn:
+            return next((e for e in v.get("entries", []) if e.get("node") == node_id), None)
+    return None
+
+
+@scenario("ready")
 def false_reports(tb, res):
-    """Reachability reports injected from one /16 claiming f1 unreachable must not change the map."""
-    res.check("inject reachability reports from one /16 claiming f1 unreachable", False,
-              "not implemented yet: the interface for injecting reports is not there")
+    """Reports from ONE /16 (ISP A's network, 200 of them) claiming f1 unreachable do not move the
+    map at front f2; the same claim from three distinct /16s (ISP A, ISP B, the web network) does:
+    the quorum of section 9. The ISP A client names its vantage country from its GeoIP file."""
+    f1, f2 = tb.servers["f1"], tb.servers["f2"]
+    vantage = ("BY", 64999)  # a vantage no testbed client reports, so only these votes count
+
+    def report(ns, count):
+        out = nsrun(ns, [tb.bin, "reachability", "report", "--link", f2.link, "--target", f1.node_id, "--unreachable",
+                         "--count", str(count), "--country", vantage[0], "--asn", str(vantage[1])], timeout=60, check=False)
+        return out.returncode, (out.stdout + out.stderr).strip()
+
+    rc, text = report(tb.isp_ns["a"], 200)
+    res.figure("one_network_report", text[-120:])
+    res.require("200 reports from ISP A's /16 were submitted", rc == 0, text)
+    entry = map_entry(tb.get_json(f2.ns, NODE_ADMIN, "/reachability"), *vantage, f1.node_id)
+    res.figure("after_one_network", entry)
+    res.check("f2 recorded the claim as one source group", entry is not None and entry.get("sources") == 1, entry)
+    res.check("one /16 cannot move the map: f1 is not actionable", entry is not None and entry.get("actionable") is False
+              and entry.get("state") == "unknown", entry)
+    for ns in (tb.isp_ns["b"], WEB_NS):
+        rc, text = report(ns, 1)
+        res.require(f"a report from {ns}", rc == 0, text)
+    entry = map_entry(tb.get_json(f2.ns, NODE_ADMIN, "/reachability"), *vantage, f1.node_id)
+    res.figure("after_three_networks", entry)
+    res.check("three distinct /16s make the entry actionable: f1 unreachable for that vantage",
+              entry is not None and entry.get("sources") == 3 and entry.get("state") == "unreachable" and entry.get("actionable") is True,
+              entry)
+    doc = poll_status(tb, tb.clients["a"], lambda d: ((d.get("reachability") or {}).get("vantage") or {}).get("country") == ISP_COUNTRY["a"])
+    v = (doc.get("reachability") or {}).get("vantage")
+    res.figure("client_a_vantage", v)
+    res.check(f"the ISP A client's vantage country is {ISP_COUNTRY['a']} (its GeoIP file)", (v or {}).get("country") == ISP_COUNTRY["a"], v)
 
 
 # --------------------------------------------------------------------------------------------

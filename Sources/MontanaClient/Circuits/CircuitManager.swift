@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MontanaCrypto
+import MontanaReachability
 import MontanaSession
 import MontanaTransport
 import MontanaWire
@@ -84,6 +85,10 @@ public final class CircuitManager: @unchecked Sendable {
     /// Handshake time (ms) of the last session built to each exit: the RTT automatic selection uses.
     private var measuredRTT: [NodeID: UInt64] = [:]
     private var probing: Set<NodeID> = []
+    /// (country, ASN) of an address, from the client's GeoIP database (`[client] geoip`), if any.
+    public var vantageLookup: (@Sendable ([UInt8]) -> Vantage?)?
+    /// Source groups behind each map entry for this vantage (status only).
+    var mapSources: [NodeID: Int] = [:]
     /// Why the last session to an exit failed (shown by `montana status`).
     public internal(set) var lastFailure: [NodeID: String] = [:]
 
@@ -172,7 +177,9 @@ public final class CircuitManager: @unchecked Sendable {
         loop.preconditionInEventLoop()
         switch result {
         case .success(let payload):
-            if let group = ObservedAddress.sourceGroup(inPayload: payload) { reachability.observedSourceGroup(group) }
+            if let group = ObservedAddress.sourceGroup(inPayload: payload) {
+                reachability.observedSourceGroup(group, address: ObservedAddress.address(inPayload: payload))
+            }
             recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started))
         case .failure(let error):
             let answered = Self.isAnswerFromFront(error)
@@ -373,8 +380,13 @@ public final class CircuitManager: @unchecked Sendable {
         })
         return [
             "steering": ["active": active, "events": events, "measured_ms": measured] as [String: any Sendable],
-            "reachability": ["vantage": ["source_group": reachability.sourceGroup, "country": "ZZ", "asn": 0] as [String: any Sendable],
-                             "fronts": fronts] as [String: any Sendable],
+            "reachability": ["vantage": ["source_group": reachability.sourceGroup, "country": vantage.country, "asn": Int(vantage.asn)]
+                                as [String: any Sendable],
+                             "fronts": fronts,
+                             "map": mapSources.keys.sorted { $0.hex < $1.hex }.map { node -> [String: any Sendable] in
+                                 ["node": node.short, "label": members.first { $0.nodeID == node }?.label ?? node.short, "profile": "t0",
+                                  "state": reachability.map[node]?.rawValue ?? "unknown", "sources": mapSources[node] ?? 0]
+                             }] as [String: any Sendable],
         ]
     }
 

@@ -73,22 +73,43 @@ public struct FrontReachability: Sendable {
         }
     }
 
+    /// The address fronts reported (16 bytes, memory only): the vantage's GeoIP key.
+    public private(set) var observedAddress: [UInt8]?
+    /// The alliance's map for this vantage, as a front served it: actionable entries only.
+    public internal(set) var map: [NodeID: MapState] = [:]
+
+    public enum MapState: String, Sendable {
+        case reachable, unreachable
+    }
+
     /// The source group fronts reported; a different one than before means another network.
-    public mutating func observedSourceGroup(_ group: String) {
+    public mutating func observedSourceGroup(_ group: String, address: [UInt8]? = nil) {
+        if let address { observedAddress = address }
         guard !group.isEmpty, group != sourceGroup else { return }
-        if !sourceGroup.isEmpty { observations = [:] }
+        if !sourceGroup.isEmpty {
+            observations = [:]
+            map = [:]
+        }
         sourceGroup = group
     }
 
     /// Best first: reachable (lowest RTT first), unknown (in the given order), unreachable
     /// (fewest failures, then the one tried longest ago — it may have come back).
+    /// Own observations first; a front this client has not tried from here goes by the map:
+    /// actionable reachable, then unknown, then actionable unreachable (PROTOCOL.md 9).
     public func ranked(_ fronts: [AllianceMember]) -> [AllianceMember] {
         func key(_ m: AllianceMember, _ index: Int) -> (Int, UInt64, Int) {
-            guard let o = observations[m.nodeID] else { return (1, 0, index) }
+            let byMap: Int
+            switch map[m.nodeID] {
+            case .reachable?: byMap = 1
+            case .unreachable?: byMap = 3
+            case nil: byMap = 2
+            }
+            guard let o = observations[m.nodeID] else { return (byMap, 0, index) }
             switch o.state {
             case .reachable: return (0, o.rttMilliseconds ?? .max / 2, index)
-            case .unknown: return (1, 0, index)
-            case .unreachable: return (2, UInt64(clamping: o.failures), index)
+            case .unknown: return (byMap, 0, index)
+            case .unreachable: return (4, UInt64(clamping: o.failures), index)
             }
         }
         return fronts.enumerated().map { (key($0.element, $0.offset), $0.element) }
@@ -108,5 +129,12 @@ public enum ObservedAddress {
             return "\(ip[12]).\(ip[13]).0.0/16"
         }
         return "\(Hex.encode(Array(ip[0..<2]))):\(Hex.encode(Array(ip[2..<4])))::/32"
+    }
+
+    /// The 16-byte address itself (IPv6 or v4-mapped).
+    public static func address(inPayload payload: [UInt8]) -> [UInt8]? {
+        guard let tlvs = try? TLV.decode(payload),
+              let value = tlvs.first(where: { $0.type == PayloadTLV.observedAddress })?.value, value.count == 18 else { return nil }
+        return Array(value[0..<16])
     }
 }

@@ -36,6 +36,9 @@ public final class ClientDirectory: @unchecked Sendable {
     /// responder's msg2 payload (it carries the observed-address TLV) or the error. Feeds the
     /// client's reachability record (`CircuitManager.recordControlDial`). Called on `loop`.
     public var onFrontAttempt: ((RelayTarget, NIODeadline, Result<[UInt8], any Error>) -> Void)?
+    /// After each directory read, with the session it used (a control session straight to a
+    /// front): the client exchanges its reachability reports there. Called on `loop`.
+    public var onRead: ((DialedSession) -> Void)?
 
     // Loop-confined.
     private var bootstrap: [MemberLink]
@@ -176,6 +179,7 @@ public final class ClientDirectory: @unchecked Sendable {
                         lastError = nil
                         backoff = .seconds(1)
                         if received > 0 { publish() }
+                        onRead?(session)
                         loop.scheduleTask(in: Self.minPollGap) { self.poll() }
                     }
                 }

@@ -35,6 +35,9 @@ public struct ClientConfiguration: Sendable {
     public var probeIntervalSeconds = 60
     /// `pass`: an account pass file (`montana pass issue`), sent to exits with `admission = "pass"`.
     public var passPath: String?
+    /// `geoip`: a GeoIP database (`.mmdb`, or a `CIDR,CC` CSV) that names this client's vantage
+    /// country from the address fronts report; without it the vantage is unknown (ZZ).
+    public var geoipPath: String?
     public var logLevel: Logger.Level
     public var warnings: [String]
 
@@ -43,7 +46,7 @@ public struct ClientConfiguration: Sendable {
     static let sections = ["client", "members", "log"]
     static let clientKeys = ["account_key", "socks", "http", "mixed", "country", "username", "password", "alliance",
                              "exit_as_front", "source",
-                             "subscription", "admin", "cache", "advisory_exits", "pass", "probe_interval_seconds"]
+                             "subscription", "admin", "cache", "advisory_exits", "pass", "probe_interval_seconds", "geoip"]
 
     /// How the local proxy builds circuits, from `exit_as_front` and `source`.
     public var circuitOptions: CircuitOptions {
@@ -128,6 +131,7 @@ public struct ClientConfiguration: Sendable {
         configuration.advisoryExits = advisory
         configuration.passPath = passPath
         configuration.probeIntervalSeconds = probeInterval
+        configuration.geoipPath = try client.path("geoip")
         return configuration
     }
 

@@ -1,7 +1,9 @@
 import Dispatch
 import Foundation
 import Logging
+import MontanaClient
 import MontanaCrypto
+import MontanaReachability
 import MontanaDirectory
 import MontanaSession
 import MontanaTransport
@@ -46,6 +48,8 @@ final class NodeDirectory: @unchecked Sendable {
     let waiters = DirectoryWaiters()
     private(set) var attester: Attester?
     /// Called (on `loop`) after the store changed, e.g. to refresh the exit's self-denials.
+    /// The node's reachability map, exchanged with peers after each directory exchange.
+    var reachability: ReachabilityMap?
     var onMembersChanged: (@Sendable () -> Void)?
 
     /// Outgoing member connections leave from the transit address when it is a specific one, so
@@ -260,6 +264,11 @@ final class NodeDirectory: @unchecked Sendable {
     /// One exchange as the initiator: our record and digest → their newer items and digest →
     /// our newer items → FIN.
     private func runExchange(on session: DialedSession, peer: NodeID) {
+        // The reachability map travels with the directory: our newest votes, with their groups.
+        if let reachability {
+            let votes = reachability.export(limit: ReachabilityMessage.maxSync)
+            if !votes.isEmpty { _ = ReachabilityExchange.request(.sync(votes), on: session.mux, loop: loop) }
+        }
         guard let stream = session.mux.openStream(protocol: PeerExchangeService.protocolID, negotiated: { _ in }) else {
             metrics.gossipExchanges(outcome: "refused")
             return

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MontanaClient
 import MontanaCrypto
+import MontanaReachability
 import MontanaDirectory
 import MontanaTransport
 import MontanaWire
@@ -86,12 +87,32 @@ public final class ClientRuntime: @unchecked Sendable {
                                       country: nil, roles: [.front])
                 manager.recordControlDial(front, started: started, result: result)
             }
+            // Reachability reports and the map for this vantage, at most once a minute.
+            let lastReport = NIOLockedValueBox<NIODeadline?>(nil)
+            d.onRead = { session in
+                let now = NIODeadline.now()
+                guard lastReport.withLockedValue({ $0.map { now - $0 >= ClientRuntime.reportInterval } ?? true }) else { return }
+                lastReport.withLockedValue { $0 = now }
+                manager.exchangeReachability(on: session.mux).whenFailure { error in
+                    logger.debug("reachability exchange failed", metadata: ["error": "\(error)"])
+                }
+            }
             d.onUpdate = { members in
                 manager.update(members: staticMembers + members.filter { m in !staticMembers.contains { $0.nodeID == m.nodeID } })
                 // Automatic selection picks by measured path time: measure new exits in the background.
                 manager.measureUnmeasured()
             }
             directory = d
+        }
+        if let path = configuration.geoipPath {
+            let database: any GeoIPDatabase
+            do { database = try GeoIP.open(path: path) } catch {
+                throw ClientRuntimeError.configuration("\(configuration.file): [client] geoip: \(error)")
+            }
+            let manager = proxy.manager
+            manager.loop.execute {
+                manager.vantageLookup = { address in database.country(for: address).map { Vantage(country: $0, asn: 0) } }
+            }
         }
         let runtime = ClientRuntime(configuration: configuration, proxy: proxy, directory: directory, pass: pass, logger: logger)
         let metrics = MontanaMetrics.shared
@@ -182,6 +203,9 @@ public final class ClientRuntime: @unchecked Sendable {
         admin = server
     }
 
+    /// How often the client submits its reachability reports and fetches the map.
+    static let reportInterval = TimeAmount.seconds(60)
+
     /// Feeler probes at `probe_interval_seconds` on average, each delay drawn from ±50 % so
     /// clients do not probe in step.
     private func scheduleFeeler() {
@@ -250,10 +274,11 @@ public enum ClientRuntimeError: Error, CustomStringConvertible {
     case sourceUnusable(String)
     case subscription(String)
     case pass(String)
+    case configuration(String)
 
     public var description: String {
         switch self {
-        case .sourceUnusable(let why), .subscription(let why), .pass(let why): return why
+        case .sourceUnusable(let why), .subscription(let why), .pass(let why), .configuration(let why): return why
         }
     }
 }

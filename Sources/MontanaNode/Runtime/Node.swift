@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import Foundation
 import Logging
 import MontanaCrypto
+import MontanaReachability
 import MontanaExit
 import MontanaTransport
 import MontanaWire
@@ -30,6 +31,8 @@ public final class Node: Sendable {
     /// Sessions an exit holds when their carrier breaks, until the client resumes them
     /// (PROTOCOL.md 5.3); nil on fronts and with `resume_hold_seconds = 0`.
     let resumable: ResumableSessions?
+    /// Reachability reports from clients (and from members' maps), by vantage (PROTOCOL.md 9).
+    let reachabilityMap = ReachabilityMap()
     private let state = RunningNodeState()
 
     public init(configuration: NodeConfiguration, logger: Logger, metrics: MontanaMetrics = .shared) {
@@ -139,10 +142,14 @@ public final class Node: Sendable {
         let observer = self.observer
         let directory = self.directory
         let staticMembers = members
+        let reachabilityMap = self.reachabilityMap
+        directory?.reachability = reachabilityMap
         var router = NodeRouter(identity: configuration.identity, roles: configuration.roles,
                                 members: { id in staticMembers[id] ?? directory?.member(id) },
                                 exit: exit, services: { admission, channel in
                                     var list: [any StreamService] = [PingService(), IPEchoService(remote: { [weak channel] in channel?.remoteAddress })]
+                                    let direct = (channel as? SessionChannel)?.directRemote.map { SourceGroup(address16: Array(IPEchoService.encode($0).prefix(16))) }
+                                    list.append(ReachabilityService(map: reachabilityMap, source: direct, member: admission.member))
                                     if let directory {
                                         list.append(DirectoryFetchService(store: directory.store, waiters: directory.waiters))
                                         list.append(PeerExchangeService(directory: directory))
@@ -189,6 +196,7 @@ public final class Node: Sendable {
                 let alliance = directory.settings.alliance
                 documents["/directory"] = { DirectoryView.document(store: directory.store, alliance: alliance) }
             }
+            documents["/reachability"] = { ReachabilityView.document(reachabilityMap) }
             let server = AdminServer(address: admin, metrics: observer.metrics, group: group, status: { [weak self] in self?.status() ?? [:] },
                                      documents: documents)
             adminPort = try await server.start()

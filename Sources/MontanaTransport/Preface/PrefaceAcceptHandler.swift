@@ -288,6 +288,7 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         }
         // The session lives in its own channel, so it can outlive this carrier (PROTOCOL.md 5.3).
         let session = SessionChannel(eventLoop: context.eventLoop, holdTime: resumable?.limits.holdTime ?? .seconds(60), registry: resumable)
+        if case .hop = opened.message { session.directRemote = context.channel.remoteAddress }
         do {
             try session.pipeline.syncOperations.addHandler(SessionCryptoHandler(role: role, onFailure: { observer.sessionFailed(reason: $0.reason) }))
             try install(session)

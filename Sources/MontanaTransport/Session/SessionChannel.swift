@@ -50,6 +50,9 @@ public final class SessionChannel: Channel, ChannelCore, @unchecked Sendable {
     /// Called on the loop when the carrier is lost while the session lives on (it can be
     /// resumed), with the reason in words. Not called for sessions that cannot resume: they close.
     public var onCarrierLost: ((String) -> Void)?
+    /// The initiator's address when the session reached this node directly (a hop message, not a
+    /// front's relay): what reports on it are attributed to.
+    public internal(set) var directRemote: SocketAddress?
     /// How long a session without a carrier waits for a resumption before it closes.
     public var holdTime: TimeAmount
     /// Where a responder's resumable session is found by its id (an exit's table); nil on clients.

@@ -17,7 +17,7 @@ public enum CountryCode {
 
     public static func isAssigned(_ code: String) -> Bool { assigned.contains(code) }
 
-    static func decode(_ bytes: [UInt8], allowUnknownVantage: Bool, field: String) throws(WireError) -> String {
+    public static func decode(_ bytes: [UInt8], allowUnknownVantage: Bool, field: String) throws(WireError) -> String {
         guard bytes.count == 2, bytes.allSatisfy({ $0 >= 0x41 && $0 <= 0x5a }) else { throw .invalidField("\(field): not two upper-case letters") }
         let code = String(decoding: bytes, as: UTF8.self)
         guard assigned.contains(code) || (allowUnknownVantage && code == unknownVantage) else {

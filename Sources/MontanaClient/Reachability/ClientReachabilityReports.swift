@@ -1,0 +1,55 @@
+import MontanaCrypto
+import MontanaReachability
+import MontanaTransport
+import MontanaWire
+import NIOCore
+
+/// The client's part in the alliance's reachability map (PROTOCOL.md 9): what it saw of each
+/// front from here, as adverts for its vantage, and the map a front serves for that vantage.
+extension CircuitManager {
+    /// At most this many fronts are reported per exchange (one submit message).
+    static let maxReported = ReachabilityMessage.maxSubmit
+
+    /// The client's vantage: (country, ASN) of its observed address from `vantageLookup`, else unknown.
+    public var vantage: Vantage {
+        guard let address = reachability.observedAddress, let found = vantageLookup?(address) else { return .unknown }
+        return found
+    }
+
+    /// Adverts for the fronts tried from here: successes out of attempts, this window.
+    func reachabilityAdverts(window: UInt64) -> [ReachabilityAdvert] {
+        let v = vantage
+        return reachability.all.filter { $0.successes + $0.failures > 0 }.prefix(Self.maxReported).compactMap { o in
+            let den = min(o.successes + o.failures, Int(UInt16.max)), num = min(o.successes, den)
+            return try? ReachabilityAdvert(countryCode: v.country, asn: v.asn, target: o.node.bytes, profile: 0,
+                                           reachableNum: UInt16(num), reachableDen: UInt16(den),
+                                           observedWindow: UInt32(clamping: window))
+        }
+    }
+
+    /// Submits this client's adverts over `mux` (a control session straight to a front) and
+    /// takes the front's map for this vantage into the ranking. Call on the manager's loop.
+    public func exchangeReachability(on mux: MuxHandler) -> EventLoopFuture<Void> {
+        loop.preconditionInEventLoop()
+        let window = TimeWindow.window(unixSeconds: WallClock.now())
+        let adverts = reachabilityAdverts(window: window)
+        let submitted: EventLoopFuture<Void> = adverts.isEmpty ? loop.makeSucceededVoidFuture()
+            : ReachabilityExchange.request(.submit(adverts), on: mux, loop: loop).map { _ in }
+        let v = vantage
+        return submitted.flatMap { [self] in ReachabilityExchange.request(.fetch(v), on: mux, loop: loop) }
+            .map { [self] answer in
+                guard case .map(let entries) = answer, v == vantage else { return }
+                var map: [NodeID: FrontReachability.MapState] = [:]
+                for e in entries where e.profile == 0 {
+                    guard let node = try? NodeID(bytes: e.target) else { continue }
+                    switch e.state {
+                    case .reachable: map[node] = .reachable
+                    case .unreachable: map[node] = .unreachable
+                    case .unknown: continue
+                    }
+                }
+                reachability.map = map
+                mapSources = Dictionary(uniqueKeysWithValues: entries.compactMap { e in (try? NodeID(bytes: e.target)).map { ($0, e.sources) } })
+            }
+    }
+}
