@@ -76,7 +76,7 @@ public struct FrontReachability: Sendable {
     /// The address fronts reported (16 bytes, memory only): the vantage's GeoIP key.
     public private(set) var observedAddress: [UInt8]?
     /// The alliance's map for this vantage, as a front served it: actionable entries only.
-    public internal(set) var map: [NodeID: MapState] = [:]
+    public var map: [NodeID: MapState] = [:]
 
     public enum MapState: String, Sendable {
         case reachable, unreachable
