@@ -87,6 +87,14 @@ public final class CircuitManager: @unchecked Sendable {
     private var probing: Set<NodeID> = []
     /// (country, ASN) of an address, from the client's GeoIP database (`[client] geoip`), if any.
     public var vantageLookup: (@Sendable ([UInt8]) -> Vantage?)?
+    /// The client's network changed (a new source group): the runtime restores what it saved for it.
+    public var onVantageChanged: ((String) -> Void)?
+
+    /// Observations saved for `sourceGroup` in an earlier run (they rank fronts until redone).
+    public func restoreObservations(_ saved: [FrontReachability.Observation], sourceGroup: String) {
+        loop.preconditionInEventLoop()
+        reachability.restore(saved, sourceGroup: sourceGroup)
+    }
     /// Source groups behind each map entry for this vantage (status only).
     var mapSources: [NodeID: Int] = [:]
     /// Why the last session to an exit failed (shown by `montana status`).
@@ -178,7 +186,9 @@ public final class CircuitManager: @unchecked Sendable {
         switch result {
         case .success(let payload):
             if let group = ObservedAddress.sourceGroup(inPayload: payload) {
+                let before = reachability.sourceGroup
                 reachability.observedSourceGroup(group, address: ObservedAddress.address(inPayload: payload))
+                if group != before { onVantageChanged?(group) }
             }
             recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started))
         case .failure(let error):

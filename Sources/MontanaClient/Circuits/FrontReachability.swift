@@ -34,6 +34,12 @@ public struct FrontReachability: Sendable {
         /// Event-loop uptime (ns) of the last attempt: never on disk, never a wall-clock time.
         public var lastAttempt: UInt64 = 0
 
+        public init(node: NodeID, label: String, host: String) {
+            self.node = node
+            self.label = label
+            self.host = host
+        }
+
         public var state: State {
             if successes == 0 && failures == 0 { return .unknown }
             return lastReached ? .reachable : .unreachable
@@ -50,6 +56,16 @@ public struct FrontReachability: Sendable {
     public var all: [Observation] { observations.values.sorted { $0.label < $1.label } }
 
     public func observation(_ node: NodeID) -> Observation? { observations[node] }
+
+    /// Observations saved for this source group (a client's cache), for fronts not observed since
+    /// start; at most `maxFronts`. Their attempt times are unknown (0: "long ago").
+    public mutating func restore(_ saved: [Observation], sourceGroup group: String) {
+        guard group == sourceGroup else { return }
+        for var o in saved.prefix(Self.maxFronts) where observations[o.node] == nil && observations.count < Self.maxFronts {
+            o.lastAttempt = 0
+            observations[o.node] = o
+        }
+    }
 
     /// A front answered (`rtt` from dial to answer) or could not be reached (`error`).
     public mutating func record(_ front: AllianceMember, reached: Bool, rttMilliseconds: UInt64? = nil, error: String? = nil, now: UInt64) {

@@ -87,12 +87,21 @@ public final class ClientRuntime: @unchecked Sendable {
                                       country: nil, roles: [.front])
                 manager.recordControlDial(front, started: started, result: result)
             }
+            // What worked from each network survives restarts (PROTOCOL.md 9).
+            let cache = configuration.cachePath.flatMap { path in
+                try? ReachabilityCache(path: (path as NSString).deletingLastPathComponent + "/client-reachability.sqlite")
+            }
+            manager.onVantageChanged = { group in
+                guard let cache else { return }
+                manager.restoreObservations(cache.load(sourceGroup: group), sourceGroup: group)
+            }
             // Reachability reports and the map for this vantage, at most once a minute.
             let lastReport = NIOLockedValueBox<NIODeadline?>(nil)
             d.onRead = { session in
                 let now = NIODeadline.now()
                 guard lastReport.withLockedValue({ $0.map { now - $0 >= ClientRuntime.reportInterval } ?? true }) else { return }
                 lastReport.withLockedValue { $0 = now }
+                cache?.save(sourceGroup: manager.reachability.sourceGroup, manager.reachability.all)
                 manager.exchangeReachability(on: session.mux).whenFailure { error in
                     logger.debug("reachability exchange failed", metadata: ["error": "\(error)"])
                 }
