@@ -61,7 +61,9 @@ struct StatusCommand: AsyncParsableCommand {
             })
         }
         if let r = doc["reachability"] as? [String: Any] {
-            let vantage = (r["vantage"] as? [String: Any])?["source_group"] as? String ?? ""
+            let v = r["vantage"] as? [String: Any] ?? [:]
+            let group = v["source_group"] as? String ?? ""
+            let vantage = group.isEmpty ? "" : "\(group), country \(v["country"] ?? "ZZ")"
             let fronts = r["fronts"] as? [[String: Any]] ?? []
             print("")
             print("fronts from this network" + (vantage.isEmpty ? " (vantage not reported yet)" : " (seen from \(vantage))") + ":")
@@ -74,6 +76,13 @@ struct StatusCommand: AsyncParsableCommand {
                      String("\(f["last_error"] ?? "")".prefix(60))]
                 })
             }
+        }
+        if let map = (doc["reachability"] as? [String: Any])?["map"] as? [[String: Any]], !map.isEmpty {
+            print("")
+            print("the alliance's map for this vantage (actionable with reports from ≥ 3 networks):")
+            Table.print(["front", "profile", "state", "networks"], map.map { m in
+                ["\(m["label"] ?? "")", "\(m["profile"] ?? "")", "\(m["state"] ?? "")", "\(m["sources"] ?? 0)"]
+            })
         }
         if let failures = doc["last_failures"] as? [String: String], !failures.isEmpty {
             print("last failures:")
