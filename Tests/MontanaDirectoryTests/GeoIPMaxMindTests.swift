@@ -22,6 +22,14 @@ final class GeoIPMaxMindTests: XCTestCase {
         XCTAssertEqual(db.country(for: [127, 2, 0, 1]), "NL")
     }
 
+    func test_readsTheAutonomousSystemWhereTheDatabaseHasIt() throws {
+        let db = try MaxMindGeoIP(path: fixture())
+        XCTAssertEqual(db.asn(for: [127, 6, 1, 1]), 44244)
+        XCTAssertEqual(db.country(for: [127, 6, 1, 1]), "IR")
+        XCTAssertNil(db.asn(for: [127, 1, 0, 1]), "a country-only entry has no ASN")
+        XCTAssertNil(db.asn(for: [127, 9, 0, 1]), "not in the database")
+    }
+
     func test_unknownAndUnusableEntriesAreNil() throws {
         let db = try MaxMindGeoIP(path: fixture())
         XCTAssertNil(db.country(forLiteral: "127.9.0.1"), "not in the database")

@@ -6,6 +6,13 @@ public protocol GeoIPDatabase: Sendable {
     /// ISO 3166-1 alpha-2 code (upper case) or nil: unknown address, unassigned or missing code,
     /// or any other length.
     func country(for address: [UInt8]) -> String?
+    /// The autonomous system the address belongs to, when the database has it
+    /// (`autonomous_system_number`, as GeoLite2-ASN and DB-IP's ASN databases do); nil otherwise.
+    func asn(for address: [UInt8]) -> UInt32?
+}
+
+extension GeoIPDatabase {
+    public func asn(for address: [UInt8]) -> UInt32? { nil }
 }
 
 extension GeoIPDatabase {

@@ -45,10 +45,11 @@ public final class MaxMindGeoIP: GeoIPDatabase, @unchecked Sendable {
         database.deallocate()
     }
 
-    public func country(for address: [UInt8]) -> String? {
+    /// The database entry for an address (IPv4 looked up as itself), nil when none.
+    private func entry(for address: [UInt8]) -> MMDB_lookup_result_s? {
         // Databases map IPv4 into IPv6 in different places (GeoLite2 aliases ::ffff:0:0/96, others
         // only ::/96); looking up the IPv4 address itself works with all of them.
-        if let mapped = IPLiteral.mappedIPv4(address) { return country(for: mapped) }
+        if let mapped = IPLiteral.mappedIPv4(address) { return entry(for: mapped) }
         var error: Int32 = MMDB_SUCCESS
         var result: MMDB_lookup_result_s
         switch address.count {
@@ -71,6 +72,26 @@ public final class MaxMindGeoIP: GeoIPDatabase, @unchecked Sendable {
         }
         // An IPv6 address in an IPv4-only database is an error here, not a crash: unknown.
         guard error == MMDB_SUCCESS, result.found_entry else { return nil }
+        return result
+    }
+
+    public func asn(for address: [UInt8]) -> UInt32? {
+        guard var result = entry(for: address) else { return nil }
+        var data = MMDB_entry_data_s()
+        let status = "autonomous_system_number".withCString { field in
+            var lookupPath: [UnsafePointer<CChar>?] = [field, nil]
+            return MMDB_aget_value(&result.entry, &data, &lookupPath)
+        }
+        guard status == MMDB_SUCCESS, data.has_data else { return nil }
+        switch Int32(data.type) {
+        case MMDB_DATA_TYPE_UINT32: return data.uint32
+        case MMDB_DATA_TYPE_UINT16: return UInt32(data.uint16)
+        default: return nil
+        }
+    }
+
+    public func country(for address: [UInt8]) -> String? {
+        guard var result = entry(for: address) else { return nil }
         var data = MMDB_entry_data_s()
         let status = "country".withCString { country in
             "iso_code".withCString { isoCode in

@@ -38,6 +38,9 @@ public struct ClientConfiguration: Sendable {
     /// `geoip`: a GeoIP database (`.mmdb`, or a `CIDR,CC` CSV) that names this client's vantage
     /// country from the address fronts report; without it the vantage is unknown (ZZ).
     public var geoipPath: String?
+    /// `geoip_asn`: an ASN database (e.g. GeoLite2-ASN.mmdb) for the vantage's autonomous system
+    /// when `geoip` has none.
+    public var geoipASNPath: String?
     public var logLevel: Logger.Level
     public var warnings: [String]
 
@@ -46,7 +49,7 @@ public struct ClientConfiguration: Sendable {
     static let sections = ["client", "members", "log"]
     static let clientKeys = ["account_key", "socks", "http", "mixed", "country", "username", "password", "alliance",
                              "exit_as_front", "source",
-                             "subscription", "admin", "cache", "advisory_exits", "pass", "probe_interval_seconds", "geoip"]
+                             "subscription", "admin", "cache", "advisory_exits", "pass", "probe_interval_seconds", "geoip", "geoip_asn"]
 
     /// How the local proxy builds circuits, from `exit_as_front` and `source`.
     public var circuitOptions: CircuitOptions {
@@ -132,6 +135,7 @@ public struct ClientConfiguration: Sendable {
         configuration.passPath = passPath
         configuration.probeIntervalSeconds = probeInterval
         configuration.geoipPath = try client.path("geoip")
+        configuration.geoipASNPath = try client.path("geoip_asn")
         return configuration
     }
 

@@ -118,9 +118,19 @@ public final class ClientRuntime: @unchecked Sendable {
             do { database = try GeoIP.open(path: path) } catch {
                 throw ClientRuntimeError.configuration("\(configuration.file): [client] geoip: \(error)")
             }
+            var asnDatabase: (any GeoIPDatabase)?
+            if let asnPath = configuration.geoipASNPath {
+                do { asnDatabase = try GeoIP.open(path: asnPath) } catch {
+                    throw ClientRuntimeError.configuration("\(configuration.file): [client] geoip_asn: \(error)")
+                }
+            }
+            let asns = asnDatabase ?? database
             let manager = proxy.manager
             manager.loop.execute {
-                manager.vantageLookup = { address in database.country(for: address).map { Vantage(country: $0, asn: 0) } }
+                // Country and, where the database has it, the autonomous system (GeoLite2-ASN, DB-IP).
+                manager.vantageLookup = { address in
+                    database.country(for: address).map { Vantage(country: $0, asn: asns.asn(for: address) ?? 0) }
+                }
             }
         }
         let runtime = ClientRuntime(configuration: configuration, proxy: proxy, directory: directory, pass: pass, logger: logger)
