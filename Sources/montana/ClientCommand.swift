@@ -53,7 +53,7 @@ struct RunClient: AsyncParsableCommand {
     @Option(help: "Local IPv4/IPv6 address to connect to fronts from, e.g. 127.0.1.1 (overrides source).")
     var source: String?
 
-    @Option(help: "A GeoIP database (.mmdb or CIDR,CC csv) naming this client's vantage country (overrides geoip).")
+    @Option(help: "A GeoIP database (.mmdb or CIDR,CC[,ASN] csv) naming this client's vantage country and AS (overrides geoip).")
     var geoip: String?
 
     func run() async throws {

@@ -57,7 +57,13 @@ final class GeoIPCSVTests: XCTestCase {
             ("10.0.0.0/8,ZZ\n", 1, "\"ZZ\" is not an assigned ISO 3166-1 alpha-2 country code"),
             ("10.0.0.0/8,XX\n", 1, "not an assigned"),
             ("10.0.0.0/8,DEU\n", 1, "not an assigned"),
-            ("10.0.0.0/8,DE,extra\n", 1, "expected \"CIDR,CC\""),
+            ("10.0.0.0/8,DE,extra\n", 1, "\"extra\" is not an AS number"),
+            ("10.0.0.0/8,DE,4294967296\n", 1, "is not an AS number"),
+            ("10.0.0.0/8,DE,-1\n", 1, "is not an AS number"),
+            ("10.0.0.0/8,DE,AS\n", 1, "is not an AS number"),
+            ("10.0.0.0/8,DE,\n", 1, "is not an AS number"),
+            ("10.0.0.0/8,DE,1,2\n", 1, "expected \"CIDR,CC\""),
+            ("10.0.0.0/8,DE,1\n10.0.0.0/8,DE,2\n", 2, "\"10.0.0.0/8\" was already listed as DE AS1"),
             ("10.0.0.0/8\n", 1, "expected \"CIDR,CC\""),
             ("10.0.0.0/8,DE\n10.0.0.0/8,NL\n", 2, "\"10.0.0.0/8\" was already listed as DE"),
             ("999.0.0.0/8,DE\n", 1, "is not an IPv4 or IPv6 CIDR"),
@@ -72,6 +78,25 @@ final class GeoIPCSVTests: XCTestCase {
             XCTAssertEqual(error.description.hasPrefix("test.csv:\(line): "), true, "\(error) for \(text)")
             XCTAssertTrue(error.description.contains(fragment), "\(error) for \(text)")
         }
+    }
+
+    func test_optionalASNColumn() throws {
+        let db = try table("""
+        10.101.0.0/16,IR,58224
+        10.101.7.0/24,IR,as197207   # a more specific prefix of another AS
+        10.102.0.0/16,CN
+        10.103.0.0/16,RU,AS4294967295
+        2001:db8::/32,FR,0
+        """)
+        XCTAssertEqual(db.country(forLiteral: "10.101.1.1"), "IR")
+        XCTAssertEqual(db.asn(for: [10, 101, 1, 1]), 58224)
+        XCTAssertEqual(db.asn(for: [10, 101, 7, 1]), 197207, "the longest prefix names the AS too")
+        XCTAssertEqual(db.asn(for: [10, 102, 0, 2]), 0, "a line without an ASN: 0, unknown")
+        XCTAssertEqual(db.asn(for: [10, 103, 0, 2]), UInt32.max)
+        XCTAssertEqual(db.asn(for: IPLiteral.parse("::ffff:10.101.0.2")!), 58224, "IPv4-mapped")
+        XCTAssertEqual(db.asn(for: IPLiteral.parse("2001:db8::1")!), 0)
+        XCTAssertNil(db.asn(for: [192, 0, 2, 1]), "an unknown address has no ASN")
+        XCTAssertNil(db.asn(for: [1, 2, 3]))
     }
 
     func test_sameEntryTwiceIsFine() throws {

@@ -57,6 +57,8 @@ SERVERS = [
 ISPS = [("a", "mt-ispa", "mt-censa", 101, 201), ("b", "mt-ispb", "mt-censb", 102, 202)]
 # Countries of the client networks in the GeoIP table (vantage only; no member lives there).
 ISP_COUNTRY = {"a": "IR", "b": "CN"}
+# Their autonomous systems (the GeoIP CSV's third column; private-use AS numbers).
+ISP_ASN = {"a": 64601, "b": 64602}
 
 
 def log(msg):
@@ -439,7 +441,7 @@ table inet mt {
         for s in self.servers.values():
             geo.append(f"10.{s.octet}.0.0/16,{s.country}")
         for name, _, _, octet, _ in ISPS:
-            geo.append(f"10.{octet}.0.0/16,{ISP_COUNTRY[name]}")
+            geo.append(f"10.{octet}.0.0/16,{ISP_COUNTRY[name]},{ISP_ASN[name]}")
         with open(os.path.join(w, "geoip.csv"), "w") as f:
             f.write("\n".join(geo) + "\n")
         for s in self.servers.values():
@@ -1138,39 +1140,76 @@ def map_entry(doc, country, asn, node_id):
     return None
 
 
+def client_map_entry(doc, node_id):
+    """The client's /status entry of the alliance map for node_id (its vantage's), or None."""
+    for e in ((doc or {}).get("reachability") or {}).get("map") or []:
+        if e.get("node") and node_id.startswith(e["node"]):
+            return e
+    return None
+
+
 @scenario("ready")
 def false_reports(tb, res):
-    """Reports from ONE /16 (ISP A's network, 200 of them) claiming f1 unreachable do not move the
-    map at front f2; the same claim from three distinct /16s (ISP A, ISP B, the web network) does:
-    the quorum of section 9. The ISP A client names its vantage country from its GeoIP file."""
-    f1, f2 = tb.servers["f1"], tb.servers["f2"]
-    vantage = ("BY", 64999)  # a vantage no testbed client reports, so only these votes count
+    """The ISP A client names its vantage (country and AS) from its GeoIP file. Reports from ONE
+    /16 (ISP A's network, 200 to every front) claiming f1 unreachable for that vantage do not move
+    the map at any front, nor at the ISP A client once it fetched the map again; the same claim
+    from three distinct /16s (ISP A, ISP B, the web network) does, at every front: the quorum of
+    section 9."""
+    f1 = tb.servers["f1"]
+    fronts = [s for s in tb.servers.values() if "front" in s.roles]
+    c = tb.clients["a"]
+    vantage = (ISP_COUNTRY["a"], ISP_ASN["a"])
 
-    def report(ns, count):
-        out = nsrun(ns, [tb.bin, "reachability", "report", "--link", f2.link, "--target", f1.node_id, "--unreachable",
+    def client_vantage(d):
+        v = (d.get("reachability") or {}).get("vantage") or {}
+        return (v.get("country"), v.get("asn"))
+
+    doc = poll_status(tb, c, lambda d: client_vantage(d) == vantage, timeout=10)
+    res.figure("client_a_vantage", (doc.get("reachability") or {}).get("vantage"))
+    res.check(f"the ISP A client's vantage is {vantage[0]} AS{vantage[1]} (its GeoIP file)", client_vantage(doc) == vantage,
+              (doc.get("reachability") or {}).get("vantage"))
+
+    def report(ns, count, front):
+        out = nsrun(ns, [tb.bin, "reachability", "report", "--link", front.link, "--target", f1.node_id, "--unreachable",
                          "--count", str(count), "--country", vantage[0], "--asn", str(vantage[1])], timeout=60, check=False)
         return out.returncode, (out.stdout + out.stderr).strip()
 
-    rc, text = report(tb.isp_ns["a"], 200)
-    res.figure("one_network_report", text[-120:])
-    res.require("200 reports from ISP A's /16 were submitted", rc == 0, text)
-    entry = map_entry(tb.get_json(f2.ns, NODE_ADMIN, "/reachability"), *vantage, f1.node_id)
-    res.figure("after_one_network", entry)
-    res.check("f2 recorded the claim as one source group", entry is not None and entry.get("sources") == 1, entry)
-    res.check("one /16 cannot move the map: f1 is not actionable", entry is not None and entry.get("actionable") is False
-              and entry.get("state") == "unknown", entry)
+    def at_fronts():
+        return {s.name: map_entry(tb.get_json(s.ns, NODE_ADMIN, "/reachability"), *vantage, f1.node_id) for s in fronts}
+
+    injected = time.monotonic()
+    for s in fronts:
+        rc, text = report(tb.isp_ns["a"], 200, s)
+        res.figure(f"one_network_report_{s.name}", text[-80:])
+        res.require(f"200 reports from ISP A's /16 to {s.name} were submitted", rc == 0, text)
+    entries = at_fronts()
+    res.figure("after_one_network", {n: e and {k: e.get(k) for k in ("sources", "state", "actionable")} for n, e in entries.items()})
+    res.check("every front recorded the claim as one source group",
+              all(e is not None and e.get("sources") == 1 for e in entries.values()), entries)
+    res.check("one /16 cannot move the map: f1 is not actionable at any front",
+              all(e is not None and e.get("actionable") is False and e.get("state") != "unreachable" for e in entries.values()), entries)
+    # The client fetches its vantage's map at most once a minute (with its directory poll).
+    def fetched_since(d):
+        age = (d.get("reachability") or {}).get("map_seconds_ago")
+        return isinstance(age, int) and age < time.monotonic() - injected - 1
+    doc = poll_status(tb, c, fetched_since, timeout=100)
+    res.figure("client_a_map_after_one_network", client_map_entry(doc, f1.node_id))
+    res.require("the ISP A client fetched its vantage's map after the reports", fetched_since(doc),
+                (doc.get("reachability") or {}).get("map_seconds_ago"))
+    e = client_map_entry(doc, f1.node_id)
+    res.check("the ISP A client's map does not mark f1 unreachable", e is None or e.get("state") != "unreachable", e)
+    f1_seen = next((o for o in (doc.get("reachability") or {}).get("fronts") or [] if f1.node_id.startswith(o.get("node") or "-")), None)
+    res.figure("client_a_f1_own_observation", f1_seen and {k: f1_seen.get(k) for k in ("state", "successes", "failures")})
+
     for ns in (tb.isp_ns["b"], WEB_NS):
-        rc, text = report(ns, 1)
-        res.require(f"a report from {ns}", rc == 0, text)
-    entry = map_entry(tb.get_json(f2.ns, NODE_ADMIN, "/reachability"), *vantage, f1.node_id)
-    res.figure("after_three_networks", entry)
-    res.check("three distinct /16s make the entry actionable: f1 unreachable for that vantage",
-              entry is not None and entry.get("sources") == 3 and entry.get("state") == "unreachable" and entry.get("actionable") is True,
-              entry)
-    doc = poll_status(tb, tb.clients["a"], lambda d: ((d.get("reachability") or {}).get("vantage") or {}).get("country") == ISP_COUNTRY["a"])
-    v = (doc.get("reachability") or {}).get("vantage")
-    res.figure("client_a_vantage", v)
-    res.check(f"the ISP A client's vantage country is {ISP_COUNTRY['a']} (its GeoIP file)", (v or {}).get("country") == ISP_COUNTRY["a"], v)
+        for s in fronts:
+            rc, text = report(ns, 1, s)
+            res.require(f"a report from {ns} to {s.name}", rc == 0, text)
+    entries = at_fronts()
+    res.figure("after_three_networks", {n: e and {k: e.get(k) for k in ("sources", "state", "actionable")} for n, e in entries.items()})
+    res.check("three distinct /16s make the entry actionable at every front: f1 unreachable for that vantage",
+              all(e is not None and e.get("sources") == 3 and e.get("state") == "unreachable" and e.get("actionable") is True
+                  for e in entries.values()), entries)
 
 
 # --------------------------------------------------------------------------------------------

@@ -97,6 +97,8 @@ public final class CircuitManager: @unchecked Sendable {
     }
     /// Source groups behind each map entry for this vantage (status only).
     var mapSources: [NodeID: Int] = [:]
+    /// When a front last served the map for this vantage (status only: `map_seconds_ago`).
+    var mapFetchedAt: NIODeadline?
     /// Why the last session to an exit failed (shown by `montana status`).
     public internal(set) var lastFailure: [NodeID: String] = [:]
 
@@ -393,6 +395,7 @@ public final class CircuitManager: @unchecked Sendable {
             "reachability": ["vantage": ["source_group": reachability.sourceGroup, "country": vantage.country, "asn": Int(vantage.asn)]
                                 as [String: any Sendable],
                              "fronts": fronts,
+                             "map_seconds_ago": mapFetchedAt.map { Int(clamping: (NIODeadline.now() - $0).nanoseconds / 1_000_000_000) as any Sendable } ?? NSNull(),
                              "map": mapSources.keys.sorted { $0.hex < $1.hex }.map { node -> [String: any Sendable] in
                                  ["node": node.short, "label": members.first { $0.nodeID == node }?.label ?? node.short, "profile": "t0",
                                   "state": reachability.map[node]?.rawValue ?? "unknown", "sources": mapSources[node] ?? 0]

@@ -19,6 +19,23 @@ public struct FrontReachability: Sendable {
 
     public enum State: String, Sendable { case reachable, unreachable, unknown }
 
+    /// Successes and failures in one reporting window.
+    public struct WindowOutcomes: Sendable, Equatable {
+        public var window: UInt64
+        public var successes: UInt16 = 0
+        public var failures: UInt16 = 0
+
+        public init(window: UInt64, successes: UInt16 = 0, failures: UInt16 = 0) {
+            self.window = window
+            self.successes = successes
+            self.failures = failures
+        }
+    }
+
+    /// Windows of outcomes kept per front: an advert lives 7 windows at a front
+    /// (`ReachabilityAdvert.maxAgeWindows`), so older outcomes would never be reported.
+    public static let reportWindows = Int(ReachabilityAdvert.maxAgeWindows)
+
     public struct Observation: Sendable {
         public let node: NodeID
         public var label: String
@@ -33,11 +50,30 @@ public struct FrontReachability: Sendable {
         public var lastReached = false
         /// Event-loop uptime (ns) of the last attempt: never on disk, never a wall-clock time.
         public var lastAttempt: UInt64 = 0
+        /// Outcomes by reporting window (`TimeWindow`, 60 s) over the last `reportWindows`
+        /// windows, oldest first: what the client reports to the map (memory only, never on disk;
+        /// observations restored from the cache have none, so old runs are never reported).
+        public var recent: [WindowOutcomes] = []
 
         public init(node: NodeID, label: String, host: String) {
             self.node = node
             self.label = label
             self.host = host
+        }
+
+        /// Adds one outcome to `window`'s counts (a clock stepping back counts in the newest
+        /// window kept) and drops windows older than `reportWindows`.
+        mutating func countOutcome(reached: Bool, window: UInt64) {
+            let at = max(window, recent.last?.window ?? 0)
+            if recent.last?.window != at { recent.append(WindowOutcomes(window: at)) }
+            let i = recent.count - 1
+            if reached {
+                recent[i].successes = recent[i].successes < .max ? recent[i].successes + 1 : .max
+            } else {
+                recent[i].failures = recent[i].failures < .max ? recent[i].failures + 1 : .max
+            }
+            let oldest = at >= UInt64(FrontReachability.reportWindows) ? at - UInt64(FrontReachability.reportWindows) : 0
+            recent.removeAll { $0.window <= oldest && $0.window != at }
         }
 
         public var state: State {
@@ -68,8 +104,11 @@ public struct FrontReachability: Sendable {
     }
 
     /// A front answered (`rtt` from dial to answer) or could not be reached (`error`).
-    public mutating func record(_ front: AllianceMember, reached: Bool, rttMilliseconds: UInt64? = nil, error: String? = nil, now: UInt64) {
+    /// `window` is the reporting window of the attempt (default: now's).
+    public mutating func record(_ front: AllianceMember, reached: Bool, rttMilliseconds: UInt64? = nil, error: String? = nil, now: UInt64,
+                                window: UInt64 = TimeWindow.window(unixSeconds: WallClock.now())) {
         var o = observations[front.nodeID] ?? Observation(node: front.nodeID, label: front.label, host: "\(front.host):\(front.port)")
+        o.countOutcome(reached: reached, window: window)
         o.label = front.label
         o.host = "\(front.host):\(front.port)"
         o.lastAttempt = now

@@ -16,15 +16,10 @@ extension CircuitManager {
         return found
     }
 
-    /// Adverts for the fronts tried from here: successes out of attempts, this window.
+    /// Adverts for the fronts tried from here lately (`FrontReachability.reports`).
     func reachabilityAdverts(window: UInt64) -> [ReachabilityAdvert] {
         let v = vantage
-        return reachability.all.filter { $0.successes + $0.failures > 0 }.prefix(Self.maxReported).compactMap { o in
-            let den = min(o.successes + o.failures, Int(UInt16.max)), num = min(o.successes, den)
-            return try? ReachabilityAdvert(countryCode: v.country, asn: v.asn, target: o.node.bytes, profile: 0,
-                                           reachableNum: UInt16(num), reachableDen: UInt16(den),
-                                           observedWindow: UInt32(clamping: window))
-        }
+        return reachability.reports(country: v.country, asn: v.asn, window: window, limit: Self.maxReported)
     }
 
     /// Submits this client's adverts over `mux` (a control session straight to a front) and
@@ -49,6 +44,7 @@ extension CircuitManager {
                     }
                 }
                 reachability.map = map
+                mapFetchedAt = .now()
                 mapSources = Dictionary(uniqueKeysWithValues: entries.compactMap { e in (try? NodeID(bytes: e.target)).map { ($0, e.sources) } })
             }
     }

@@ -4,10 +4,12 @@ import MontanaWire
 /// A GeoIP database in the simplest text form: one `CIDR,CC` per line (`192.0.2.0/24,DE`,
 /// `2001:db8::/32,NL`), IPv4 and IPv6 mixed, `#` starting a comment (whole line or trailing),
 /// blank lines ignored. The longest matching prefix wins. A bare address means a /32 or /128.
+/// An optional third field names the prefix's autonomous system (`10.101.0.0/16,IR,58224` or
+/// `…,AS58224`, 0-4294967295; absent means 0, unknown): clients' reachability vantage (PROTOCOL.md 9).
 ///
 /// Loading is strict, because a wrong table silently mislocates exits: every bad line is an error
 /// naming `file:line` and the problem, including host bits set below the prefix, a code that is not
-/// an assigned ISO 3166-1 alpha-2 code, and the same prefix listed with two different countries.
+/// an assigned ISO 3166-1 alpha-2 code, and the same prefix listed with two different countries (or ASNs).
 /// The table is immutable once loaded, so lookups are thread-safe without a lock.
 public final class CSVGeoIP: GeoIPDatabase {
     /// At most 1,000,000 lines (comments and blank lines count): well above the ~500,000 prefixes
@@ -23,9 +25,10 @@ public final class CSVGeoIP: GeoIPDatabase {
         var low: UInt64
     }
 
-    /// Index = prefix length; value = masked prefix → code as two ASCII bytes (`"DE"` = 0x4445).
-    private let v4: [[UInt32: UInt16]]
-    private let v6: [[V6Key: UInt16]]
+    /// Index = prefix length; value = masked prefix → the code as two ASCII bytes (`"DE"` =
+    /// 0x4445) in bits 32-47 and the ASN in bits 0-31.
+    private let v4: [[UInt32: UInt64]]
+    private let v6: [[V6Key: UInt64]]
     /// The prefix lengths present, longest first: a lookup tries only these.
     private let v4Lengths: [Int]
     private let v6Lengths: [Int]
@@ -49,8 +52,8 @@ public final class CSVGeoIP: GeoIPDatabase {
         guard contents.count <= Self.maxFileBytes else {
             throw .file(path: source, problem: "\(contents.count) bytes; a GeoIP text file may have at most \(Self.maxFileBytes)")
         }
-        var v4 = [[UInt32: UInt16]](repeating: [:], count: 33)
-        var v6 = [[V6Key: UInt16]](repeating: [:], count: 129)
+        var v4 = [[UInt32: UInt64]](repeating: [:], count: 33)
+        var v6 = [[V6Key: UInt64]](repeating: [:], count: 129)
         var count = 0
         var lineNumber = 0
         var start = 0
@@ -70,14 +73,14 @@ public final class CSVGeoIP: GeoIPDatabase {
                 switch prefix {
                 case .v4(let address, let length):
                     if let existing = v4[length][address] {
-                        guard existing == code else { throw LineProblem("\(Printable.quote(cidr)) was already listed as \(Self.string(existing))") }
+                        guard existing == code else { throw LineProblem("\(Printable.quote(cidr)) was already listed as \(Self.describe(existing))") }
                         continue
                     }
                     v4[length][address] = code
                 case .v6(let high, let low, let length):
                     let key = V6Key(high: high, low: low)
                     if let existing = v6[length][key] {
-                        guard existing == code else { throw LineProblem("\(Printable.quote(cidr)) was already listed as \(Self.string(existing))") }
+                        guard existing == code else { throw LineProblem("\(Printable.quote(cidr)) was already listed as \(Self.describe(existing))") }
                         continue
                     }
                     v6[length][key] = code
@@ -95,12 +98,21 @@ public final class CSVGeoIP: GeoIPDatabase {
     }
 
     public func country(for address: [UInt8]) -> String? {
-        if let mapped = IPLiteral.mappedIPv4(address) { return country(for: mapped) }
+        entry(for: address).map { Self.string(UInt16(truncatingIfNeeded: $0 >> 32)) }
+    }
+
+    /// The ASN of the longest matching prefix (0 when its line has none); nil for an unknown address.
+    public func asn(for address: [UInt8]) -> UInt32? {
+        entry(for: address).map { UInt32(truncatingIfNeeded: $0) }
+    }
+
+    private func entry(for address: [UInt8]) -> UInt64? {
+        if let mapped = IPLiteral.mappedIPv4(address) { return entry(for: mapped) }
         switch address.count {
         case 4:
             let value = address.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
             for length in v4Lengths {
-                if let code = v4[length][value & Self.mask32(length)] { return Self.string(code) }
+                if let found = v4[length][value & Self.mask32(length)] { return found }
             }
             return nil
         case 16:
@@ -109,7 +121,7 @@ public final class CSVGeoIP: GeoIPDatabase {
             for length in v6Lengths {
                 let key = length <= 64 ? V6Key(high: high & Self.mask64(length), low: 0)
                                        : V6Key(high: high, low: low & Self.mask64(length - 64))
-                if let code = v6[length][key] { return Self.string(code) }
+                if let found = v6[length][key] { return found }
             }
             return nil
         default:
@@ -130,13 +142,13 @@ public final class CSVGeoIP: GeoIPDatabase {
     }
 
     /// nil for a blank or comment-only line.
-    private static func parseLine(_ raw: ArraySlice<UInt8>) throws(LineProblem) -> (Prefix, UInt16, String)? {
+    private static func parseLine(_ raw: ArraySlice<UInt8>) throws(LineProblem) -> (Prefix, UInt64, String)? {
         var line = raw
         if let hash = line.firstIndex(of: UInt8(ascii: "#")) { line = line[..<hash] }
         let fields = line.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).map(trim)
         if fields.count == 1 && fields[0].isEmpty { return nil }
-        guard fields.count == 2 else {
-            throw LineProblem("expected \"CIDR,CC\" (two fields separated by one comma), found \(fields.count) field(s)")
+        guard fields.count == 2 || fields.count == 3 else {
+            throw LineProblem("expected \"CIDR,CC\" or \"CIDR,CC,ASN\" (fields separated by commas), found \(fields.count) field(s)")
         }
         let prefix = try parsePrefix(text(of: fields[0]))
         let code = text(of: fields[1]).uppercased()
@@ -144,7 +156,19 @@ public final class CSVGeoIP: GeoIPDatabase {
             throw LineProblem("\(Printable.quote(text(of: fields[1]))) is not an assigned ISO 3166-1 alpha-2 country code")
         }
         let bytes = Array(code.utf8)
-        return (prefix, UInt16(bytes[0]) << 8 | UInt16(bytes[1]), text(of: fields[0]))
+        let asn = fields.count == 3 ? try parseASN(fields[2]) : 0
+        return (prefix, (UInt64(bytes[0]) << 8 | UInt64(bytes[1])) << 32 | UInt64(asn), text(of: fields[0]))
+    }
+
+    /// `58224` or `AS58224` (any case), 0-4294967295.
+    private static func parseASN(_ field: ArraySlice<UInt8>) throws(LineProblem) -> UInt32 {
+        var digits = field
+        if digits.count >= 2, digits.prefix(2).map({ $0 | 0x20 }) == [UInt8(ascii: "a"), UInt8(ascii: "s")] { digits = digits.dropFirst(2) }
+        guard (1...10).contains(digits.count), digits.allSatisfy({ (0x30...0x39).contains($0) }),
+              let value = UInt32(text(of: digits)) else {
+            throw LineProblem("\(Printable.quote(text(of: field))) is not an AS number (like 58224 or AS58224, at most 4294967295)")
+        }
+        return value
     }
 
     private static func parsePrefix(_ cidr: String) throws(LineProblem) -> Prefix {
@@ -185,6 +209,12 @@ public final class CSVGeoIP: GeoIPDatabase {
     }
 
     private static func text(of bytes: ArraySlice<UInt8>) -> String { String(decoding: bytes, as: UTF8.self) }
+
+    /// "IR" or "IR AS58224", for errors.
+    private static func describe(_ entry: UInt64) -> String {
+        let asn = UInt32(truncatingIfNeeded: entry)
+        return string(UInt16(truncatingIfNeeded: entry >> 32)) + (asn == 0 ? "" : " AS\(asn)")
+    }
 
     private static func string(_ code: UInt16) -> String {
         String(decoding: [UInt8(code >> 8), UInt8(code & 0xff)], as: UTF8.self)

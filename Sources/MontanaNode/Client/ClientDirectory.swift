@@ -193,6 +193,10 @@ public final class ClientDirectory: @unchecked Sendable {
                 lastError = "the front closed the directory stream"
                 dropSession()
             } else {
+                // A long poll that ended with nothing new is a read too: the session is up, and
+                // what rides on reads (reachability reports, once a minute) must not wait for a
+                // change of the directory.
+                onRead?(session)
                 loop.scheduleTask(in: Self.minPollGap) { self.poll() }
             }
         }

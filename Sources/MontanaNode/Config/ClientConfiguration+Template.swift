@@ -26,7 +26,7 @@ extension ClientConfiguration {
         # cache = "client-cache.sqlite"           # the directory cache
         # advisory_exits = false                  # also use exits whose country is not corroborated
         # probe_interval_seconds = 60             # feeler probes of fronts (±50 % jitter); 0 = off
-        # geoip = "GeoLite2-Country.mmdb"         # names your vantage country for the reachability map
+        # geoip = "GeoLite2-Country.mmdb"         # names your vantage (country; AS from a CIDR,CC,ASN csv)
         # pass = "pass.json"                      # an account pass from your provider
 
         # Without a subscription: members listed statically:

@@ -35,7 +35,7 @@ public struct ClientConfiguration: Sendable {
     public var probeIntervalSeconds = 60
     /// `pass`: an account pass file (`montana pass issue`), sent to exits with `admission = "pass"`.
     public var passPath: String?
-    /// `geoip`: a GeoIP database (`.mmdb`, or a `CIDR,CC` CSV) that names this client's vantage
+    /// `geoip`: a GeoIP database (`.mmdb`, or a `CIDR,CC[,ASN]` CSV) that names this client's vantage
     /// country from the address fronts report; without it the vantage is unknown (ZZ).
     public var geoipPath: String?
     /// `geoip_asn`: an ASN database (e.g. GeoLite2-ASN.mmdb) for the vantage's autonomous system

@@ -17,6 +17,8 @@ public final class ClientRuntime: @unchecked Sendable {
     public let directory: ClientDirectory?
     public let configuration: ClientConfiguration
     private var admin: AdminServer?
+    /// The client's own observations on disk (`client-reachability.sqlite`), saved at shutdown too.
+    private var reachabilityCache: ReachabilityCache?
     private var timers: [RepeatedTask] = []
     private let feelerTask = NIOLockedValueBox<(task: Scheduled<Void>?, stopped: Bool)>((nil, false))
     private let logger: Logger
@@ -75,6 +77,7 @@ public final class ClientRuntime: @unchecked Sendable {
                                      alliance: alliance?.uuidBytes ?? configuration.alliance, auth: configuration.credentials,
                                      options: options, logger: logger)
         var directory: ClientDirectory?
+        var reachabilityCache: ReachabilityCache?
         if let subscription, let alliance {
             let links = subscription.links
             let d = try ClientDirectory(alliance: alliance, bootstrap: links, cachePath: configuration.cachePath,
@@ -91,6 +94,7 @@ public final class ClientRuntime: @unchecked Sendable {
             let cache = configuration.cachePath.flatMap { path in
                 try? ReachabilityCache(path: (path as NSString).deletingLastPathComponent + "/client-reachability.sqlite")
             }
+            reachabilityCache = cache
             manager.onVantageChanged = { group in
                 guard let cache else { return }
                 manager.restoreObservations(cache.load(sourceGroup: group), sourceGroup: group)
@@ -127,13 +131,15 @@ public final class ClientRuntime: @unchecked Sendable {
             let asns = asnDatabase ?? database
             let manager = proxy.manager
             manager.loop.execute {
-                // Country and, where the database has it, the autonomous system (GeoLite2-ASN, DB-IP).
+                // Country and, where the database has it, the autonomous system (a CSV's third
+                // column, an mmdb's autonomous_system_number: GeoLite2-ASN, DB-IP).
                 manager.vantageLookup = { address in
                     database.country(for: address).map { Vantage(country: $0, asn: asns.asn(for: address) ?? 0) }
                 }
             }
         }
         let runtime = ClientRuntime(configuration: configuration, proxy: proxy, directory: directory, pass: pass, logger: logger)
+        runtime.reachabilityCache = reachabilityCache
         let metrics = MontanaMetrics.shared
         let manager = proxy.manager
         manager.loop.execute { manager.onSteeringEvent = { metrics.steeringEvents(kind: $0.kind.rawValue) } }
@@ -268,6 +274,14 @@ public final class ClientRuntime: @unchecked Sendable {
         feelerTask.withLockedValue { $0.task?.cancel(); $0 = (nil, true) }
         directory?.stop()
         if let admin { try? await admin.stop() }
+        // What this run saw since the last save (at most a minute of it) is not lost.
+        if let cache = reachabilityCache {
+            let manager = proxy.manager
+            if let seen = try? await manager.loop.submit({ (group: manager.reachability.sourceGroup, all: manager.reachability.all) }).get() {
+                cache.save(sourceGroup: seen.group, seen.all)
+                cache.flush()
+            }
+        }
         await proxy.shutdown()
     }
 }

@@ -61,6 +61,13 @@ final class FederationClient: @unchecked Sendable {
         process?.stop(grace: 5)
     }
 
+    /// Starts the stopped client again on the same directory (its caches and key stay).
+    func restart(subscription: String, arguments: [String] = []) throws {
+        if let process, process.isRunning { throw E2EError("client \(name) is still running") }
+        process = nil
+        try start(subscription: subscription, arguments: arguments)
+    }
+
     func directoryView() throws -> DirectoryDocument {
         try DirectoryDocument.fetch(admin: adminAddress)
     }
