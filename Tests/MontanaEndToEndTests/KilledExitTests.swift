@@ -20,6 +20,12 @@ final class KilledExitTests: XCTestCase {
         let berlin = try demo.status.exit(country: "DE")
         let url = "\(demo.siteURL)/"
 
+        // NL must work before the kill (its exit corroborated by two attesters, berlin among
+        // them): on a loaded machine attestations can take longer than the demo's 60 s wait.
+        XCTAssertTrue(poll(timeout: 90, interval: 1) {
+            (try? demo.curlSOCKS(url, user: "country-nl", extra: ["--fail"], timeout: 10))?.succeeded ?? false
+        }, "amsterdam works before the kill\n\(demo.diagnostics())")
+
         // A live session to berlin first, so the kill also breaks an established circuit.
         let before = try demo.curlSOCKS(url, user: "country-de", extra: ["--fail"])
         XCTAssertTrue(before.succeeded, "berlin works before the kill: \(before)\n\(demo.diagnostics())")
