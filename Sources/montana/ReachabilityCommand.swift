@@ -28,14 +28,8 @@ struct ReachabilityShow: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let address: HostPort
-        do { address = try HostPort(parsing: admin) } catch { throw ValidationError("--admin: \(error)") }
-        let doc: [String: Any]
-        do { doc = try await AdminClient.get(address, path: "/reachability") } catch { throw ValidationError("\(error)") }
-        if json {
-            print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
-            return
-        }
+        let doc = try await AdminDocument.fetch(admin: admin, path: "/reachability")
+        if json { return try AdminDocument.printJSON(doc) }
         let vantages = doc["vantages"] as? [[String: Any]] ?? []
         print("reachability map (an entry steers clients only with reports from ≥ \(doc["quorum"] ?? 3) distinct source /16s)")
         if vantages.isEmpty { print("  no reports yet") }

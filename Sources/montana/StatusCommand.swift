@@ -15,14 +15,8 @@ struct StatusCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let address: HostPort
-        do { address = try HostPort(parsing: admin) } catch { throw ValidationError("--admin: \(error)") }
-        let doc: [String: Any]
-        do { doc = try await AdminClient.get(address, path: "/status") } catch { throw ValidationError("\(error)") }
-        if json {
-            print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
-            return
-        }
+        let doc = try await AdminDocument.fetch(admin: admin, path: "/status")
+        if json { return try AdminDocument.printJSON(doc) }
         if doc["role"] as? String == "client" { printClient(doc) } else { printNode(doc) }
     }
 
@@ -129,17 +123,14 @@ struct DirectoryShow: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let address: HostPort
-        do { address = try HostPort(parsing: admin) } catch { throw ValidationError("--admin: \(error)") }
-        var doc: [String: Any]
-        do { doc = try await AdminClient.get(address, path: "/directory") } catch { throw ValidationError("\(error)") }
+        var doc = try await AdminDocument.fetch(admin: admin, path: "/directory")
         var members = doc["members"] as? [[String: Any]] ?? []
         if let country {
             members = members.filter { ($0["country"] as? String) == country.uppercased() }
             doc["members"] = members
         }
         if json {
-            print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            try AdminDocument.printJSON(doc)
             return
         }
         let alliance = doc["alliance"] as? [String: Any] ?? [:]
@@ -193,5 +184,19 @@ enum Table {
         guard let t = value as? Int else { return "?" }
         let f = ISO8601DateFormatter()
         return f.string(from: Date(timeIntervalSince1970: TimeInterval(t)))
+    }
+}
+
+/// Reading a node's or client's admin documents for the `status`, `directory show` and
+/// `reachability show` commands.
+enum AdminDocument {
+    static func fetch(admin: String, path: String) async throws -> [String: Any] {
+        let address: HostPort
+        do { address = try HostPort(parsing: admin) } catch { throw ValidationError("--admin: \(error)") }
+        do { return try await AdminClient.get(address, path: path) } catch { throw ValidationError("\(error)") }
+    }
+
+    static func printJSON(_ doc: Any) throws {
+        print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
     }
 }

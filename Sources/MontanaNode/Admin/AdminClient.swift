@@ -26,7 +26,9 @@ public enum AdminClient {
         let group = MultiThreadedEventLoopGroup.singleton
         let url = "http://\(address)\(path)"
         let promise = group.next().makePromise(of: (UInt, [UInt8]).self)
-        let channel = try await ClientBootstrap(group: group)
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -35,6 +37,11 @@ public enum AdminClient {
                 }
             }
             .connect(host: address.host, port: address.port).get()
+        } catch {
+            // Nothing listens there: the promise must not be left dangling.
+            promise.fail(error)
+            throw error
+        }
         var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
         head.headers.add(name: "Host", value: "\(address)")
         head.headers.add(name: "Connection", value: "close")
