@@ -94,8 +94,20 @@ public final class ClientDirectory: @unchecked Sendable {
         }
     }
 
+    /// The `/directory` admin document as of the last `publish()`: what the proxy uses, never a
+    /// store change the circuit manager has not seen yet (a withdrawn exit must not show as gone
+    /// while the proxy can still pick it).
+    private let published = NIOLockedValueBox<[String: any Sendable]?>(nil)
+
+    /// The admin `/directory` document: the members the circuit manager was last given.
+    public func document() -> [String: any Sendable] {
+        published.withLockedValue { $0 } ?? DirectoryView.document(store: store, alliance: alliance)
+    }
+
     private func publish() {
         onUpdate?(members())
+        let document = DirectoryView.document(store: store, alliance: alliance)
+        published.withLockedValue { $0 = document }
     }
 
     /// Fronts to read the directory from: live fronts and bootstrap links, least failed first,

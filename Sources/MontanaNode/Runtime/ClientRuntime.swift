@@ -221,7 +221,7 @@ public final class ClientRuntime: @unchecked Sendable {
         }
         var documents: [String: AdminServer.StatusProvider] = [:]
         if let directory {
-            documents["/directory"] = { DirectoryView.document(store: directory.store, alliance: directory.alliance) }
+            documents["/directory"] = { directory.document() }
         }
         let server = AdminServer(address: address, status: status, documents: documents)
         adminPort = try await server.start()
