@@ -207,17 +207,45 @@ final class SessionResumptionTests: XCTestCase {
         XCTAssertFalse(p.responder.isActive, "the session closed with its carrier")
     }
 
-    func test_retentionPausesWritersAt4MiBAndGivesResumptionUpPast8MiB() throws {
+    func test_retentionPausesWritersAt4MiBHoldsABurstAndGivesResumptionUpPastTheHeldLimit() throws {
         let p = try established()
         let chunk = bytes(1 << 20, seed: 6)
         for _ in 0..<4 { write(p.initiator, chunk) }
         XCTAssertGreaterThanOrEqual(p.initiator.crypto?.retainedBytes ?? 0, SessionCryptoHandler.retentionLimit)
         XCTAssertFalse(p.initiator.isWritable, "stream writers pause at 4 MiB unacknowledged")
-        // A peer that never acknowledges: past 8 MiB the copy is dropped (memory stays bounded).
+        // Writers that read before they saw the pause (a burst): held, not sealed, resumption kept.
         for _ in 0..<5 { write(p.initiator, chunk) }
+        XCTAssertEqual(p.initiator.crypto?.heldBytes, 5 << 20)
+        XCTAssertLessThanOrEqual(p.initiator.crypto?.retainedBytes ?? 0, SessionCryptoHandler.retentionLimit)
+        XCTAssertEqual(p.initiator.crypto?.resumable, true, "a burst past the pause does not cost resumption")
+        XCTAssertFalse(p.initiator.isWritable)
+        // A writer that ignores the pause: past 32 MiB held, resumption is given up, memory is not.
+        let more = SessionCryptoHandler.heldLimit / (1 << 20)
+        for _ in 0..<more { write(p.initiator, chunk) }
         XCTAssertEqual(p.initiator.crypto?.retainedBytes, 0)
+        XCTAssertEqual(p.initiator.crypto?.heldBytes, 0, "what was held is sent")
         XCTAssertEqual(p.initiator.crypto?.resumable, false, "resumption given up for this session")
         XCTAssertTrue(p.initiator.isWritable, "and writers go on")
+    }
+
+    func test_heldDataIsSentInOrderOnceAcknowledgementsMakeRoom() throws {
+        let p = try established()
+        let data = bytes(6 << 20, seed: 12)
+        var offset = 0
+        while offset < data.count {
+            write(p.initiator, Array(data[offset..<min(data.count, offset + (1 << 20))]))
+            offset += 1 << 20
+        }
+        XCTAssertEqual(p.initiator.crypto?.heldBytes, 2 << 20, "4 MiB kept and sent, the rest held")
+        for _ in 0..<8 {
+            try p.shuttle()
+            p.loop.advanceTime(by: .milliseconds(250))
+        }
+        try p.shuttle()
+        XCTAssertEqual(p.initiator.crypto?.heldBytes, 0)
+        XCTAssertEqual(p.initiator.crypto?.retainedBytes, 0, "the responder acknowledged everything")
+        XCTAssertEqual(p.responderSink.bytes, data, "every byte arrived once, in order")
+        XCTAssertTrue(p.initiator.isWritable)
     }
 
     func test_acknowledgementsReleaseRetention() throws {

@@ -22,6 +22,9 @@ public enum CircuitManagerError: Error, CustomStringConvertible, Equatable {
     /// Every front tried for an exit failed at the carrier: nothing on this network reaches
     /// them. The text names the country, the exit and each front tried with its profile and error.
     case unreachableFromHere(String)
+    /// Every session to the exit carries its streams, no more may be built, and no stream freed
+    /// within `streamWaitTimeout` (or too many connections wait already).
+    case busy(String)
 
     public var description: String {
         switch self {
@@ -30,7 +33,7 @@ public enum CircuitManagerError: Error, CustomStringConvertible, Equatable {
             return "the exits for \(what) are advisory (their country is not corroborated by 2 independent members); set advisory_exits = true to use them"
         case .noFront: return "no front is configured"
         case .unreachable(let why): return "could not reach the exit: \(why)"
-        case .passRefused(let why), .unreachableFromHere(let why): return why
+        case .passRefused(let why), .unreachableFromHere(let why), .busy(let why): return why
         case .exitAsFrontRequired:
             return "no front other than the exit is reachable; set exit_as_front = true to let the exit see your address"
         }
@@ -69,8 +72,16 @@ public final class CircuitManager: @unchecked Sendable {
     let alliance: [UInt8]?
     let options: CircuitOptions
     let logger: Logger
-    private var sessions: [NodeID: ExitSession] = [:]
-    private var pending: [NodeID: EventLoopFuture<ExitSession>] = [:]
+    /// The primary session to each exit (the one the reserve and status follow).
+    var sessions: [NodeID: ExitSession] = [:]
+    /// More sessions to the same exit, built when every session to it carries
+    /// `streamsPerSession` streams (SessionPool.swift).
+    var overflow: [NodeID: [ExitSession]] = [:]
+    /// Sessions being built, with the connections already promised a stream on each.
+    var building: [NodeID: [PendingSession]] = [:]
+    /// Connections waiting for a stream to free (every session full, no more may be built).
+    var waiting: [NodeID: [StreamWaiter]] = [:]
+    var waitingCount = 0
     /// What this client saw of each front from its current network (ranks fronts, names them
     /// when none answers; `montana status` shows it).
     public internal(set) var reachability = FrontReachability()
@@ -83,7 +94,7 @@ public final class CircuitManager: @unchecked Sendable {
     /// Called on the loop for every steering event (the client counts them in its metrics).
     public var onSteeringEvent: ((SteeringEvent) -> Void)?
     /// Handshake time (ms) of the last session built to each exit: the RTT automatic selection uses.
-    private var measuredRTT: [NodeID: UInt64] = [:]
+    var measuredRTT: [NodeID: UInt64] = [:]
     private var probing: Set<NodeID> = []
     /// (country, ASN) of an address, from the client's GeoIP database (`[client] geoip`), if any.
     public var vantageLookup: (@Sendable ([UInt8]) -> Vantage?)?
@@ -206,32 +217,6 @@ public final class CircuitManager: @unchecked Sendable {
         return exits.filter { exit in !members.contains { $0.isFront && $0.nodeID != exit.nodeID } }
     }
 
-    /// The live session to `exit`, building one if needed (concurrent callers share it).
-    public func session(to exit: AllianceMember) -> EventLoopFuture<ExitSession> {
-        loop.preconditionInEventLoop()
-        if let s = sessions[exit.nodeID], s.isActive { return loop.makeSucceededFuture(s) }
-        if let p = pending[exit.nodeID] { return p }
-        if let problem = options.passCheck?() { return loop.makeFailedFuture(CircuitManagerError.passRefused(problem)) }
-        let future = build(to: exit, candidates: frontCandidates(for: exit), lastError: nil, frontAnswered: false, tried: [])
-        pending[exit.nodeID] = future
-        let started = NIODeadline.now()
-        future.assumeIsolated().whenComplete { [self] result in
-            pending[exit.nodeID] = nil
-            switch result {
-            case .success(let s):
-                sessions[exit.nodeID] = s
-                lastFailure[exit.nodeID] = nil
-                let ms = Self.milliseconds(since: started)
-                measuredRTT[exit.nodeID] = ms
-                sessionEstablished(s, milliseconds: ms)
-            case .failure(let error):
-                lastFailure[exit.nodeID] = "\(error)"
-                dropReserve(exit.nodeID)
-            }
-        }
-        return future
-    }
-
     /// A front whose TCP handshake takes longer than this is treated as blocked from here: a
     /// censor that drops SYNs would otherwise cost 10 s per front.
     public static let frontConnectTimeout = TimeAmount.seconds(3)
@@ -240,7 +225,7 @@ public final class CircuitManager: @unchecked Sendable {
     /// (so the exit, not the fronts, is what is unreachable).
     /// `tried` lists the fronts that did not answer, with their profile and error, for the
     /// message when none does.
-    private func build(to exit: AllianceMember, candidates: [AllianceMember], lastError: (any Error)?,
+    func build(to exit: AllianceMember, candidates: [AllianceMember], lastError: (any Error)?,
                        frontAnswered: Bool, tried: [String]) -> EventLoopFuture<ExitSession> {
         guard let front = candidates.first else {
             if !options.exitAsFront && !frontAnswered {
@@ -405,7 +390,7 @@ public final class CircuitManager: @unchecked Sendable {
 
     public func status() -> [CircuitStatus] {
         let now = WallClock.now()
-        return sessions.values.filter(\.isActive).map { s in
+        return (Array(sessions.values) + overflow.values.joined()).filter(\.isActive).map { s in
             CircuitStatus(exit: s.exit.label, exitCountry: s.exit.country ?? "?", front: s.front.label,
                           relayed: s.front.nodeID != s.exit.nodeID, streamsActive: s.activeStreams, streamsOpened: s.streamsOpened,
                           bytesUp: s.bytesUp, bytesDown: s.bytesDown, ageSeconds: Self.elapsed(since: s.openedAt, now: now),
@@ -477,9 +462,11 @@ public final class CircuitManager: @unchecked Sendable {
     }
 
     public func closeAll() {
-        let all = sessions.values
+        let all = Array(sessions.values) + overflow.values.joined()
         sessions = [:]
+        overflow = [:]
         for s in all { s.mux.close() }
+        failAllWaiting(CircuitManagerError.busy("the client is shutting down"))
         for exit in Array(reserves.keys) { dropReserve(exit) }
     }
 
@@ -488,8 +475,8 @@ public final class CircuitManager: @unchecked Sendable {
         sessions[exit].flatMap { $0.isActive ? $0 : nil }
     }
 
-    /// A session that closed while still the one in use: forgotten, so the next connection builds
-    /// a new one (through the reserve first).
+    /// A primary session that closed while still the one in use: forgotten, so the next
+    /// connection builds a new one (through the reserve first).
     func forgetSession(_ session: ExitSession) -> Bool {
         guard let current = sessions[session.exit.nodeID], current === session else { return false }
         sessions[session.exit.nodeID] = nil

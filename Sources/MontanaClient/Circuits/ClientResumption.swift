@@ -14,7 +14,7 @@ extension CircuitManager {
 
     func carrierLost(_ session: ExitSession, reason: String) {
         loop.preconditionInEventLoop()
-        guard liveSession(session.exit.nodeID) === session, !session.resuming else { return }
+        guard isInUse(session), !session.resuming else { return }
         session.resuming = true
         let lost = session.front
         if lost.nodeID != session.exit.nodeID {
@@ -58,7 +58,7 @@ extension CircuitManager {
                     session.lastStallMilliseconds = stall
                     note(.resumed, exit: session.exit, from: lost.label, to: front.label, reason: reason, stallMilliseconds: stall)
                     logger.info("session resumed", metadata: ["exit": "\(session.exit.label)", "front": "\(front.label)", "stall_ms": "\(stall)"])
-                    chooseReserve(for: session)
+                    if sessions[session.exit.nodeID] === session { chooseReserve(for: session) }
                 case .failure(let error):
                     if let refusal = error as? SessionResumeError, case .refused = refusal {
                         giveUp(session, why: "\(refusal)")

@@ -18,6 +18,18 @@ public final class ExitSession: @unchecked Sendable {
     public internal(set) var bytesDown = 0
     public internal(set) var streamsOpened = 0
     public internal(set) var activeStreams = 0
+    /// Streams opened on this session at most; connections beyond go to another session to the
+    /// same exit (`CircuitManager.streamsPerSession`).
+    var streamLimit = CircuitManager.streamsPerSession
+    /// Called on the loop whenever one of its streams ends (a waiting connection may take it).
+    var onStreamFinished: (() -> Void)?
+    /// An overflow session closed on purpose because it sat idle: its close is not a loss.
+    var retired = false
+
+    func streamFinished() {
+        activeStreams -= 1
+        onStreamFinished?()
+    }
 
     init(exit: AllianceMember, front: AllianceMember, mux: MuxHandler, channel: any Channel) {
         self.exit = exit

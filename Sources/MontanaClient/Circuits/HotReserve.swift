@@ -66,22 +66,30 @@ extension CircuitManager {
     }
 
     /// A session to `session.exit` is up: record it, watch its carrier, and (re)choose its reserve.
-    func sessionEstablished(_ session: ExitSession, milliseconds: UInt64) {
-        note(.newSession, exit: session.exit, to: session.front.label, stallMilliseconds: milliseconds)
+    func sessionEstablished(_ session: ExitSession, milliseconds: UInt64, primary: Bool = true) {
+        note(.newSession, exit: session.exit, to: session.front.label, reason: primary ? "" : "another session: every session to the exit carries \(Self.streamsPerSession) streams",
+             stallMilliseconds: milliseconds)
         session.session?.onCarrierLost = { [weak self, weak session] reason in
             guard let self, let session else { return }
             self.carrierLost(session, reason: reason)
         }
+        session.onStreamFinished = { [weak self, weak session] in
+            guard let self, let session else { return }
+            self.streamEnded(on: session)
+        }
         session.channel.closeFuture.assumeIsolatedUnsafeUnchecked().whenComplete { [self] _ in
             loop.execute { [self] in sessionClosed(session) }
         }
-        chooseReserve(for: session)
+        if primary { chooseReserve(for: session) }
     }
 
     private func sessionClosed(_ session: ExitSession) {
+        defer { serveWaiting(session.exit.nodeID) }
+        // An overflow session: its connections were reset with it; the primary carries on.
+        if removeOverflow(session) || session.retired { return }
         guard forgetSession(session) else { return }  // closed by us, or already replaced
         if session.gaveUp {
-            _ = self.session(to: session.exit)
+            if !promoteOverflow(session.exit.nodeID) { _ = self.session(to: session.exit) }
             return
         }
         note(.frontLost, exit: session.exit, from: session.front.label, reason: "the session closed")
@@ -92,8 +100,9 @@ extension CircuitManager {
         logger.notice("session to the exit lost; the next connection goes through the reserve",
                       metadata: ["exit": "\(session.exit.label)", "front": "\(session.front.label)",
                                  "reserve": "\(reserves[session.exit.nodeID]?.front.label ?? "none")"])
-        // Warm the replacement now: the apps' next connection finds it ready.
-        _ = self.session(to: session.exit)
+        // Another session to the exit takes over; else warm the replacement now, so the apps'
+        // next connection finds it ready.
+        if !promoteOverflow(session.exit.nodeID) { _ = self.session(to: session.exit) }
     }
 
     /// Among the other fronts of an exit, the one to hold warm: not the active front, not known

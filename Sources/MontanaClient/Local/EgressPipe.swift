@@ -185,7 +185,7 @@ final class EgressPipe {
         guard !finished else { return }
         finished = true
         timer?.cancel()
-        session.activeStreams -= 1
+        session.streamFinished()
         stream.onData = nil
         stream.onWritable = nil
         stream.onEnd = nil

@@ -31,6 +31,11 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     /// this session and the copy is dropped, so the memory stays bounded either way.
     public static let retentionLimit = 4 * 1024 * 1024
     public static let retentionHardLimit = 8 * 1024 * 1024
+    /// DATA written while the copy is at `retentionLimit` waits here, unsealed, until ACKs make
+    /// room: writers already see the session unwritable, so what arrives is the burst of writers
+    /// that read before they saw it (an exit reading 256 egress sockets in one turn: 256 × 64 KiB =
+    /// 16 MiB). Past this the writers ignore the pause: resumption is given up, as at the hard limit.
+    public static let heldLimit = 32 * 1024 * 1024
     /// The initiator gives its carrier up when data is outstanding and no acknowledgement has
     /// advanced for this long, or for 4 × the smoothed acknowledgement time when that is longer: a
     /// censor's silent drop (a black hole, a byte cap) is noticed in about a second.
@@ -71,8 +76,14 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     public private(set) var retainedBytes = 0
     private var peerAcked: UInt64 = 0
     private var retentionFull = false
+    /// Writes waiting for the kept copy to drop under `retentionLimit` (not sealed, not counted).
+    private var held = CircularBuffer<(ByteBuffer, EventLoopPromise<Void>?)>()
+    public private(set) var heldBytes = 0
     /// Since when data is outstanding with no acknowledgement advancing (uptime ns), nil when none is.
     private var ackWaitSince: UInt64?
+    /// When an authenticated frame last arrived on the carrier (uptime ns): a carrier that keeps
+    /// delivering is not silent, even if a busy peer is late with its acknowledgements.
+    private var lastHeard: UInt64 = 0
     /// Smoothed time (ns) from a wait's start to the acknowledgement that ended it.
     private var smoothedAck: UInt64 = 0
     private var ackCheck: RepeatedTask?
@@ -234,11 +245,14 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
 
     private func processFrames(_ context: ChannelHandlerContext) {
         var delivered = false
+        var heard = false
+        defer { if heard { lastHeard = uptime() } }
         while case .established(let send, var receive) = state, let body = deframer.nextBody() {
             let plain: Data
             let record: TransportRecord
             do {
                 plain = try receive.openData(body)
+                heard = true
                 // DATA, the bulk case, goes up without decoding into an intermediate array.
                 if plain.first == 0x00 {
                     state = .established(send: send, receive: receive)
@@ -270,6 +284,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
                     return
                 }
                 acknowledged(total)
+                releaseHeld(context)
             case .padding:
                 continue
             case .close(let reason):
@@ -365,6 +380,14 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let buffer = unwrapOutboundIn(data)
+        if resumable, buffer.readableBytes > 0, retainedBytes >= Self.retentionLimit || !held.isEmpty {
+            switch state {
+            case .established, .detached:
+                hold(context, buffer, promise: promise)
+                return
+            default: break
+            }
+        }
         switch state {
         case .established:
             writeData(context, buffer, promise: promise)
@@ -392,6 +415,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
             state = .closed
         }
         dropRetention()
+        if mode == .all { failHeld() }
         context.close(mode: mode, promise: promise)
     }
 
@@ -401,6 +425,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         }
         state = .closed
         dropRetention()
+        failHeld()
         ackCheck?.cancel()
         ackCheck = nil
         for (_, promise) in pendingWrites { promise?.fail(ChannelError.ioOnClosedChannel) }
@@ -445,6 +470,44 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     /// The loop's clock (virtual in tests with an embedded loop).
     private func uptime() -> UInt64 { (context?.eventLoop.now ?? .now()).uptimeNanoseconds }
 
+    private func hold(_ context: ChannelHandlerContext, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        held.append((buffer, promise))
+        heldBytes += buffer.readableBytes
+        guard heldBytes > Self.heldLimit else { return }
+        // Writers that ignore the pause: resumption is given up, memory is not.
+        resumable = false
+        dropRetention()
+        session?.forget()
+        releaseHeld(context)
+    }
+
+    /// Seals held writes while the copy is under `retentionLimit` (all of them once the session
+    /// no longer resumes); a detached session keeps them for the next carrier.
+    private func releaseHeld(_ context: ChannelHandlerContext) {
+        guard case .established = state, !held.isEmpty else { return }
+        while let (buffer, promise) = held.first, !resumable || retainedBytes < Self.retentionLimit {
+            held.removeFirst()
+            heldBytes -= buffer.readableBytes
+            writeData(context, buffer, promise: promise)
+        }
+        context.flush()
+        // Writers stay paused while anything is held.
+        if !held.isEmpty, resumable, !retentionFull {
+            retentionFull = true
+            session?.setRetentionFull(true)
+        } else if held.isEmpty, retentionFull, retainedBytes < Self.retentionLimit / 2 {
+            retentionFull = false
+            session?.setRetentionFull(false)
+        }
+    }
+
+    private func failHeld() {
+        let waiting = held
+        held.removeAll()
+        heldBytes = 0
+        for (_, promise) in waiting { promise?.fail(ChannelError.ioOnClosedChannel) }
+    }
+
     private func retain(_ buffer: ByteBuffer) {
         guard resumable else { return }
         if retained.isEmpty { ackWaitSince = uptime() }
@@ -487,7 +550,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
             smoothedAck = smoothedAck == 0 ? sample : (smoothedAck * 7 + sample) / 8
         }
         ackWaitSince = retained.isEmpty ? nil : now
-        if retentionFull, retainedBytes < Self.retentionLimit / 2 {
+        if retentionFull, held.isEmpty, retainedBytes < Self.retentionLimit / 2 {
             retentionFull = false
             session?.setRetentionFull(false)
         }
@@ -522,7 +585,9 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     }
 
     private func checkAcknowledgements() {
-        guard resumable, case .established = state, let since = ackWaitSince, let session else { return }
+        guard resumable, case .established = state, let waiting = ackWaitSince, let session else { return }
+        // Silent means: no acknowledgement advancing *and* nothing at all heard for the deadline.
+        let since = max(waiting, lastHeard)
         let now = uptime()
         guard now > since, now - since > UInt64(ackDeadline.nanoseconds) else { return }
         let ms = (now - since) / 1_000_000
@@ -606,6 +671,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         resumptions += 1
         for buffer in retained { seal(context, buffer, promise: nil) }
         ackWaitSince = retained.isEmpty ? nil : uptime()
+        releaseHeld(context)
         context.flush()
         context.fireUserInboundEventTriggered(SessionCarrierEvent.resumed)
     }

@@ -133,6 +133,15 @@ final class DemoHarness: @unchecked Sendable {
         try Curl.run(Curl.socks(socksPort, user: user) + extra + [url], timeout: timeout)
     }
 
+    /// The client's `/status` `circuits` (one per session to an exit).
+    func clientStatusCircuits() throws -> [[String: Any]] {
+        guard let admin = status.client.admin else { throw E2EError("the demo's client has no admin port") }
+        let answer = try Curl.get("http://\(admin.host):\(admin.port)/status")
+        guard let doc = try JSONSerialization.jsonObject(with: answer.stdout) as? [String: Any],
+              let circuits = doc["circuits"] as? [[String: Any]] else { throw E2EError("no circuits in the client's /status: \(answer)") }
+        return circuits
+    }
+
     /// Fetches `url` through the HTTP proxy port.
     func curlHTTP(_ url: String, user: String? = nil, extra: [String] = [], timeout: TimeInterval = 30) throws -> CurlResult {
         try Curl.run(Curl.httpProxy(httpPort, user: user) + extra + [url], timeout: timeout)
