@@ -34,9 +34,11 @@ let package = Package(
             "MontanaWire",
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strict),
+        // Linux calls Glibc's Swift module lacks (splice(2), pipe2, epoll, SO_COOKIE): the front's kernel relay.
+        .target(name: "CMontanaLinux"),
         // SwiftNIO: carriers, preface handler, splice, session handlers.
         .target(name: "MontanaTransport", dependencies: [
-            "MontanaCrypto", "MontanaSession", "MontanaWire",
+            "MontanaCrypto", "MontanaSession", "MontanaWire", "CMontanaLinux",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -115,6 +117,8 @@ let package = Package(
             "MontanaTransport", "MontanaCrypto", "MontanaSession", "MontanaFuzzTargets", "MontanaWire",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         // Starts real `montana` processes on loopback and drives them with curl.
         .testTarget(name: "MontanaEndToEndTests", dependencies: [

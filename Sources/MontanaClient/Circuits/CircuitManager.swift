@@ -54,6 +54,8 @@ public struct CircuitOptions: Sendable {
     /// Why the pass cannot work now (expired, not yet valid, foreign issuer), checked before
     /// every new session: the exit would close it without saying why.
     public var passCheck: (@Sendable () -> String?)?
+    /// When the local proxy answers an app's CONNECT before the exit did (`optimistic_connect`).
+    public var optimisticConnect = OptimisticConnect.known
 
     public init(exitAsFront: Bool = false, sourceAddress: SocketAddress? = nil) {
         self.exitAsFront = exitAsFront
@@ -112,6 +114,30 @@ public final class CircuitManager: @unchecked Sendable {
     var mapFetchedAt: NIODeadline?
     /// Why the last session to an exit failed (shown by `montana status`).
     public internal(set) var lastFailure: [NodeID: String] = [:]
+    /// Destinations each exit opened recently (`optimistic_connect = "known"`).
+    var openedDestinations = OpenedDestinations()
+
+    /// Whether the proxy may tell the app its connection to `address`:`port` through `exit` is open
+    /// before the exit answered.
+    func answersOptimistically(exit: NodeID, address: EgressAddress, port: UInt16) -> Bool {
+        switch options.optimisticConnect {
+        case .never: return false
+        case .always: return true
+        case .known:
+            return openedDestinations.contains(.init(exit: exit, address: address, port: port), now: NIODeadline.now().uptimeNanoseconds)
+        }
+    }
+
+    /// The exit's answer to an open: an opened destination is remembered, a refused one forgotten.
+    func exitAnswered(_ status: EgressOpenStatus, exit: NodeID, address: EgressAddress, port: UInt16) {
+        guard options.optimisticConnect == .known else { return }
+        let key = OpenedDestinations.Key(exit: exit, address: address, port: port)
+        if status == .open {
+            openedDestinations.remember(key, now: NIODeadline.now().uptimeNanoseconds)
+        } else {
+            openedDestinations.forget(key)
+        }
+    }
 
     public init(loop: any EventLoop, account: IdentityKey, members: [AllianceMember], defaultSelection: ExitSelection,
                 alliance: [UInt8]?, options: CircuitOptions = CircuitOptions(), logger: Logger) {

@@ -358,8 +358,20 @@ final class LocalProxyHandler: ChannelInboundHandler {
                 }
                 let p = EgressPipe(stream: stream, session: session, app: channel)
                 pipe = p
+                // Answered before the exit did (optimistic_connect): the app's bytes follow the
+                // EgressOpen at once; a refusal can then only close the app's connection.
+                let early = !retried && manager.answersOptimistically(exit: exit.nodeID, address: address, port: port)
                 do {
                     try p.open(address: address, port: port, optimistic: optimistic) { [self] status in
+                        manager.exitAnswered(status, exit: exit.nodeID, address: address, port: port)
+                        if early {
+                            if status != .open {
+                                logger.notice("the exit refused a connection the proxy had already answered; closing it",
+                                              metadata: ["exit": "\(exit.label)", "status": "\(status)"])
+                                channel.close(promise: nil)
+                            }
+                            return
+                        }
                         if status == .open, let pipe {
                             state = .relaying(pipe)
                             channel.read()
@@ -393,6 +405,12 @@ final class LocalProxyHandler: ChannelInboundHandler {
                 } catch {
                     stream.reset()
                     reply(.failed(.invalidDestination("\(error)")))
+                    return
+                }
+                if early {
+                    state = .relaying(p)
+                    reply(.answered(.open))
+                    channel.read()
                 }
             }
         }

@@ -26,6 +26,8 @@ extension ClientConfiguration {
         # cache = "client-cache.sqlite"           # the directory cache
         # advisory_exits = false                  # also use exits whose country is not corroborated
         # probe_interval_seconds = 60             # feeler probes of fronts (±50 % jitter); 0 = off
+        # optimistic_connect = "known"            # answer CONNECT before the exit does: never, known
+        #                                         # (destinations opened in the last 10 min), always
         # geoip = "GeoLite2-Country.mmdb"         # names your vantage (country; AS from a CIDR,CC,ASN csv)
         # pass = "pass.json"                      # an account pass from your provider
 

@@ -33,6 +33,9 @@ public struct ClientConfiguration: Sendable {
     /// `probe_interval_seconds`: how often (on average, ±50 % jitter) a feeler probe dials one
     /// front to keep the reachability record fresh; 0 turns feelers off. Default 60 s.
     public var probeIntervalSeconds = 60
+    /// `optimistic_connect`: when the local proxy answers an app's CONNECT: `known` (default) at once
+    /// for destinations the exit opened in the last 10 minutes, `always`, or `never` (after the exit).
+    public var optimisticConnect = OptimisticConnect.known
     /// `pass`: an account pass file (`montana pass issue`), sent to exits with `admission = "pass"`.
     public var passPath: String?
     /// `geoip`: a GeoIP database (`.mmdb`, or a `CIDR,CC[,ASN]` CSV) that names this client's vantage
@@ -49,12 +52,14 @@ public struct ClientConfiguration: Sendable {
     static let sections = ["client", "members", "log"]
     static let clientKeys = ["account_key", "socks", "http", "mixed", "country", "username", "password", "alliance",
                              "exit_as_front", "source",
-                             "subscription", "admin", "cache", "advisory_exits", "pass", "probe_interval_seconds", "geoip", "geoip_asn"]
+                             "subscription", "admin", "cache", "advisory_exits", "pass", "probe_interval_seconds", "geoip", "geoip_asn",
+                             "optimistic_connect"]
 
     /// How the local proxy builds circuits, from `exit_as_front` and `source`.
     public var circuitOptions: CircuitOptions {
         var options = CircuitOptions(exitAsFront: exitAsFront, sourceAddress: source?.address)
         options.allowAdvisory = advisoryExits
+        options.optimisticConnect = optimisticConnect
         return options
     }
 
@@ -134,6 +139,12 @@ public struct ClientConfiguration: Sendable {
         configuration.advisoryExits = advisory
         configuration.passPath = passPath
         configuration.probeIntervalSeconds = probeInterval
+        if let text = try client.string("optimistic_connect") {
+            guard let mode = OptimisticConnect(rawValue: text) else {
+                throw client.invalid("optimistic_connect", "\"\(text)\" is not one of never, known, always")
+            }
+            configuration.optimisticConnect = mode
+        }
         configuration.geoipPath = try client.path("geoip")
         configuration.geoipASNPath = try client.path("geoip_asn")
         return configuration

@@ -50,6 +50,7 @@ extension NodeConfiguration {
         # resume_hold_seconds = 60                # exits: hold a session whose carrier broke (0 = off)
         # resume_detached_max = 1024              # exits: sessions held without a carrier at once
         # resume_budget_mib = 256                 # exits: their unacknowledged data together
+        # kernel_splice = true                    # fronts: relay bulk circuits with splice(2)
 
         # Per-prefix admission (docs/OPERATIONS.md has every key): one source or network cannot
         # exhaust the node; over a budget a connection is read and discarded silently.

@@ -30,6 +30,9 @@ public struct NodeLimits: Equatable, Sendable {
     /// Unacknowledged data (MiB) all held sessions may keep together; the one waiting longest is
     /// closed past it.
     public var resumeBudgetMiB = 256
+    /// Relay bulk circuits (fronts) in the kernel with splice(2) once they carried 256 KiB (Linux);
+    /// false keeps every relayed circuit on the event loop.
+    public var kernelSplice = true
 
     public init(circuitsPerSource: Int = 64, circuitsTotal: Int = 4096, handshakesPerSecond: Int = 200,
                 streamsPerSession: Int = 256, egressOpenTimeoutSeconds: Int = 30, egressIdleTimeoutSeconds: Int = 240) {
@@ -56,10 +59,13 @@ public struct NodeLimits: Equatable, Sendable {
     /// Session resumption at an exit.
     static let resumeKeys = ["resume_hold_seconds", "resume_detached_max", "resume_budget_mib"]
 
+    /// The front's relay.
+    static let relayKeys = ["kernel_splice"]
+
     static func parse(_ s: ConfigSection?) throws(ConfigurationError) -> NodeLimits {
         var limits = NodeLimits()
         guard let s else { return limits }
-        try s.allowOnly(keys + egressKeys + accountingKeys + memoryKeys + resumeKeys)
+        try s.allowOnly(keys + egressKeys + accountingKeys + memoryKeys + resumeKeys + relayKeys)
         let count = 1...1_000_000
         let seconds = 1...86_400
         if let v = try s.int("circuits_per_source", in: count) { limits.circuitsPerSource = v }
@@ -83,6 +89,7 @@ public struct NodeLimits: Equatable, Sendable {
         if let v = try s.int("resume_hold_seconds", in: 0...3_600) { limits.resumeHoldSeconds = v }
         if let v = try s.int("resume_detached_max", in: 1...1_000_000) { limits.resumeDetachedMax = v }
         if let v = try s.int("resume_budget_mib", in: 1...65_536) { limits.resumeBudgetMiB = v }
+        if let v = try s.bool("kernel_splice") { limits.kernelSplice = v }
         if limits.circuitsPerSource > limits.circuitsTotal {
             throw s.invalid("circuits_per_source", "\(limits.circuitsPerSource) exceeds circuits_total (\(limits.circuitsTotal))")
         }

@@ -4,6 +4,7 @@ import MontanaClient
 import MontanaCrypto
 import MontanaReachability
 import MontanaDirectory
+import MontanaExit
 import MontanaTransport
 import MontanaWire
 import NIOConcurrencyHelpers
@@ -48,6 +49,9 @@ public final class ClientRuntime: @unchecked Sendable {
     /// listening. `adminOverride` replaces `admin` from the config (the demo's `--admin`).
     public static func start(_ configuration: ClientConfiguration, logger: Logger, adminOverride: HostPort? = nil) async throws -> ClientRuntime {
         try checkSource(configuration)
+        // Every app connection holds a descriptor (a browser opens hundreds): use all the kernel allows.
+        let descriptors = FileDescriptorBudget.raiseSoftLimitToHard()
+        logger.info("\(descriptors)", metadata: ["fd_limit": "\(descriptors.after)", "fd_hard_limit": "\(descriptors.hard)"])
         var options = configuration.circuitOptions
         var subscription: SubscriptionDocument?
         if let source = configuration.subscription {

@@ -34,12 +34,15 @@ public final class Node: Sendable {
     /// Reachability reports from clients (and from members' maps), by vantage (PROTOCOL.md 9).
     let reachabilityMap = ReachabilityMap()
     private let state = RunningNodeState()
+    /// Relays bulk circuits with splice(2) (`[limits] kernel_splice`, Linux); nil: all in userspace.
+    let splicer: KernelSplicer?
 
     public init(configuration: NodeConfiguration, logger: Logger, metrics: MontanaMetrics = .shared) {
         self.configuration = configuration
         self.logger = logger
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         observer = NodeObserver(metrics: metrics)
+        splicer = configuration.limits.kernelSplice ? KernelSplicer.make() : nil
         // Members (configured peers, by address) relay many users' circuits: exempt from the
         // per-prefix budgets, each with its own shares.
         admission = SourceAdmission(limits: configuration.admission,
@@ -169,6 +172,7 @@ public final class Node: Sendable {
         let routerForAccepts = router
         let admission = self.admission
         let alliance = configuration.alliance
+        let splicer = self.splicer
         let relaySource: SocketAddress? = configuration.listen.transit.isWildcard ? nil
             : try? SocketAddress(ipAddress: configuration.listen.transit.host, port: 0)
         let server = try await ServerBootstrap(group: group)
@@ -183,7 +187,7 @@ public final class Node: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         PrefaceAcceptHandler(gate: gate, admission: admission, router: routerForAccepts, observer: observer, alliance: alliance,
-                                             relaySource: relaySource, resumable: resumable))
+                                             relaySource: relaySource, resumable: resumable, splicer: splicer))
                 }
             }
             .bind(host: configuration.listen.transit.host, port: configuration.listen.transit.port)
@@ -233,6 +237,7 @@ public final class Node: Sendable {
             "discarders_active": admission.activeDiscarders,
             "peers": configuration.peers.count,
         ]
+        if let splicer { status["kernel_spliced_circuits"] = splicer.activePairs }
         if let resumable {
             let c = resumable.counts
             status["resumption"] = ["hold_seconds": configuration.limits.resumeHoldSeconds, "resumable_sessions": c.registered,
@@ -284,6 +289,7 @@ public final class Node: Sendable {
         selfAddresses?.stop()
         memberSelfAddresses?.stop()
         flushAccounting()
+        splicer?.shutdown()
         try? await group.shutdownGracefully()
         logger.info("node stopped")
     }

@@ -17,6 +17,10 @@ public struct YamuxConnection: Sendable {
 
     private var streams: [UInt32: YamuxStream] = [:]
     private var inboundStreamCount = 0
+    /// Streams forgotten since the last `takeRemovedStreams()` (the owner drops its per-stream
+    /// state for them without scanning every stream). Drained after every receive or write batch,
+    /// so it holds at most the streams one batch of frames closed.
+    private var removed: [UInt32] = []
     /// Nil once the id space is used up.
     private var nextStreamID: UInt32?
     private var highestPeerStreamID: UInt32 = 0
@@ -106,6 +110,13 @@ public struct YamuxConnection: Sendable {
         guard outbound.readableBytes > 0 else { return nil }
         defer { outbound = ByteBuffer() }
         return outbound
+    }
+
+    /// The streams forgotten (reset, or closed in both directions) since the last call.
+    public mutating func takeRemovedStreams() -> [UInt32] {
+        guard !removed.isEmpty else { return [] }
+        defer { removed = [] }
+        return removed
     }
 
     // MARK: Application calls
@@ -392,6 +403,7 @@ public struct YamuxConnection: Sendable {
 
     private mutating func removeStream(_ id: UInt32) {
         guard let stream = streams.removeValue(forKey: id) else { return }
+        removed.append(id)
         if stream.openedByPeer { inboundStreamCount -= 1 }
         totalPendingBytes -= stream.pendingBytes
         releaseGrowth(of: stream)

@@ -386,9 +386,10 @@ public final class MuxHandler: ChannelDuplexHandler {
             written.futureResult.assumeIsolated().whenComplete { [weak self] _ in self?.written(count) }
             context.writeAndFlush(wrapOutboundOut(out), promise: written)
         }
-        // Streams whose both directions closed are forgotten.
-        for (id, stream) in streams where !yamux.isOpen(YamuxStreamID(rawValue: id)) && stream.overflow.isEmpty {
-            streams[id] = nil
+        // Streams yamux forgot (both directions closed, or reset) are forgotten here too; their
+        // overflow could never be sent.
+        for id in yamux.takeRemovedStreams() {
+            guard let stream = streams.removeValue(forKey: id) else { continue }
             if !stream.ended { stream.end(.reset) }
         }
     }

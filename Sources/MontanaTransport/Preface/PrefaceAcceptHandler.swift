@@ -45,10 +45,15 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     private var total = 0
     private var timer: Scheduled<Void>?
     private var ticket: AdmissionTicket?
+    /// Relays bulk circuits in the kernel (splice(2)); nil: every circuit stays in userspace.
+    private let splicer: KernelSplicer?
+    /// What runs when the circuit ends: the channel's close, or the kernel relay's end.
+    private let lifetime = CircuitLifetime()
 
     public init(gate: SharedPrefaceGate, admission: SourceAdmission, router: any CircuitRouter,
                 observer: any TransportObserver = NoTransportObserver(), alliance: [UInt8]? = nil,
-                relaySource: SocketAddress? = nil, resumable: ResumableSessions? = nil) {
+                relaySource: SocketAddress? = nil, resumable: ResumableSessions? = nil, splicer: KernelSplicer? = nil) {
+        self.splicer = splicer
         self.relaySource = relaySource
         self.resumable = resumable
         self.gate = gate
@@ -62,7 +67,9 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         let ticket = admission.connect(context.channel.remoteAddress.flatMap(SourceAddress.init))
         self.ticket = ticket
         let admission = self.admission
-        context.channel.closeFuture.whenComplete { _ in admission.release(ticket) }
+        let lifetime = self.lifetime
+        lifetime.onEnd { admission.release(ticket) }
+        context.channel.closeFuture.whenComplete { _ in lifetime.channelClosed() }
         guard ticket.holdsCircuit else {
             // Over a circuit cap: not closed (a prober would see that), discarded like garbage.
             observer.prefaceRejected(reason: AdmissionRefusal.circuits.reason)
@@ -361,7 +368,12 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         answer(context, opened, status: .ok, close: false)
         state = .done
         observer.circuitOpened(relayed: true)
-        let (inSide, outSide) = SpliceHandler.pair(onBytes: { observer.relayedBytes($0) })
+        let lifetime = self.lifetime
+        let kernel = splicer.map { splicer in
+            KernelHandoff(splicer: splicer, handedOff: { lifetime.transfer() },
+                          onBytes: { observer.relayedBytes($0) }, onEnd: { lifetime.end() })
+        }
+        let (inSide, outSide) = SpliceHandler.pair(onBytes: { observer.relayedBytes($0) }, kernel: kernel)
         do {
             try outbound.pipeline.syncOperations.addHandler(outSide)
             let pipelined = buffer
@@ -376,6 +388,42 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
             context.close(promise: nil)
             return
         }
-        context.channel.closeFuture.whenComplete { _ in observer.circuitClosed(relayed: true) }
+        lifetime.onEnd { observer.circuitClosed(relayed: true) }
+    }
+}
+
+/// The end of one inbound circuit, run once: when its channel closes, or — after the circuit
+/// moved to the kernel relay — when the relay ends it (from the relay thread).
+final class CircuitLifetime: @unchecked Sendable {
+    private let lock = NSLock()
+    private var actions: [@Sendable () -> Void] = []
+    private var transferred = false
+    private var ended = false
+
+    func onEnd(_ action: @escaping @Sendable () -> Void) {
+        let now: Bool = lock.withLock {
+            if ended { return true }
+            actions.append(action)
+            return false
+        }
+        if now { action() }
+    }
+
+    /// The kernel relay owns the sockets now; the channel's close is not the circuit's end.
+    func transfer() { lock.withLock { transferred = true } }
+
+    func channelClosed() {
+        guard !lock.withLock({ transferred }) else { return }
+        end()
+    }
+
+    func end() {
+        let run: [@Sendable () -> Void] = lock.withLock {
+            guard !ended else { return [] }
+            ended = true
+            defer { actions = [] }
+            return actions
+        }
+        for action in run { action() }
     }
 }

@@ -132,7 +132,7 @@ public struct EgressOpen: Equatable, Sendable {
 
 public enum EgressTransport: UInt8, Sendable { case tcp = 0, udp = 1 }
 
-public enum EgressAddress: Equatable, Sendable, CustomStringConvertible {
+public enum EgressAddress: Hashable, Sendable, CustomStringConvertible {
     case ipv4([UInt8])
     case ipv6([UInt8])
     case host(String)
