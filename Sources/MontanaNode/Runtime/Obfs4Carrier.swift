@@ -32,6 +32,8 @@ final class Obfs4Carrier: Sendable {
     }
 
     private let running = NIOLockedValueBox<ManagedTransport?>(nil)
+    /// What the record publishes (the bridge cert is public: every client of the record has it).
+    private let published = NIOLockedValueBox<Endpoint?>(nil)
 
     /// Binds the internal listener, starts obfs4proxy and waits for its SMETHOD. Returns the
     /// endpoint to publish (`publicHost` and the SMETHOD's port, `cert` and `iat-mode`).
@@ -87,6 +89,7 @@ final class Obfs4Carrier: Sendable {
         let iat = method.args["iat-mode"] ?? "\(settings.iatMode)"
         guard let port = UInt16(exactly: method.port) else { throw ManagedTransportError.protocolError(settings.configKey, "bad port") }
         let params = CarrierEndpoint.encodeParams(["cert": cert, "iat-mode": iat])
+        published.withLockedValue { $0 = Endpoint(profile: CarrierProfile.t3.rawValue, host: publicHost, port: port, params: params) }
         logger.info("T3 (obfs4) carrier up", metadata: ["listen": "\(method.host):\(method.port)", "iat_mode": "\(iat)"])
         return Endpoint(profile: CarrierProfile.t3.rawValue, host: publicHost, port: port, params: params)
     }
@@ -103,6 +106,10 @@ final class Obfs4Carrier: Sendable {
         doc["connections"] = c.accepted
         doc["refused"] = c.refused
         doc["listen"] = settings.listen.description
+        if let e = published.withLockedValue({ $0 }) {
+            doc["endpoint"] = "\(e.host):\(e.port)"
+            doc["params"] = e.params ?? ""
+        }
         return doc
     }
 }

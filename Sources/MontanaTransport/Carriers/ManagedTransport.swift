@@ -216,7 +216,13 @@ public final class ManagedTransport: @unchecked Sendable {
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = []
+        // MONTANA_PT_LOG=INFO|DEBUG: obfs4proxy logs to obfs4proxy.log in its state directory
+        // (it may name addresses; for debugging only).
+        if let level = ProcessInfo.processInfo.environment["MONTANA_PT_LOG"], ["ERROR", "WARN", "INFO", "DEBUG"].contains(level) {
+            process.arguments = ["-enableLogging", "-logLevel", level]
+        } else {
+            process.arguments = []
+        }
         process.environment = environment(cookieDir: settings.stateDirectory)
         let stdout = Pipe(), stdin = Pipe()
         process.standardOutput = stdout

@@ -63,6 +63,17 @@ final class SOCKS5CarrierHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
         // Only username/password: the PT arguments travel in it.
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: [0x05, 0x01, 0x02])), promise: nil)
+        // The handlers behind may drive reads themselves (a session link with autoRead off) and
+        // have not seen channelActive yet: the SOCKS exchange reads for itself.
+        context.read()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if step == .done {
+            context.fireChannelReadComplete()
+        } else {
+            context.read()
+        }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
