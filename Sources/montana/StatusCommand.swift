@@ -38,8 +38,8 @@ struct StatusCommand: AsyncParsableCommand {
         if circuits.isEmpty {
             print("no open circuits")
         } else {
-            Table.print(["exit", "country", "front", "reserve", "streams", "up", "down", "age", "resumed"], circuits.map { c in
-                ["\(c["exit"] ?? "")", "\(c["exit_country"] ?? "")", "\(c["front"] ?? "")", "\(c["reserve"] ?? "-")",
+            Table.print(["exit", "country", "front", "carrier", "reserve", "streams", "up", "down", "age", "resumed"], circuits.map { c in
+                ["\(c["exit"] ?? "")", "\(c["exit_country"] ?? "")", "\(c["front"] ?? "")", "\(c["carrier"] ?? "t0")", "\(c["reserve"] ?? "-")",
                  "\(c["streams_active"] ?? 0)/\(c["streams_opened"] ?? 0)", Table.bytes(c["bytes_up"]), Table.bytes(c["bytes_down"]),
                  "\(c["age_seconds"] ?? 0)s",
                  (c["resumptions"] as? Int).map { $0 == 0 ? "-" : "\($0)× (last stall \(c["last_stall_ms"] ?? 0) ms)" } ?? "-"]

@@ -56,6 +56,12 @@ public struct CircuitOptions: Sendable {
     public var passCheck: (@Sendable () -> String?)?
     /// When the local proxy answers an app's CONNECT before the exit did (`optimistic_connect`).
     public var optimisticConnect = OptimisticConnect.known
+    /// The carrier ladder (`[client] carriers`): profiles in the order to try them per front,
+    /// filtered to what a front's record offers and what `connectors` this client has (T0
+    /// needs none). Default T1, T2, T3, T0.
+    public var carriers: [CarrierProfile] = CarrierProfile.defaultOrder
+    /// How to open each profile other than T0 (T3: `Obfs4Connector`).
+    public var connectors: [CarrierProfile: any CarrierConnector] = [:]
 
     public init(exitAsFront: Bool = false, sourceAddress: SocketAddress? = nil) {
         self.exitAsFront = exitAsFront
@@ -207,9 +213,11 @@ public final class CircuitManager: @unchecked Sendable {
     }
 
     /// A front's outcome seen elsewhere (the directory's session, a probe): it ranks fronts too.
-    public func recordFront(_ front: AllianceMember, reached: Bool, rttMilliseconds: UInt64? = nil, error: String? = nil) {
+    public func recordFront(_ front: AllianceMember, reached: Bool, rttMilliseconds: UInt64? = nil, error: String? = nil,
+                            endpoint: CarrierEndpoint? = nil) {
         loop.preconditionInEventLoop()
-        reachability.record(front, reached: reached, rttMilliseconds: rttMilliseconds, error: error, now: NIODeadline.now().uptimeNanoseconds)
+        reachability.record(front, reached: reached, rttMilliseconds: rttMilliseconds, error: error, now: NIODeadline.now().uptimeNanoseconds,
+                            profile: endpoint?.profile ?? .t0, endpoint: endpoint)
     }
 
     /// Milliseconds from `start` to now (0 if the clock is odd).
@@ -220,7 +228,8 @@ public final class CircuitManager: @unchecked Sendable {
     /// Records one dial of a control session to a front (directory, reserve, feeler): on success
     /// the answer time and the vantage from msg2's observed-address TLV (`payload`); on failure
     /// unreachable, unless the front itself answered (a refusal is a reachable front).
-    public func recordControlDial(_ front: AllianceMember, started: NIODeadline, result: Result<[UInt8], any Error>) {
+    public func recordControlDial(_ front: AllianceMember, started: NIODeadline, result: Result<[UInt8], any Error>,
+                                  endpoint: CarrierEndpoint? = nil) {
         loop.preconditionInEventLoop()
         switch result {
         case .success(let payload):
@@ -229,10 +238,10 @@ public final class CircuitManager: @unchecked Sendable {
                 reachability.observedSourceGroup(group, address: ObservedAddress.address(inPayload: payload))
                 if group != before { onVantageChanged?(group) }
             }
-            recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started))
+            recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started), endpoint: endpoint)
         case .failure(let error):
             let answered = Self.isAnswerFromFront(error)
-            recordFront(front, reached: answered, error: answered ? nil : Self.carrierFailure(error))
+            recordFront(front, reached: answered, error: answered ? nil : Self.carrierFailure(error), endpoint: endpoint)
         }
     }
 
@@ -252,7 +261,7 @@ public final class CircuitManager: @unchecked Sendable {
     /// `tried` lists the fronts that did not answer, with their profile and error, for the
     /// message when none does.
     func build(to exit: AllianceMember, candidates: [AllianceMember], lastError: (any Error)?,
-                       frontAnswered: Bool, tried: [String]) -> EventLoopFuture<ExitSession> {
+                       frontAnswered: Bool, tried: [String], rungs: [CarrierEndpoint]? = nil) -> EventLoopFuture<ExitSession> {
         guard let front = candidates.first else {
             if !options.exitAsFront && !frontAnswered {
                 if let lastError { logger.info("no front answered", metadata: ["exit": "\(exit.label)", "error": "\(lastError)"]) }
@@ -263,19 +272,32 @@ public final class CircuitManager: @unchecked Sendable {
             }
             return loop.makeFailedFuture(CircuitManagerError.unreachable(lastError.map { "\($0)" } ?? "no route"))
         }
+        // The carrier ladder for this front (CarrierLadder.swift): its profiles in order.
+        let ladder = rungs ?? carrierLadder(for: front)
+        guard let endpoint = ladder.first else {
+            let line = "\(front.label): offers none of the carriers this client uses (\(options.carriers.map(\.name).joined(separator: ", ")))"
+            return build(to: exit, candidates: Array(candidates.dropFirst()), lastError: lastError, frontAnswered: frontAnswered,
+                         tried: tried + [line])
+        }
         let answered = NIOLoopBoundBox<UInt64?>(nil, eventLoop: loop)
         let started = NIODeadline.now()
-        return open(to: exit, via: front, onAnswer: { answered.value = Self.milliseconds(since: started) }).map { [self] session in
-            recordFront(front, reached: true, rttMilliseconds: answered.value)
+        return open(to: exit, via: front, endpoint: endpoint, onAnswer: { answered.value = Self.milliseconds(since: started) }).map { [self] session in
+            recordFront(front, reached: true, rttMilliseconds: answered.value, endpoint: endpoint)
             return session
         }.flatMapError { [self] error in
-            logger.info("circuit via front failed; trying the next", metadata: ["front": "\(front.label)", "exit": "\(exit.label)", "error": "\(error)"])
+            logger.info("circuit via front failed; trying the next", metadata: ["front": "\(front.label)", "exit": "\(exit.label)",
+                                                                                "carrier": "\(endpoint.profile)", "error": "\(error)"])
             let reached = answered.value != nil || Self.isAnswerFromFront(error)
-            // Only the carrier's failure says the front is unreachable from here; a front that
-            // answered (and the exit behind it failed) is reachable.
+            // Only the carrier's failure says the front is unreachable from here (over this
+            // profile); a front that answered (and the exit behind it failed) is reachable.
             let why = Self.carrierFailure(error)
-            recordFront(front, reached: reached, rttMilliseconds: answered.value, error: reached ? nil : why)
-            let triedNow = reached ? tried : tried + ["\(front.label) \(front.host):\(front.port) over \(FrontReachability.profileT0): \(why)"]
+            recordFront(front, reached: reached, rttMilliseconds: answered.value, error: reached ? nil : why, endpoint: endpoint)
+            let triedNow = reached ? tried : tried + ["\(front.label) \(endpoint.host):\(endpoint.port) over \(FrontReachability.profileName(endpoint.profile)): \(why)"]
+            if !reached && ladder.count > 1 {
+                // The next profile of the same front: a blocked profile is an observation, not an error.
+                return build(to: exit, candidates: candidates, lastError: error, frontAnswered: frontAnswered, tried: triedNow,
+                             rungs: Array(ladder.dropFirst()))
+            }
             return build(to: exit, candidates: Array(candidates.dropFirst()), lastError: error,
                          frontAnswered: frontAnswered || (reached && front.nodeID != exit.nodeID), tried: triedNow)
         }
@@ -316,9 +338,11 @@ public final class CircuitManager: @unchecked Sendable {
     /// One circuit: preface to the front naming the exit, Noise_PQ XX with the account identity
     /// (only the exit can read it), EgressAuth bound to this session in msg3, then yamux.
     /// `probe`: a control session (a throwaway identity, no EgressAuth) only to measure the path.
-    func open(to exit: AllianceMember, via front: AllianceMember, probe: Bool = false,
+    /// `endpoint`: the carrier to the front (default: the first of its ladder, else its T0).
+    func open(to exit: AllianceMember, via front: AllianceMember, endpoint: CarrierEndpoint? = nil, probe: Bool = false,
               onAnswer: @escaping @Sendable () -> Void = {}) -> EventLoopFuture<ExitSession> {
-        logger.debug("opening circuit", metadata: ["front": "\(front.label)", "exit": "\(exit.label)"])
+        let endpoint = endpoint ?? carrierLadder(for: front).first ?? CarrierEndpoint(profile: .t0, host: front.host, port: front.port)
+        logger.debug("opening circuit", metadata: ["front": "\(front.label)", "exit": "\(exit.label)", "carrier": "\(endpoint.profile)"])
         let hop = HopMessage(type: .connect, peer: RelayPeer(id: exit.nodeID.multihash),
                              ext: RelayExtension(ts: WallClock.now(), alliance: alliance, purpose: .session))
         let account = probe ? ((try? IdentityKey.generate()) ?? self.account) : self.account
@@ -337,7 +361,7 @@ public final class CircuitManager: @unchecked Sendable {
         let muxBox = NIOLoopBoundBox<MuxHandler?>(nil, eventLoop: loop)
         return CircuitDialer.connect(on: loop, host: front.host, port: front.port, hopKEMPublicKey: front.kemPublicKey,
                                      message: .hop(hop), connectTimeout: Self.frontConnectTimeout,
-                                     localAddress: options.sourceAddress) { channel in
+                                     localAddress: options.sourceAddress, carrier: carrierDial(endpoint)) { channel in
             // Client sessions ping often, so a silently dropped carrier (a censor's black hole)
             // is noticed in seconds and the next connection goes through the reserve.
             let mux = MuxHandler(role: .client, keepalive: probe ? .standard : .client)
@@ -367,7 +391,9 @@ public final class CircuitManager: @unchecked Sendable {
         }
         .map { channel in
             let session = ExitSession(exit: exit, front: front, mux: muxBox.value!, channel: session ?? channel)
-            self.logger.info("session established", metadata: ["front": "\(front.label)", "exit": "\(exit.label)", "country": "\(exit.country ?? "?")"])
+            session.carrier = endpoint.profile
+            self.logger.info("session established", metadata: ["front": "\(front.label)", "exit": "\(exit.label)", "country": "\(exit.country ?? "?")",
+                                                               "carrier": "\(endpoint.profile)"])
             return session
         }
     }
@@ -380,6 +406,7 @@ public final class CircuitManager: @unchecked Sendable {
         let active: [[String: any Sendable]] = sessions.values.filter(\.isActive).sorted { $0.exit.label < $1.exit.label }.map { s in
             ["exit": s.exit.label, "exit_node": s.exit.nodeID.short, "country": s.exit.country ?? "?",
              "front": s.front.label, "front_node": s.front.nodeID.short, "front_host": "\(s.front.host):\(s.front.port)",
+             "carrier": s.carrier.name,
              "reserve": reserves[s.exit.nodeID]?.front.label ?? "", "reserve_node": reserves[s.exit.nodeID]?.front.nodeID.short ?? "",
              "reserve_state": reserves[s.exit.nodeID].map { $0.isUp ? "up" : "opening" } ?? "",
              "resumptions": s.resumptions, "state": s.resuming ? "resuming" : "up"]
@@ -387,6 +414,8 @@ public final class CircuitManager: @unchecked Sendable {
         let fronts: [[String: any Sendable]] = reachability.all.map { o in
             var entry: [String: any Sendable] = [
                 "front": o.label, "node": o.node.short, "host": o.host, "profile": o.profile, "state": o.state.rawValue,
+                "working_profile": o.workingProfile?.name ?? "",
+                "profile_errors": Dictionary(uniqueKeysWithValues: o.profileErrors.map { ($0.key.name, $0.value) }) as [String: String],
                 "successes": o.successes, "failures": o.failures, "last_error": o.lastError ?? "",
                 "seconds_ago": Int(clamping: Self.elapsed(since: o.lastAttempt, now: now) / 1_000_000_000),
             ]
@@ -421,7 +450,7 @@ public final class CircuitManager: @unchecked Sendable {
                           relayed: s.front.nodeID != s.exit.nodeID, streamsActive: s.activeStreams, streamsOpened: s.streamsOpened,
                           bytesUp: s.bytesUp, bytesDown: s.bytesDown, ageSeconds: Self.elapsed(since: s.openedAt, now: now),
                           reserve: reserves[s.exit.nodeID].flatMap { $0.isUp ? $0.front.label : nil },
-                          resumptions: s.resumptions, lastStallMilliseconds: s.lastStallMilliseconds)
+                          resumptions: s.resumptions, lastStallMilliseconds: s.lastStallMilliseconds, carrier: s.carrier.name)
         }.sorted { $0.exit < $1.exit }
     }
 

@@ -18,7 +18,7 @@ extension CircuitManager {
         session.resuming = true
         let lost = session.front
         if lost.nodeID != session.exit.nodeID {
-            recordFront(lost, reached: false, error: "a session's carrier was lost: \(reason)")
+            recordFront(lost, reached: false, error: "a session's carrier was lost: \(reason)", endpoint: lost.endpoint(session.carrier))
         }
         note(.frontLost, exit: session.exit, from: lost.label, reason: reason)
         logger.notice("session carrier lost; resuming through another front",
@@ -44,14 +44,22 @@ extension CircuitManager {
             return
         }
         let started = NIODeadline.now()
+        // The carrier is independent of the session: it may resume over another profile.
+        guard let endpoint = carrierLadder(for: front).first else {
+            resumeAttempt(session, lost: lost, reason: reason, candidates: Array(candidates.dropFirst()), tried: tried,
+                          answered: answered, detachedAt: detachedAt)
+            return
+        }
         SessionResumer.resume(channel, exit: session.exit.nodeID, via: front.target, alliance: alliance,
-                              localAddress: options.sourceAddress, connectTimeout: Self.frontConnectTimeout)
+                              localAddress: options.sourceAddress, connectTimeout: Self.frontConnectTimeout,
+                              carrier: carrierDial(endpoint))
             .hop(to: loop).assumeIsolated().whenComplete { [self] result in
                 switch result {
                 case .success:
                     session.resuming = false
                     session.front = front
-                    recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started))
+                    session.carrier = endpoint.profile
+                    recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started), endpoint: endpoint)
                     // From when the path broke (acknowledgements stopped, or the carrier closed).
                     let stall = Self.elapsed(since: channel.brokenSince, now: NIODeadline.now().uptimeNanoseconds) / 1_000_000
                     session.resumptions += 1
@@ -65,8 +73,8 @@ extension CircuitManager {
                         return
                     }
                     let reached = Self.isAnswerFromFront(error) || error is SessionResumeError
-                    recordFront(front, reached: reached, error: reached ? nil : Self.carrierFailure(error))
-                    let line = "\(front.label) \(front.host):\(front.port) over \(FrontReachability.profileT0): \(Self.carrierFailure(error))"
+                    recordFront(front, reached: reached, error: reached ? nil : Self.carrierFailure(error), endpoint: endpoint)
+                    let line = "\(front.label) \(endpoint.host):\(endpoint.port) over \(FrontReachability.profileName(endpoint.profile)): \(Self.carrierFailure(error))"
                     resumeAttempt(session, lost: lost, reason: reason, candidates: Array(candidates.dropFirst()), tried: tried + [line],
                                   answered: answered || reached, detachedAt: detachedAt)
                 }

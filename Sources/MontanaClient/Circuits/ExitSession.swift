@@ -11,6 +11,8 @@ public final class ExitSession: @unchecked Sendable {
     public let exit: AllianceMember
     /// The front carrying the session now.
     public internal(set) var front: AllianceMember
+    /// The carrier profile to that front (it may change when the session resumes).
+    public internal(set) var carrier: CarrierProfile = .t0
     public let mux: MuxHandler
     public let channel: any Channel
     public let openedAt = WallClock.now()
@@ -72,9 +74,11 @@ public struct CircuitStatus: Sendable, Codable {
     /// Carrier losses the session survived (resumed through another front), and the last stall.
     public var resumptions: Int?
     public var lastStallMilliseconds: UInt64?
+    /// The carrier profile of the front's connection ("t0", "t3").
+    public var carrier: String?
 
     enum CodingKeys: String, CodingKey {
-        case exit, front, relayed, reserve, resumptions
+        case exit, front, relayed, reserve, resumptions, carrier
         case lastStallMilliseconds = "last_stall_ms"
         case exitCountry = "exit_country"
         case streamsActive = "streams_active"

@@ -14,8 +14,9 @@ import NIOCore
 /// forgets everything: what was blocked on one network says nothing about the next.
 public struct FrontReachability: Sendable {
     public static let maxFronts = 256
-    /// Carrier profile names (the ladder of PROTOCOL.md section 2); only T0 exists so far.
+    /// Carrier profile names (the ladder of PROTOCOL.md section 2) as observations show them.
     public static let profileT0 = "T0"
+    public static func profileName(_ p: CarrierProfile) -> String { p.name.uppercased() }
 
     public enum State: String, Sendable { case reachable, unreachable, unknown }
 
@@ -54,6 +55,11 @@ public struct FrontReachability: Sendable {
         /// windows, oldest first: what the client reports to the map (memory only, never on disk;
         /// observations restored from the cache have none, so old runs are never reported).
         public var recent: [WindowOutcomes] = []
+        /// The same per carrier profile (the ladder's attempts): one advert per profile.
+        public var recentByProfile: [UInt8: [WindowOutcomes]] = [:]
+        /// The profile that reached this front last, and each profile's last error.
+        public var workingProfile: CarrierProfile?
+        public var profileErrors: [CarrierProfile: String] = [:]
 
         public init(node: NodeID, label: String, host: String) {
             self.node = node
@@ -63,7 +69,12 @@ public struct FrontReachability: Sendable {
 
         /// Adds one outcome to `window`'s counts (a clock stepping back counts in the newest
         /// window kept) and drops windows older than `reportWindows`.
-        mutating func countOutcome(reached: Bool, window: UInt64) {
+        mutating func countOutcome(reached: Bool, window: UInt64, profile: CarrierProfile = .t0) {
+            Self.count(&recent, reached: reached, window: window)
+            Self.count(&recentByProfile[profile.rawValue, default: []], reached: reached, window: window)
+        }
+
+        static func count(_ recent: inout [WindowOutcomes], reached: Bool, window: UInt64) {
             let at = max(window, recent.last?.window ?? 0)
             if recent.last?.window != at { recent.append(WindowOutcomes(window: at)) }
             let i = recent.count - 1
@@ -105,14 +116,26 @@ public struct FrontReachability: Sendable {
 
     /// A front answered (`rtt` from dial to answer) or could not be reached (`error`).
     /// `window` is the reporting window of the attempt (default: now's).
+    /// `profile` is the carrier the attempt used; `endpoint` where it dialled (default the T0 one).
     public mutating func record(_ front: AllianceMember, reached: Bool, rttMilliseconds: UInt64? = nil, error: String? = nil, now: UInt64,
-                                window: UInt64 = TimeWindow.window(unixSeconds: WallClock.now())) {
-        var o = observations[front.nodeID] ?? Observation(node: front.nodeID, label: front.label, host: "\(front.host):\(front.port)")
-        o.countOutcome(reached: reached, window: window)
+                                window: UInt64 = TimeWindow.window(unixSeconds: WallClock.now()),
+                                profile: CarrierProfile = .t0, endpoint: CarrierEndpoint? = nil) {
+        let host = endpoint.map { "\($0.host):\($0.port)" } ?? "\(front.host):\(front.port)"
+        var o = observations[front.nodeID] ?? Observation(node: front.nodeID, label: front.label, host: host)
+        o.countOutcome(reached: reached, window: window, profile: profile)
         o.label = front.label
-        o.host = "\(front.host):\(front.port)"
+        o.host = host
+        o.profile = Self.profileName(profile)
         o.lastAttempt = now
         o.lastReached = reached
+        if reached {
+            o.workingProfile = profile
+            o.profileErrors[profile] = nil
+            lastWorkingProfile = profile
+        } else if let error {
+            o.profileErrors[profile] = String(error.prefix(200))
+            if o.workingProfile == profile { o.workingProfile = nil }
+        }
         if reached {
             o.successes = o.successes < Int.max ? o.successes + 1 : o.successes
             if let rttMilliseconds { o.rttMilliseconds = rttMilliseconds }
@@ -127,6 +150,9 @@ public struct FrontReachability: Sendable {
             observations[oldest] = nil
         }
     }
+
+    /// The carrier profile that reached a front last from this vantage (the ladder starts there).
+    public private(set) var lastWorkingProfile: CarrierProfile?
 
     /// The address fronts reported (16 bytes, memory only): the vantage's GeoIP key.
     public private(set) var observedAddress: [UInt8]?
@@ -144,6 +170,7 @@ public struct FrontReachability: Sendable {
         if !sourceGroup.isEmpty {
             observations = [:]
             map = [:]
+            lastWorkingProfile = nil
         }
         sourceGroup = group
     }

@@ -167,9 +167,13 @@ extension CircuitManager {
     private func dialControl(to front: AllianceMember, timeout: TimeAmount) -> EventLoopFuture<DialedSession> {
         guard let identity = try? IdentityKey.generate() else { return loop.makeFailedFuture(CircuitError.carrierClosed) }
         let started = NIODeadline.now()
+        // Over the front's ladder's first carrier, as circuits go (a T3-only client sends no T0).
+        guard let endpoint = carrierLadder(for: front).first else {
+            return loop.makeFailedFuture(CarrierError.missingParams("\(front.label) offers none of the carriers this client uses"))
+        }
         return SessionDialer.connect(on: loop, to: front.target, identity: identity, alliance: alliance, localAddress: options.sourceAddress,
-                                     timeout: timeout)
-            .always { [self] result in recordControlDial(front, started: started, result: result.map(\.established.peer.payload)) }
+                                     timeout: timeout, carrier: carrierDial(endpoint))
+            .always { [self] result in recordControlDial(front, started: started, result: result.map(\.established.peer.payload), endpoint: endpoint) }
     }
 
     private func reserveLost(_ reserve: ReserveFront, exitID: NodeID, reason: String) {

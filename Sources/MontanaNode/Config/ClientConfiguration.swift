@@ -1,6 +1,7 @@
 import Logging
 import MontanaClient
 import MontanaCrypto
+import MontanaTransport
 
 /// A client's configuration (`client.toml`), validated and resolved like `NodeConfiguration`.
 public struct ClientConfiguration: Sendable {
@@ -46,6 +47,12 @@ public struct ClientConfiguration: Sendable {
     public var geoipASNPath: String?
     public var logLevel: Logger.Level
     public var warnings: [String]
+    /// `carriers`: the ladder's order, e.g. `["t3", "t0"]` (default t1, t2, t3, t0; profiles
+    /// this client cannot open are skipped). `carriersConfigured`: the key was set.
+    public var carriers: [CarrierProfile] = CarrierProfile.defaultOrder
+    public var carriersConfigured = false
+    /// `obfs4_binary`: the pluggable-transport program for T3 (default obfs4proxy on PATH).
+    public var obfs4Binary = "obfs4proxy"
 
     public static let defaultSOCKS = HostPort(host: "127.0.0.1", port: 1080)
 
@@ -53,7 +60,7 @@ public struct ClientConfiguration: Sendable {
     static let clientKeys = ["account_key", "socks", "http", "mixed", "country", "username", "password", "alliance",
                              "exit_as_front", "source",
                              "subscription", "admin", "cache", "advisory_exits", "pass", "probe_interval_seconds", "geoip", "geoip_asn",
-                             "optimistic_connect"]
+                             "optimistic_connect", "carriers", "obfs4_binary"]
 
     /// How the local proxy builds circuits, from `exit_as_front` and `source`.
     public var circuitOptions: CircuitOptions {
@@ -147,7 +154,36 @@ public struct ClientConfiguration: Sendable {
         }
         configuration.geoipPath = try client.path("geoip")
         configuration.geoipASNPath = try client.path("geoip_asn")
+        if let names = try client.strings("carriers") {
+            configuration.carriers = try carrierOrder(client, names)
+            configuration.carriersConfigured = true
+        }
+        if let binary = try client.string("obfs4_binary") {
+            guard !binary.isEmpty else { throw client.invalid("obfs4_binary", "is empty; leave it out to use obfs4proxy on PATH") }
+            configuration.obfs4Binary = binary
+        }
         return configuration
+    }
+
+    /// Profiles this implementation can open: T0 and T3 (T1, T2 are planned).
+    static let implementedCarriers: [CarrierProfile] = [.t0, .t3]
+
+    private static func carrierOrder(_ client: ConfigSection, _ names: [String]) throws(ConfigurationError) -> [CarrierProfile] {
+        guard !names.isEmpty else { throw client.invalid("carriers", "is empty; list at least one of \"t3\", \"t0\"") }
+        var out: [CarrierProfile] = []
+        for (i, name) in names.enumerated() {
+            guard let p = CarrierProfile(name: name) else {
+                throw .invalidValue(file: client.file, key: "\(client.key("carriers"))[\(i)]", problem: "\"\(name)\" is not a carrier profile (t0, t1, t2, t3)")
+            }
+            guard implementedCarriers.contains(p) else {
+                throw .invalidValue(file: client.file, key: "\(client.key("carriers"))[\(i)]", problem: "\(p) is not implemented yet (use t3 or t0)")
+            }
+            guard !out.contains(p) else {
+                throw .invalidValue(file: client.file, key: "\(client.key("carriers"))[\(i)]", problem: "\(p) is listed twice")
+            }
+            out.append(p)
+        }
+        return out
     }
 
     private static func optionalListener(_ client: ConfigSection, _ name: String) throws(ConfigurationError) -> HostPort? {

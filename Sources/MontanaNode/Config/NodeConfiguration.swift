@@ -38,12 +38,16 @@ public struct NodeConfiguration: Sendable {
     public var statePath: String
     /// Settings that load but are probably not what the operator meant; print them at startup.
     public var warnings: [String]
+    /// `[carriers.obfs4]` (T3); nil when absent or disabled.
+    public var obfs4: Obfs4Settings?
+    /// Carrier endpoints known only at run time (T3's cert), published in the record.
+    public var publishedCarriers = PublishedCarriers()
 
     public var nodeID: NodeID { identity.nodeID }
 
     public static let operatorLabelMaxBytes = 64
 
-    static let sections = ["node", "listen", "limits", "exit", "peers", "log", "dns", "admission", "directory"]
+    static let sections = ["node", "listen", "limits", "exit", "peers", "log", "dns", "admission", "directory", "carriers"]
     static let nodeKeys = ["identity_key", "kem_key", "roles", "country", "capacity", "operator", "alliance", "state", "endorsement"]
 
     /// Reads `path`; relative key paths resolve against its directory.
@@ -108,6 +112,7 @@ public struct NodeConfiguration: Sendable {
         configuration.dns = dns
         configuration.directory = directory
         configuration.admission = admission
+        configuration.obfs4 = try Obfs4Settings.parse(root.section("carriers"), statePath: statePath, transit: listen.transit)
         return configuration
     }
 

@@ -1,4 +1,5 @@
 import MontanaCrypto
+import MontanaTransport
 import MontanaWire
 
 /// Another alliance member, listed statically (`[[peers]]` for a node, `[[members]]` for a
@@ -11,6 +12,9 @@ public struct PeerConfiguration: Sendable {
     /// Required for exits: it is the country clients choose them by.
     public var country: String?
     public var roles: NodeRoles
+    /// `carriers = [{ profile = "t3", endpoint = "host:port", params = "cert=…&iat-mode=0" }]`:
+    /// the member's carriers besides T0 (`endpoint`), as its record would list them (at most 4).
+    public var carriers: [CarrierEndpoint] = []
 
     public init(nodeID: NodeID, kemPublicKey: [UInt8], endpoint: HostPort, country: String?, roles: NodeRoles) {
         self.nodeID = nodeID
@@ -20,7 +24,32 @@ public struct PeerConfiguration: Sendable {
         self.roles = roles
     }
 
-    static let keys = ["node_id", "kem_pk", "endpoint", "country", "roles"]
+    static let keys = ["node_id", "kem_pk", "endpoint", "country", "roles", "carriers"]
+    static let carrierKeys = ["profile", "endpoint", "params"]
+    static let maxCarriers = 4
+
+    static func parseCarriers(_ s: ConfigSection) throws(ConfigurationError) -> [CarrierEndpoint] {
+        let list = try s.sections("carriers")
+        guard list.count <= maxCarriers else { throw s.invalid("carriers", "\(list.count) carriers; at most \(maxCarriers)") }
+        var out: [CarrierEndpoint] = []
+        for c in list {
+            try c.allowOnly(carrierKeys)
+            let name = try c.requiredString("profile")
+            guard let profile = CarrierProfile(name: name), profile != .t0 else {
+                throw c.invalid("profile", "\"\(name)\" is not a carrier profile besides t0 (t1, t2, t3); T0 is the member's endpoint")
+            }
+            guard !out.contains(where: { $0.profile == profile }) else { throw c.invalid("profile", "\(profile) is listed twice") }
+            guard let address = try c.hostPort("endpoint") else { throw .missingKey(file: c.file, key: c.key("endpoint")) }
+            let params: [String: String]
+            let text = try c.string("params") ?? ""
+            do { params = try CarrierEndpoint.parseParams(text) } catch { throw c.invalid("params", error.description) }
+            if profile == .t3, params["cert"] == nil {
+                throw c.invalid("params", "a t3 carrier needs cert=… (and iat-mode=…) from the member's record or its operator")
+            }
+            out.append(CarrierEndpoint(profile: profile, host: address.host, port: address.port, params: params))
+        }
+        return out
+    }
 
     static func parse(_ s: ConfigSection) throws(ConfigurationError) -> PeerConfiguration {
         try s.allowOnly(keys)
@@ -35,8 +64,10 @@ public struct PeerConfiguration: Sendable {
             throw s.invalid("country", "required for a member with the \"exit\" role")
         }
         // NodeID(hex:) cannot fail after the length and hex checks above.
-        return PeerConfiguration(nodeID: NodeID(hex: Hex.encode(id))!, kemPublicKey: kem, endpoint: endpoint,
-                                 country: country, roles: roles)
+        var peer = PeerConfiguration(nodeID: NodeID(hex: Hex.encode(id))!, kemPublicKey: kem, endpoint: endpoint,
+                                     country: country, roles: roles)
+        peer.carriers = try parseCarriers(s)
+        return peer
     }
 
     /// Parses a `[[name]]` list, refusing duplicate node ids and (for a node) its own id.

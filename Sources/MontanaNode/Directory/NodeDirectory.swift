@@ -107,7 +107,8 @@ final class NodeDirectory: @unchecked Sendable {
         let entry = try EgressDirectoryEntry(exitNodeID: configuration.nodeID.bytes, countryCode: country,
                                              capacityClass: configuration.capacity, advertisedWindow: window)
         let record = DirectoryRecord(entry: entry, identityPublicKey: configuration.identity.publicKey, kemPublicKey: configuration.kem.publicKey,
-                                     roles: configuration.roles, endpoints: [Endpoint(profile: 0, host: endpoint.host, port: port)],
+                                     roles: configuration.roles,
+                                     endpoints: [Endpoint(profile: 0, host: endpoint.host, port: port)] + configuration.publishedCarriers.endpoints,
                                      issuedAt: now, expiresAt: withdrawal ? now : now + recordLifetime,
                                      operatorLabel: configuration.operatorLabel, endorsement: endorsement)
         return try RecordSigner.sign(record, with: configuration.identity).encode()
@@ -181,7 +182,20 @@ final class NodeDirectory: @unchecked Sendable {
         guard let endpoint = m.record.endpoints.first(where: { $0.profile == 0 }) else { return nil }
         return AllianceMember(nodeID: m.nodeID, kemPublicKey: m.record.kemPublicKey, host: endpoint.host, port: Int(endpoint.port),
                               country: m.roles.contains(.exit) ? m.country : nil, roles: m.roles,
-                              name: m.operatorLabel.isEmpty ? nil : "\(m.operatorLabel) \(m.nodeID.short.prefix(6))")
+                              name: m.operatorLabel.isEmpty ? nil : "\(m.operatorLabel) \(m.nodeID.short.prefix(6))",
+                              endpoints: carrierEndpoints(m.record.endpoints))
+    }
+
+    /// The record's endpoints this node or client can use: known profiles with parseable params
+    /// (a bad one is skipped, not the member), at most one per profile (the first).
+    static func carrierEndpoints(_ endpoints: [Endpoint]) -> [CarrierEndpoint] {
+        var out: [CarrierEndpoint] = []
+        for e in endpoints {
+            guard let profile = CarrierProfile(rawValue: e.profile), !out.contains(where: { $0.profile == profile }),
+                  let params = try? CarrierEndpoint.parseParams(e.params ?? "") else { continue }
+            out.append(CarrierEndpoint(profile: profile, host: e.host, port: Int(e.port), params: params))
+        }
+        return out
     }
 
     // MARK: gossip (initiator)

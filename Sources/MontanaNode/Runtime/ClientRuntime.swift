@@ -26,6 +26,8 @@ public final class ClientRuntime: @unchecked Sendable {
     public private(set) var adminPort: Int?
     public private(set) var subscriptionTitle: String?
     private var pass: PassFile?
+    /// The obfs4proxy managed client (T3), started on the first T3 dial; nil without T3.
+    private var obfs4: ManagedTransport?
     /// Circuits and failures, copied from the proxy's loop every second for the status port
     /// (whose handlers run on another loop and must not block).
     private let snapshot = NIOLockedValueBox<(circuits: [CircuitStatus], failures: [NodeID: String], steering: [String: any Sendable])>(([], [:], [:]))
@@ -33,7 +35,7 @@ public final class ClientRuntime: @unchecked Sendable {
     public static func members(_ peers: [PeerConfiguration]) -> [AllianceMember] {
         peers.map { p in
             AllianceMember(nodeID: p.nodeID, kemPublicKey: p.kemPublicKey, host: p.endpoint.host, port: p.endpoint.port,
-                           country: p.country, roles: p.roles)
+                           country: p.country, roles: p.roles, endpoints: p.carriers)
         }
     }
 
@@ -75,6 +77,9 @@ public final class ClientRuntime: @unchecked Sendable {
             let checked = pass, holder = account, allianceForCheck = subscription?.alliance
             options.passCheck = { ClientRuntime.passProblem(checked, account: holder, alliance: allianceForCheck, now: WallClock.now()) }
         }
+        let carrier = try carriers(configuration, logger: logger)
+        options.carriers = configuration.carriers
+        if let t3 = carrier { options.connectors[.t3] = Obfs4Connector(transport: t3) }
         let staticMembers = members(configuration.members)
         let alliance = subscription?.alliance
         let proxy = LocalProxyServer(account: account, members: staticMembers, defaultSelection: configuration.defaultExit,
@@ -144,6 +149,7 @@ public final class ClientRuntime: @unchecked Sendable {
         }
         let runtime = ClientRuntime(configuration: configuration, proxy: proxy, directory: directory, pass: pass, logger: logger)
         runtime.reachabilityCache = reachabilityCache
+        runtime.obfs4 = carrier
         let metrics = MontanaMetrics.shared
         let manager = proxy.manager
         manager.loop.execute { manager.onSteeringEvent = { metrics.steeringEvents(kind: $0.kind.rawValue) } }
@@ -160,6 +166,27 @@ public final class ClientRuntime: @unchecked Sendable {
         }
         runtime.scheduleMaintenance(subscriptionSource: configuration.subscription, interval: subscription?.update.intervalHours)
         return runtime
+    }
+
+    /// T3 for this client: an obfs4proxy managed client (not started until the first T3 dial),
+    /// its state in `pt-client/` beside the cache. nil when the ladder has no t3, or — with the
+    /// default ladder — when obfs4proxy is not installed (then T3 is skipped). A ladder the user
+    /// set to include t3 without obfs4proxy is a configuration error.
+    static func carriers(_ configuration: ClientConfiguration, logger: Logger) throws -> ManagedTransport? {
+        guard configuration.carriers.contains(.t3) else { return nil }
+        let key = "\(configuration.file): [client] carriers"
+        guard ManagedTransport.locate(configuration.obfs4Binary) != nil else {
+            if configuration.carriersConfigured {
+                throw ClientRuntimeError.configuration(ManagedTransportError.notInstalled(key, configuration.obfs4Binary).description)
+            }
+            logger.info("T3 (obfs4) skipped: obfs4proxy is not installed", metadata: ["binary": "\(configuration.obfs4Binary)"])
+            return nil
+        }
+        let base = configuration.cachePath.map { ($0 as NSString).deletingLastPathComponent }
+            ?? (configuration.file as NSString).deletingLastPathComponent
+        let state = ((base.isEmpty ? "." : base) as NSString).appendingPathComponent("pt-client")
+        return ManagedTransport(settings: .init(binary: configuration.obfs4Binary, stateDirectory: state, mode: .client, configKey: key),
+                                logger: logger)
     }
 
     static func loadSubscription(_ source: String) async throws -> SubscriptionDocument {
@@ -202,7 +229,7 @@ public final class ClientRuntime: @unchecked Sendable {
                     ["exit": c.exit, "exit_country": c.exitCountry, "front": c.front, "relayed": c.relayed,
                      "streams_active": c.streamsActive, "streams_opened": c.streamsOpened,
                      "bytes_up": c.bytesUp, "bytes_down": c.bytesDown, "age_seconds": Int(clamping: c.ageSeconds),
-                     "reserve": c.reserve ?? "", "resumptions": c.resumptions ?? 0,
+                     "reserve": c.reserve ?? "", "resumptions": c.resumptions ?? 0, "carrier": c.carrier ?? "t0",
                      "last_stall_ms": c.lastStallMilliseconds.map { Int(clamping: $0) as any Sendable } ?? NSNull()]
                 },
                 "advisory_exits": configuration.advisoryExits,
@@ -275,6 +302,7 @@ public final class ClientRuntime: @unchecked Sendable {
 
     public func shutdown() async {
         for t in timers { t.cancel() }
+        obfs4?.stop()
         feelerTask.withLockedValue { $0.task?.cancel(); $0 = (nil, true) }
         directory?.stop()
         if let admin { try? await admin.stop() }

@@ -33,6 +33,10 @@ public final class Node: Sendable {
     let resumable: ResumableSessions?
     /// Reachability reports from clients (and from members' maps), by vantage (PROTOCOL.md 9).
     let reachabilityMap = ReachabilityMap()
+    /// T3 (`[carriers.obfs4]`): obfs4proxy supervised in managed server mode; nil when off.
+    let obfs4: Obfs4Carrier?
+    /// Carriers accepted on the T0 transit listener (status: `carriers.t0.connections`).
+    let t0Accepted = NIOLockedValueBox(0)
     private let state = RunningNodeState()
     /// Relays bulk circuits with splice(2) (`[limits] kernel_splice`, Linux); nil: all in userspace.
     let splicer: KernelSplicer?
@@ -40,6 +44,7 @@ public final class Node: Sendable {
     public init(configuration: NodeConfiguration, logger: Logger, metrics: MontanaMetrics = .shared) {
         self.configuration = configuration
         self.logger = logger
+        obfs4 = configuration.obfs4.map { Obfs4Carrier(settings: $0, logger: logger) }
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         observer = NodeObserver(metrics: metrics)
         splicer = configuration.limits.kernelSplice ? KernelSplicer.make() : nil
@@ -94,7 +99,8 @@ public final class Node: Sendable {
             let entry = try EgressDirectoryEntry(exitNodeID: config.nodeID.bytes, countryCode: country, capacityClass: config.capacity,
                                                  advertisedWindow: UInt32(truncatingIfNeeded: TimeWindow.window(unixSeconds: now)))
             return DirectoryRecord(entry: entry, identityPublicKey: config.identity.publicKey, kemPublicKey: config.kem.publicKey,
-                                   roles: config.roles, endpoints: [Endpoint(profile: 0, host: endpoint.host, port: UInt16(endpoint.port))],
+                                   roles: config.roles,
+                                   endpoints: [Endpoint(profile: 0, host: endpoint.host, port: UInt16(endpoint.port))] + config.publishedCarriers.endpoints,
                                    issuedAt: now, expiresAt: now + DirectoryRecords.lifetime, operatorLabel: config.operatorLabel)
         }
     }
@@ -175,6 +181,18 @@ public final class Node: Sendable {
         let splicer = self.splicer
         let relaySource: SocketAddress? = configuration.listen.transit.isWildcard ? nil
             : try? SocketAddress(ipAddress: configuration.listen.transit.host, port: 0)
+        let makeAccept: @Sendable (SocketAddress?, Bool) -> PrefaceAcceptHandler = { remote, viaHelper in
+            PrefaceAcceptHandler(gate: gate, admission: admission, router: routerForAccepts, observer: observer, alliance: alliance,
+                                 relaySource: relaySource, resumable: resumable, remote: remote, viaHelper: viaHelper,
+                                 splicer: splicer)
+        }
+        // T3 first: its endpoint (the bridge cert) goes into the record the directory publishes.
+        if let obfs4 {
+            let host = configuration.listen.publicHost ?? (configuration.obfs4!.listen.isWildcard ? "127.0.0.1" : configuration.obfs4!.listen.host)
+            let endpoint = try await obfs4.start(group: group, publicHost: host) { remote in makeAccept(remote, true) }
+            configuration.publishedCarriers.set(endpoint)
+        }
+        let t0Accepted = self.t0Accepted
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -185,9 +203,8 @@ public final class Node: Sendable {
                 // Admission (circuit caps, preface and handshake budgets per source prefix) is the
                 // accept handler's: over a cap a connection is discarded silently, never closed here.
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        PrefaceAcceptHandler(gate: gate, admission: admission, router: routerForAccepts, observer: observer, alliance: alliance,
-                                             relaySource: relaySource, resumable: resumable, splicer: splicer))
+                    t0Accepted.withLockedValue { $0 += 1 }
+                    try channel.pipeline.syncOperations.addHandler(makeAccept(nil, false))
                 }
             }
             .bind(host: configuration.listen.transit.host, port: configuration.listen.transit.port)
@@ -238,6 +255,9 @@ public final class Node: Sendable {
             "peers": configuration.peers.count,
         ]
         if let splicer { status["kernel_spliced_circuits"] = splicer.activePairs }
+        var carriers: [String: any Sendable] = ["t0": ["connections": t0Accepted.withLockedValue { $0 }] as [String: any Sendable]]
+        if let obfs4 { carriers["t3"] = obfs4.status() }
+        status["carriers"] = carriers
         if let resumable {
             let c = resumable.counts
             status["resumption"] = ["hold_seconds": configuration.limits.resumeHoldSeconds, "resumable_sessions": c.registered,
@@ -283,6 +303,7 @@ public final class Node: Sendable {
     /// Stops accepting, closes what is open, and releases the threads.
     public func stop() async {
         directory?.stop()
+        await obfs4?.stop()
         if let server = state.server { try? await server.close() }
         if let admin = state.admin { try? await admin.stop() }
         state.flusher?.cancel()

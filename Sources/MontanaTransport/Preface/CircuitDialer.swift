@@ -8,11 +8,13 @@ import NIOPosix
 /// answer arrives, so their first bytes ride right behind the preface (0-RTT).
 public enum CircuitDialer {
     /// `localAddress` binds the connection's local end first (e.g. a client's chosen source
-    /// address, port 0); nil lets the OS choose.
+    /// address, port 0); nil lets the OS choose. `carrier` opens another profile than T0
+    /// (`host` and `port` are then unused: the dial's endpoint says where); nil is raw TCP.
     public static func connect(on loop: any EventLoop, host: String, port: Int, hopKEMPublicKey: [UInt8],
                                message: Preface.Message, timeout: TimeAmount = .seconds(10),
                                connectTimeout: TimeAmount? = nil,
                                localAddress: SocketAddress? = nil,
+                               carrier: CarrierDial? = nil,
                                upper: (@Sendable (any Channel) throws -> Void)? = nil) -> EventLoopFuture<(any Channel, Preface.Message)> {
         let sealed: (bytes: [UInt8], keys: Preface.Keys)
         do {
@@ -22,6 +24,24 @@ public enum CircuitDialer {
         }
         let answered = loop.makePromise(of: Preface.Message.self)
         let kind = message.kind
+        if let carrier {
+            return carrier.connector.connect(on: loop, endpoint: carrier.endpoint, connectTimeout: connectTimeout ?? timeout,
+                                             localAddress: localAddress) { channel in
+                try channel.pipeline.syncOperations.addHandler(
+                    PrefaceAnswerHandler(keys: sealed.keys, kind: kind, preface: sealed.bytes, promise: answered, timeout: timeout))
+                try upper?(channel)
+            }
+            .flatMapErrorThrowing { error in
+                answered.fail(error)
+                throw error
+            }
+            .flatMap { channel in
+                answered.futureResult.map { (channel, $0) }.flatMapErrorThrowing { error in
+                    channel.close(promise: nil)
+                    throw error
+                }
+            }
+        }
         var bootstrap = ClientBootstrap(group: loop)
         if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
         return bootstrap

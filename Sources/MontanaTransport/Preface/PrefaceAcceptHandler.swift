@@ -49,11 +49,19 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
     private let splicer: KernelSplicer?
     /// What runs when the circuit ends: the channel's close, or the kernel relay's end.
     private let lifetime = CircuitLifetime()
+    /// The client's address when the carrier's socket does not show it: a T3 connection comes
+    /// from the local obfs4proxy, which names the client in the Extended ORPort's USERADDR.
+    private let remoteOverride: SocketAddress?
+    /// Set for carriers that arrive through a local helper (T3): their socket's peer is loopback.
+    private let viaHelper: Bool
 
     public init(gate: SharedPrefaceGate, admission: SourceAdmission, router: any CircuitRouter,
                 observer: any TransportObserver = NoTransportObserver(), alliance: [UInt8]? = nil,
-                relaySource: SocketAddress? = nil, resumable: ResumableSessions? = nil, splicer: KernelSplicer? = nil) {
+                relaySource: SocketAddress? = nil, resumable: ResumableSessions? = nil,
+                remote: SocketAddress? = nil, viaHelper: Bool = false, splicer: KernelSplicer? = nil) {
         self.splicer = splicer
+        self.remoteOverride = remote
+        self.viaHelper = viaHelper
         self.relaySource = relaySource
         self.resumable = resumable
         self.gate = gate
@@ -63,8 +71,15 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         self.alliance = alliance
     }
 
+    /// The carrier's remote as admission, echoes and reachability see it. A helper's carrier
+    /// without USERADDR has none (nil: its own admission group), never loopback.
+    private func remote(_ context: ChannelHandlerContext) -> SocketAddress? {
+        if let remoteOverride { return remoteOverride }
+        return viaHelper ? nil : context.channel.remoteAddress
+    }
+
     public func handlerAdded(context: ChannelHandlerContext) {
-        let ticket = admission.connect(context.channel.remoteAddress.flatMap(SourceAddress.init))
+        let ticket = admission.connect(remote(context).flatMap(SourceAddress.init))
         self.ticket = ticket
         let admission = self.admission
         let lifetime = self.lifetime
@@ -177,7 +192,7 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
                 answerRemembered(context, opened, status: status, now: now)
             case .echo:
                 guard remember(context, opened, now: now) else { return }
-                let seen = IPEchoService.encode(context.channel.remoteAddress)
+                let seen = IPEchoService.encode(remote(context))
                 let reply = Preface.Message.hop(HopMessage(type: .status, peer: RelayPeer(id: [], addrs: [seen]), status: .ok))
                 answer(context, opened, message: reply, close: true)
             case .terminate(let role, let install):
@@ -290,12 +305,12 @@ public final class PrefaceAcceptHandler: ChannelInboundHandler, RemovableChannel
         // A session that reached us directly (a hop message, not a front's stop) learns the
         // address we see it from: its vantage for reachability (PROTOCOL.md sections 4 and 9).
         var role = role
-        if case .hop = opened.message, let remote = context.channel.remoteAddress {
+        if case .hop = opened.message, let remote = remote(context) {
             role = role.addingObservedAddress(IPEchoService.encode(remote))
         }
         // The session lives in its own channel, so it can outlive this carrier (PROTOCOL.md 5.3).
         let session = SessionChannel(eventLoop: context.eventLoop, holdTime: resumable?.limits.holdTime ?? .seconds(60), registry: resumable)
-        if case .hop = opened.message { session.directRemote = context.channel.remoteAddress }
+        if case .hop = opened.message { session.directRemote = remote(context) }
         do {
             try session.pipeline.syncOperations.addHandler(SessionCryptoHandler(role: role, onFailure: { observer.sessionFailed(reason: $0.reason) }))
             try install(session)

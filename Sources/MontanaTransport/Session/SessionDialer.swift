@@ -26,7 +26,7 @@ public enum SessionDialer {
     /// `msg3` builds the initiator's msg3 payload from the binding hash (`h_pre3`).
     public static func connect(on loop: any EventLoop, to target: RelayTarget, identity: IdentityKey, alliance: [UInt8]?,
                                purpose: CircuitPurpose = .session, localAddress: SocketAddress? = nil,
-                               timeout: TimeAmount = handshakeTimeout,
+                               timeout: TimeAmount = handshakeTimeout, carrier: CarrierDial? = nil,
                                msg3: @escaping @Sendable ([UInt8]) throws -> [UInt8] = { _ in SessionDialer.featuresPayload })
         -> EventLoopFuture<DialedSession> {
         let hop = HopMessage(type: .connect, peer: RelayPeer(id: target.nodeID.multihash),
@@ -36,7 +36,7 @@ public enum SessionDialer {
         let muxBox = NIOLoopBoundBox.makeEmptyBox(valueType: MuxHandler.self, eventLoop: loop)
         let deadline = loop.scheduleTask(in: timeout) { established.fail(CircuitError.timedOut) }
         return CircuitDialer.connect(on: loop, host: target.host, port: target.port, hopKEMPublicKey: target.kemPublicKey,
-                                     message: .hop(hop), timeout: timeout, localAddress: localAddress) { channel in
+                                     message: .hop(hop), timeout: timeout, localAddress: localAddress, carrier: carrier) { channel in
             let mux = MuxHandler(role: .client)
             mux.onEstablished = { event in
                 if let event { established.succeed(event) } else { established.fail(CircuitError.carrierClosed) }

@@ -32,7 +32,8 @@ public enum SessionResumer {
 
     /// Call on the session's loop (the carrier runs there too).
     public static func resume(_ session: SessionChannel, exit: NodeID, via front: RelayTarget, alliance: [UInt8]?,
-                              localAddress: SocketAddress?, connectTimeout: TimeAmount) -> EventLoopFuture<Void> {
+                              localAddress: SocketAddress?, connectTimeout: TimeAmount,
+                              carrier: CarrierDial? = nil) -> EventLoopFuture<Void> {
         let loop = session.eventLoop
         guard let request = session.resumeRequest(nonce: ResumeFraming.nonce()) else {
             return loop.makeFailedFuture(SessionResumeError.notResumable)
@@ -42,7 +43,7 @@ public enum SessionResumer {
         let done = loop.makePromise(of: Void.self)
         return CircuitDialer.connect(on: loop, host: front.host, port: front.port, hopKEMPublicKey: front.kemPublicKey,
                                      message: .hop(hop), timeout: answerTimeout, connectTimeout: connectTimeout,
-                                     localAddress: localAddress) { channel in
+                                     localAddress: localAddress, carrier: carrier) { channel in
             try channel.pipeline.syncOperations.addHandler(ResumeInitiatorHandler(session: session, request: request, promise: done))
         }
         .flatMap { channel, _ in

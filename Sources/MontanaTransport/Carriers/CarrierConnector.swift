@@ -1,0 +1,48 @@
+import NIOCore
+
+/// Opens a carrier of one profile (PROTOCOL.md 2): a channel whose pipeline reads and writes
+/// the carrier's raw byte stream, as if it were a TCP connection to the member. `initializer`
+/// adds the caller's handlers (the preface, the session) at the end of the pipeline; the
+/// connector's own handlers sit before them and must pass on nothing of the carrier's own
+/// handshake, and must hold back every write until the carrier is ready, so the preface is
+/// still the first byte inside the carrier.
+///
+/// The returned future succeeds when the channel is active (the caller's handlers then wait for
+/// the preface answer); it fails with a `CarrierError` or the socket's error.
+public protocol CarrierConnector: Sendable {
+    var profile: CarrierProfile { get }
+    func connect(on loop: any EventLoop, endpoint: CarrierEndpoint, connectTimeout: TimeAmount,
+                 localAddress: SocketAddress?,
+                 initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel>
+}
+
+/// A connector and the endpoint to use it on: what `CircuitDialer.connect` takes for a carrier
+/// other than T0.
+public struct CarrierDial: Sendable {
+    public let connector: any CarrierConnector
+    public let endpoint: CarrierEndpoint
+
+    public init(connector: any CarrierConnector, endpoint: CarrierEndpoint) {
+        self.connector = connector
+        self.endpoint = endpoint
+    }
+}
+
+/// Why a carrier other than T0 could not be opened, in words an operator or user can act on.
+public enum CarrierError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The local helper program (obfs4proxy) is not installed or could not start.
+    case helperUnavailable(String)
+    /// The endpoint's params lack what the profile needs (T3: `cert`).
+    case missingParams(String)
+    /// The local SOCKS5 proxy of the pluggable transport refused or failed the connection.
+    case socks(String)
+    /// The carrier's own handshake did not finish in time.
+    case timedOut(String)
+
+    public var description: String {
+        switch self {
+        case .helperUnavailable(let why), .missingParams(let why), .socks(let why): return why
+        case .timedOut(let what): return "\(what): timed out"
+        }
+    }
+}

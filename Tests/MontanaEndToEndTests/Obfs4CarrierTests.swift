@@ -1,0 +1,217 @@
+import Foundation
+import MontanaCrypto
+import MontanaWire
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// T3 (PROTOCOL.md 2.4) with the real `obfs4proxy` on both sides: a node with T0 and T3, a client
+/// whose ladder is only T3 downloads through obfs4 (and never touches the T0 port), the node
+/// restarts a killed obfs4proxy and the client works again, a missing binary is a clear start
+/// error, and a client ladder T3 → T0 falls back when the T3 port is closed, recording it.
+/// Every process is stopped by PID, also on failure.
+final class Obfs4CarrierTests: XCTestCase {
+    static let fetchTimeout: TimeInterval = 30
+
+    private var cleanups: [() -> Void] = []
+    override func tearDown() {
+        for c in cleanups.reversed() { c() }
+        cleanups = []
+        super.tearDown()
+    }
+
+    private func requireObfs4proxy() throws {
+        let found = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":")
+            .contains { FileManager.default.isExecutableFile(atPath: "\($0)/obfs4proxy") }
+        guard found else { throw XCTSkip("obfs4proxy is not installed (apt-get install obfs4proxy; .ci/run installs it)") }
+    }
+
+    private func status(_ port: Int) throws -> [String: Any] {
+        let result = try Curl.get("http://127.0.0.1:\(port)/status")
+        guard result.succeeded, let doc = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any] else {
+            throw E2EError("no /status on \(port): \(result)")
+        }
+        return doc
+    }
+
+    private func t3Status(_ node: LoneExitNode) throws -> [String: Any] {
+        let carriers = try status(node.city.admin.port)["carriers"] as? [String: Any]
+        return carriers?["t3"] as? [String: Any] ?? [:]
+    }
+
+    private func t0Connections(_ node: LoneExitNode) throws -> Int {
+        let carriers = try status(node.city.admin.port)["carriers"] as? [String: Any]
+        return (carriers?["t0"] as? [String: Any])?["connections"] as? Int ?? -1
+    }
+
+    /// A client.toml listing `node` (front + exit, its own front) with the given ladder and T3 carrier.
+    private func startClient(_ name: String, node: LoneExitNode, carriers: [String], t3: (port: Int, params: String)?,
+                             extra: String = "") throws -> (client: ChildProcess, socks: Int, admin: Int) {
+        let dir = try Paths.makeTemporaryDirectory("montana-e2e-t3-client-")
+        cleanups.append { Paths.removeTemporaryDirectory(dir) }
+        let account = try IdentityKey.generate()
+        try KeyFile(kind: .account, seed: account.seed).write(to: (dir as NSString).appendingPathComponent("account.key"))
+        let socks = try Net.freePort(), admin = try Net.freePort()
+        let carrierLine = t3.map { "carriers = [{ profile = \"t3\", endpoint = \"127.0.0.1:\($0.port)\", params = \"\($0.params)\" }]" } ?? ""
+        let config = """
+        [client]
+        account_key = "account.key"
+        socks = "127.0.0.1:\(socks)"
+        admin = "127.0.0.1:\(admin)"
+        exit_as_front = true
+        probe_interval_seconds = 0
+        carriers = [\(carriers.map { "\"\($0)\"" }.joined(separator: ", "))]
+        \(extra)
+
+        [[members]]
+        node_id = "\(node.city.nodeID)"
+        kem_pk = "\(node.city.kemPK)"
+        endpoint = "127.0.0.1:\(node.city.transit.port)"
+        country = "DE"
+        roles = ["front", "exit"]
+        \(carrierLine)
+
+        [log]
+        level = "info"
+        """
+        let path = (dir as NSString).appendingPathComponent("client.toml")
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let client = try ChildProcess(name: name, executable: try Paths.montana(), arguments: ["client", "--config", path], logDirectory: dir)
+        cleanups.append { client.stop(grace: 5) }
+        return (client, socks, admin)
+    }
+
+    private func fileServer() throws -> (FileServer, [UInt8], String) {
+        let dir = try Paths.makeTemporaryDirectory("montana-e2e-t3-site-")
+        cleanups.append { Paths.removeTemporaryDirectory(dir) }
+        let digest = try TestFiles.writeRandom("blob.bin", size: 2 * 1_048_576, in: dir)
+        let server = try FileServer(serving: dir, logDirectory: dir)
+        cleanups.append { server.stop() }
+        return (server, digest, dir)
+    }
+
+    private func download(socks: Int, url: String, to path: String) throws -> CurlResult {
+        try? FileManager.default.removeItem(atPath: path)
+        return try Curl.run(Curl.socks(socks) + ["--fail", "-o", path, url], timeout: Self.fetchTimeout)
+    }
+
+    /// The client's `/status` circuits once its once-a-second snapshot shows one (at most 10 s).
+    private func circuitsWhenShown(_ admin: Int) throws -> [[String: Any]] {
+        var circuits: [[String: Any]] = []
+        _ = try poll(timeout: 10, interval: 0.2) {
+            circuits = try status(admin)["circuits"] as? [[String: Any]] ?? []
+            return !circuits.isEmpty
+        }
+        return circuits
+    }
+
+    /// The obfs4proxy the node started: its child whose command is obfs4proxy.
+    private func obfs4proxyChild(of parent: Int32) -> Int32? {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for pid in entries.compactMap(Int32.init) {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let name = stat[stat.index(after: stat.firstIndex(of: "(")!)..<close]
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            if name == "obfs4proxy", fields.count > 1, Int32(fields[1]) == parent { return pid }
+        }
+        return nil
+    }
+
+    func test_aT3OnlyClientDownloadsThroughObfs4AndSurvivesAKilledObfs4proxy() throws {
+        try requireObfs4proxy()
+        let t3Port = try Net.freePort()
+        let node = try LoneExitNode.start(name: "t3-node", extraConfig: """
+        [carriers.obfs4]
+        listen = "127.0.0.1:\(t3Port)"
+        """)
+        cleanups.append { node.stop() }
+        let t3 = try t3Status(node)
+        XCTAssertEqual(t3["state"] as? String, "running", "\(t3)")
+        let params = try XCTUnwrap(t3["params"] as? String, "the node shows the endpoint it publishes: \(t3)")
+        XCTAssertTrue(params.hasPrefix("cert=") && params.contains("&iat-mode=0"), params)
+
+        let (server, digest, dir) = try fileServer()
+        // The harness probed the T0 port while waiting for the node: count from here.
+        let t0Before = try t0Connections(node)
+        let (client, socks, admin) = try startClient("t3-client", node: node, carriers: ["t3"], t3: (t3Port, params))
+        XCTAssertTrue(Net.waitForListener(socks, timeout: 30, alive: { client.isRunning }), client.outputTail())
+        let out = (dir as NSString).appendingPathComponent("got.bin")
+        let result = try download(socks: socks, url: "\(server.baseURL)/blob.bin", to: out)
+        XCTAssertTrue(result.succeeded, "\(result)\n\(client.outputTail())\n\(node.diagnostics())")
+        XCTAssertEqual(TestFiles.digest(out).sha256, digest, "2 MiB through obfs4, byte for byte")
+
+        let circuits = try circuitsWhenShown(admin)
+        XCTAssertEqual(circuits.first?["carrier"] as? String, "t3", "\(circuits)")
+        XCTAssertEqual(try t0Connections(node), t0Before, "the client never connected to the front's T0 port")
+        XCTAssertGreaterThanOrEqual(try t3Status(node)["connections"] as? Int ?? 0, 1)
+
+        // obfs4proxy dies: the node restarts it (same port, same cert from its state) and counts it.
+        let pt = try XCTUnwrap(obfs4proxyChild(of: node.process.pid), "the node's obfs4proxy child")
+        kill(pt, SIGKILL)
+        XCTAssertTrue(poll(timeout: 20, interval: 0.2) {
+            let s = (try? self.t3Status(node)) ?? [:]
+            return (s["restarts"] as? Int ?? 0) >= 1 && s["state"] as? String == "running"
+        }, "restarted: \((try? t3Status(node)) ?? [:])\n\(node.diagnostics())")
+        XCTAssertNotEqual(obfs4proxyChild(of: node.process.pid), pt)
+        XCTAssertEqual(try t3Status(node)["params"] as? String, params, "the same cert after the restart")
+        var again: CurlResult?
+        XCTAssertTrue(try poll(timeout: 40, interval: 1) {
+            again = try download(socks: socks, url: "\(server.baseURL)/blob.bin", to: out)
+            return again?.succeeded == true
+        }, "the client works again: \(again.map { "\($0)" } ?? "")\n\(client.outputTail())")
+        XCTAssertEqual(TestFiles.digest(out).sha256, digest)
+        XCTAssertEqual(try t0Connections(node), t0Before, "still no T0 connection")
+        let metrics = try Curl.get("http://127.0.0.1:\(node.city.admin.port)/metrics").stdoutText
+        XCTAssertTrue(metrics.contains("montana_pt_restarts_total"), "restarts are a metric")
+    }
+
+    func test_theLadderFallsBackFromAClosedT3PortToT0AndRecordsIt() throws {
+        try requireObfs4proxy()
+        let node = try LoneExitNode.start(name: "t3-fallback")
+        cleanups.append { node.stop() }
+        let (server, digest, dir) = try fileServer()
+        // A T3 endpoint nobody listens on, with a well-formed cert: obfs4proxy's CONNECT is refused.
+        let closed = try Net.freePort()
+        let cert = String(repeating: "A", count: 70)
+        let (client, socks, admin) = try startClient("t3-fallback-client", node: node, carriers: ["t3", "t0"],
+                                                     t3: (closed, "cert=\(cert)&iat-mode=0"))
+        XCTAssertTrue(Net.waitForListener(socks, timeout: 30, alive: { client.isRunning }), client.outputTail())
+        let out = (dir as NSString).appendingPathComponent("got.bin")
+        let result = try download(socks: socks, url: "\(server.baseURL)/blob.bin", to: out)
+        XCTAssertTrue(result.succeeded, "\(result)\n\(client.outputTail())")
+        XCTAssertEqual(TestFiles.digest(out).sha256, digest)
+        let circuits = try circuitsWhenShown(admin)
+        let doc = try status(admin)
+        XCTAssertEqual(circuits.first?["carrier"] as? String, "t0", "\(circuits)")
+        let fronts = (doc["reachability"] as? [String: Any])?["fronts"] as? [[String: Any]] ?? []
+        let front = try XCTUnwrap(fronts.first, "\(doc)")
+        XCTAssertEqual(front["state"] as? String, "reachable", "T3 failing is an observation, not the front's verdict: \(front)")
+        XCTAssertEqual(front["working_profile"] as? String, "t0", "\(front)")
+        let errors = front["profile_errors"] as? [String: String] ?? [:]
+        XCTAssertNotNil(errors["t3"], "the T3 failure is recorded: \(front)")
+        XCTAssertGreaterThanOrEqual(front["failures"] as? Int ?? 0, 1)
+    }
+
+    func test_aMissingObfs4proxyIsAClearStartError() throws {
+        let t3Port = try Net.freePort()
+        XCTAssertThrowsError(try LoneExitNode.start(name: "t3-missing", extraConfig: """
+        [carriers.obfs4]
+        listen = "127.0.0.1:\(t3Port)"
+        binary = "obfs4proxy-not-installed"
+        """)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("[carriers.obfs4]") && text.contains("obfs4proxy-not-installed not found on PATH")
+                          && text.contains("apt-get install obfs4proxy"), text)
+        }
+        // The client side: a ladder that names t3 without the program refuses to start, naming the key.
+        let node = try LoneExitNode.start(name: "t3-missing-client-side")
+        cleanups.append { node.stop() }
+        let (client, _, _) = try startClient("t3-missing-client", node: node, carriers: ["t3"],
+                                             t3: (t3Port, "cert=\(String(repeating: "A", count: 70))&iat-mode=0"),
+                                             extra: "obfs4_binary = \"obfs4proxy-not-installed\"")
+        XCTAssertNotNil(client.waitForExit(timeout: 20), "the client exits")
+        XCTAssertTrue(client.stderr.contains("[client] carriers") && client.stderr.contains("apt-get install obfs4proxy"), client.outputTail())
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import MontanaTransport
+import XCTest
+@testable import MontanaNode
+
+/// `[carriers.obfs4]` in node.toml and `carriers` in client.toml (T3 and the ladder): every bad
+/// value names the file, the key and the problem.
+final class CarrierConfigurationTests: XCTestCase {
+    private var fixture: ConfigFixture!
+
+    override func setUpWithError() throws { fixture = try ConfigFixture() }
+    override func tearDown() { fixture = nil }
+
+    func test_obfs4SectionLoadsWithDefaults() throws {
+        let config = try fixture.parseNode(fixture.nodeText(extra: "[carriers.obfs4]\nlisten = \"0.0.0.0:7444\"\n"))
+        let t3 = try XCTUnwrap(config.obfs4)
+        XCTAssertEqual(t3.listen, HostPort(host: "0.0.0.0", port: 7444))
+        XCTAssertEqual(t3.binary, "obfs4proxy")
+        XCTAssertEqual(t3.iatMode, 0)
+        XCTAssertTrue(t3.stateDirectory.hasSuffix("/obfs4"), t3.stateDirectory)
+        XCTAssertEqual(t3.configKey, "node.toml: [carriers.obfs4]")
+        XCTAssertNil(try fixture.parseNode(fixture.nodeText(extra: "[carriers.obfs4]\nenabled = false\n")).obfs4)
+        XCTAssertNil(try fixture.parseNode(fixture.nodeText()).obfs4)
+    }
+
+    func test_obfs4ErrorsNameFileKeyAndProblem() {
+        func check(_ extra: String, _ key: String, _ problem: String, line: UInt = #line) {
+            guard let error = fixture.nodeError(fixture.nodeText(extra: extra)) else { return XCTFail("accepted \(extra)", line: line) }
+            XCTAssertTrue(error.description.hasPrefix("node.toml: \(key)"), error.description, line: line)
+            XCTAssertTrue(error.description.contains(problem), error.description, line: line)
+        }
+        check("[carriers.obfs4]\nenabled = true\n", "carriers.obfs4.listen", "required")
+        check("[carriers.obfs4]\nlisten = \"0.0.0.0:7443\"\n", "carriers.obfs4.listen", "T0 transit port")
+        check("[carriers.obfs4]\nlisten = \"0.0.0.0:7444\"\niat_mode = 3\n", "carriers.obfs4.iat_mode", "out of range")
+        check("[carriers.obfs4]\nlisten = \"0.0.0.0:7444\"\nbinary = \"\"\n", "carriers.obfs4.binary", "empty")
+        check("[carriers.obfs4]\nlisten = \"0.0.0.0:7444\"\niat = 1\n", "carriers.obfs4.iat", "unknown key")
+        check("[carriers.meek]\nlisten = \"0.0.0.0:7444\"\n", "carriers.meek", "unknown key")
+    }
+
+    func test_clientLadderAndMemberCarriers() throws {
+        let peer = try ConfigFixture.peer(name: "members")
+        let cert = String(repeating: "A", count: 70)
+        let text = "[client]\naccount_key = \"keys/account.key\"\ncarriers = [\"t3\", \"t0\"]\n" + peer
+            + "carriers = [{ profile = \"t3\", endpoint = \"192.0.2.1:7444\", params = \"cert=\(cert)&iat-mode=1\" }]\n"
+        let config = try ClientConfiguration.parse(text, file: "client.toml", baseDirectory: fixture.directory)
+        XCTAssertEqual(config.carriers, [.t3, .t0])
+        XCTAssertTrue(config.carriersConfigured)
+        XCTAssertEqual(config.members.first?.carriers,
+                       [CarrierEndpoint(profile: .t3, host: "192.0.2.1", port: 7444, params: ["cert": cert, "iat-mode": "1"])])
+        let defaults = try ClientConfiguration.parse("[client]\naccount_key = \"keys/account.key\"\n", file: "client.toml",
+                                                     baseDirectory: fixture.directory)
+        XCTAssertEqual(defaults.carriers, [.t1, .t2, .t3, .t0])
+        XCTAssertFalse(defaults.carriersConfigured)
+    }
+
+    func test_clientCarrierErrorsAreNamed() throws {
+        func error(_ text: String) -> String {
+            do {
+                _ = try ClientConfiguration.parse("[client]\naccount_key = \"keys/account.key\"\n" + text, file: "client.toml",
+                                                  baseDirectory: fixture.directory)
+                return ""
+            } catch { return error.description }
+        }
+        XCTAssertTrue(error("carriers = [\"t9\"]\n").hasPrefix("client.toml: client.carriers[0]: \"t9\" is not a carrier profile"))
+        XCTAssertTrue(error("carriers = [\"t1\"]\n").contains("client.carriers[0]: t1 is not implemented yet"))
+        XCTAssertTrue(error("carriers = [\"t0\", \"t0\"]\n").contains("client.carriers[1]: t0 is listed twice"))
+        XCTAssertTrue(error("carriers = []\n").contains("client.carriers: is empty"))
+        let peer = try ConfigFixture.peer(name: "members")
+        XCTAssertTrue(error(peer + "carriers = [{ profile = \"t3\", endpoint = \"192.0.2.1:7444\" }]\n")
+            .contains("members[0].carriers[0].params: a t3 carrier needs cert="))
+        XCTAssertTrue(error(peer + "carriers = [{ profile = \"t3\", endpoint = \"192.0.2.1:7444\", params = \"cert\" }]\n")
+            .contains("members[0].carriers[0].params: \"cert\" is not key=value"))
+        XCTAssertTrue(error(peer + "carriers = [{ profile = \"t0\", endpoint = \"192.0.2.1:7444\" }]\n")
+            .contains("members[0].carriers[0].profile"))
+    }
+}
