@@ -1,6 +1,8 @@
 import Foundation
 import MontanaWire
+import MontanaTransport
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// `[carriers.obfs4]`: T3, obfs4 through the Tor PT 1.0 managed interface (PROTOCOL.md 2.4).
 ///
@@ -25,7 +27,7 @@ public struct Obfs4Settings: Sendable, Equatable {
     /// nil when the section is absent or `enabled = false`.
     static func parse(_ carriers: ConfigSection?, statePath: String, transit: HostPort) throws(ConfigurationError) -> Obfs4Settings? {
         guard let carriers else { return nil }
-        try carriers.allowOnly(["obfs4"])
+        try carriers.allowOnly(["obfs4", "ws"])
         guard let s = try carriers.section("obfs4") else { return nil }
         try s.allowOnly(keys)
         let enabled = try s.bool("enabled") ?? true
@@ -58,5 +60,73 @@ public final class PublishedCarriers: Sendable {
             list.append(endpoint)
             list.sort { $0.profile < $1.profile }
         }
+    }
+}
+
+/// `[carriers.ws]`: T2, WebSocket over TLS (PROTOCOL.md 2.3), usually behind a CDN.
+///
+/// ```toml
+/// [carriers.ws]
+/// enabled = true
+/// listen = "127.0.0.1:8080"           # plain HTTP for the TLS-terminating CDN/proxy in front
+/// path = "/k3…"                       # the secret path: "/" + at least 16 url-safe random characters
+/// # tls_cert = "ws.crt"               # with both, the node terminates TLS itself (no CDN)
+/// # tls_key = "ws.key"
+/// public_host = "cdn.example.net"     # what clients dial (the CDN's name); default listen host
+/// public_port = 443                   # default 443 (TLS always, at the CDN or here)
+/// host_header = "cdn.example.net"     # HTTP Host; default public_host
+/// sni = "cdn.example.net"             # TLS SNI; default host_header
+/// trusted_proxies = ["127.0.0.1"]     # peers whose X-Forwarded-For / X-Real-IP are believed
+/// ```
+public struct WebSocketSettings: Sendable, Equatable {
+    public var listen: HostPort
+    public var path: String
+    public var tlsCert: String?
+    public var tlsKey: String?
+    public var publicHost: String?
+    public var publicPort: Int
+    public var hostHeader: String?
+    public var sni: String?
+    public var trustedProxies: [String]
+    public var configKey: String
+
+    static let keys = ["enabled", "listen", "path", "tls_cert", "tls_key", "public_host", "public_port", "host_header", "sni",
+                       "trusted_proxies"]
+
+    static func parse(_ carriers: ConfigSection?, transit: HostPort) throws(ConfigurationError) -> WebSocketSettings? {
+        guard let carriers else { return nil }
+        guard let s = try carriers.section("ws") else { return nil }
+        try s.allowOnly(keys)
+        let enabled = try s.bool("enabled") ?? true
+        guard enabled else { return nil }
+        guard let listen = try s.hostPort("listen") else { throw .missingKey(file: s.file, key: s.key("listen")) }
+        if listen.port == transit.port && (listen.host == transit.host || listen.isWildcard || transit.isWildcard) {
+            throw s.invalid("listen", "\(listen) is the T0 transit port; the WebSocket listener needs a port of its own")
+        }
+        guard let path = try s.string("path") else {
+            throw s.invalid("path", "is missing; set a secret path such as \"\(WebSocketCarrier.randomPath())\"")
+        }
+        if let problem = WebSocketCarrier.pathProblem(path) { throw s.invalid("path", "\"\(path.prefix(40))\" \(problem)") }
+        let cert = try s.path("tls_cert"), key = try s.path("tls_key")
+        if (cert == nil) != (key == nil) {
+            throw s.invalid(cert == nil ? "tls_cert" : "tls_key", "is missing: set both tls_cert and tls_key, or neither (TLS at the CDN)")
+        }
+        for (name, file) in [("tls_cert", cert), ("tls_key", key)] {
+            if let file, !FileManager.default.isReadableFile(atPath: file) { throw s.invalid(name, "\(file) cannot be read") }
+        }
+        let names: [(String, String?)] = [("public_host", try s.string("public_host")), ("host_header", try s.string("host_header")),
+                                          ("sni", try s.string("sni"))]
+        for (name, value) in names {
+            if let value, value.isEmpty || value.utf8.count > 253 || value.unicodeScalars.contains(where: { $0.value <= 0x20 || $0 == "&" || $0 == "=" || $0.value == 0x7f }) {
+                throw s.invalid(name, "\"\(value.prefix(40))\" is not a host name")
+            }
+        }
+        let port = try s.int("public_port", in: 1...65535) ?? 443
+        let proxies = try s.strings("trusted_proxies") ?? []
+        for p in proxies where (try? SocketAddress(ipAddress: p, port: 0)) == nil {
+            throw s.invalid("trusted_proxies", "\"\(p.prefix(40))\" is not an IP address")
+        }
+        return WebSocketSettings(listen: listen, path: path, tlsCert: cert, tlsKey: key, publicHost: names[0].1, publicPort: port,
+                                 hostHeader: names[1].1, sni: names[2].1, trustedProxies: proxies, configKey: "\(s.file): [\(s.path)]")
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import MontanaClient
 import MontanaCrypto
@@ -53,6 +54,9 @@ public struct ClientConfiguration: Sendable {
     public var carriersConfigured = false
     /// `obfs4_binary`: the pluggable-transport program for T3 (default obfs4proxy on PATH).
     public var obfs4Binary = "obfs4proxy"
+    /// `t2_ca_file`: PEM roots T2 trusts instead of the system's (self-signed or test
+    /// deployments); certificate verification itself is never off.
+    public var t2CAFile: String?
 
     public static let defaultSOCKS = HostPort(host: "127.0.0.1", port: 1080)
 
@@ -60,7 +64,7 @@ public struct ClientConfiguration: Sendable {
     static let clientKeys = ["account_key", "socks", "http", "mixed", "country", "username", "password", "alliance",
                              "exit_as_front", "source",
                              "subscription", "admin", "cache", "advisory_exits", "pass", "probe_interval_seconds", "geoip", "geoip_asn",
-                             "optimistic_connect", "carriers", "obfs4_binary"]
+                             "optimistic_connect", "carriers", "obfs4_binary", "t2_ca_file"]
 
     /// How the local proxy builds circuits, from `exit_as_front` and `source`.
     public var circuitOptions: CircuitOptions {
@@ -162,21 +166,25 @@ public struct ClientConfiguration: Sendable {
             guard !binary.isEmpty else { throw client.invalid("obfs4_binary", "is empty; leave it out to use obfs4proxy on PATH") }
             configuration.obfs4Binary = binary
         }
+        if let ca = try client.path("t2_ca_file") {
+            guard FileManager.default.isReadableFile(atPath: ca) else { throw client.invalid("t2_ca_file", "\(ca) cannot be read") }
+            configuration.t2CAFile = ca
+        }
         return configuration
     }
 
-    /// Profiles this implementation can open: T0 and T3 (T1, T2 are planned).
-    static let implementedCarriers: [CarrierProfile] = [.t0, .t3]
+    /// Profiles this implementation can open: T0, T2 and T3 (T1 is planned).
+    static let implementedCarriers: [CarrierProfile] = [.t0, .t2, .t3]
 
     private static func carrierOrder(_ client: ConfigSection, _ names: [String]) throws(ConfigurationError) -> [CarrierProfile] {
-        guard !names.isEmpty else { throw client.invalid("carriers", "is empty; list at least one of \"t3\", \"t0\"") }
+        guard !names.isEmpty else { throw client.invalid("carriers", "is empty; list at least one of \"t2\", \"t3\", \"t0\"") }
         var out: [CarrierProfile] = []
         for (i, name) in names.enumerated() {
             guard let p = CarrierProfile(name: name) else {
                 throw .invalidValue(file: client.file, key: "\(client.key("carriers"))[\(i)]", problem: "\"\(name)\" is not a carrier profile (t0, t1, t2, t3)")
             }
             guard implementedCarriers.contains(p) else {
-                throw .invalidValue(file: client.file, key: "\(client.key("carriers"))[\(i)]", problem: "\(p) is not implemented yet (use t3 or t0)")
+                throw .invalidValue(file: client.file, key: "\(client.key("carriers"))[\(i)]", problem: "\(p) is not implemented yet (use t2, t3 or t0)")
             }
             guard !out.contains(p) else {
                 throw .invalidValue(file: client.file, key: "\(client.key("carriers"))[\(i)]", problem: "\(p) is listed twice")

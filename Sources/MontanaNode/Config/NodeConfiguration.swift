@@ -40,6 +40,8 @@ public struct NodeConfiguration: Sendable {
     public var warnings: [String]
     /// `[carriers.obfs4]` (T3); nil when absent or disabled.
     public var obfs4: Obfs4Settings?
+    /// `[carriers.ws]` (T2); nil when absent or disabled.
+    public var webSocket: WebSocketSettings?
     /// Carrier endpoints known only at run time (T3's cert), published in the record.
     public var publishedCarriers = PublishedCarriers()
 
@@ -113,6 +115,7 @@ public struct NodeConfiguration: Sendable {
         configuration.directory = directory
         configuration.admission = admission
         configuration.obfs4 = try Obfs4Settings.parse(root.section("carriers"), statePath: statePath, transit: listen.transit)
+        configuration.webSocket = try WebSocketSettings.parse(root.section("carriers"), transit: listen.transit)
         return configuration
     }
 

@@ -46,6 +46,12 @@ public struct PeerConfiguration: Sendable {
             if profile == .t3, params["cert"] == nil {
                 throw c.invalid("params", "a t3 carrier needs cert=… (and iat-mode=…) from the member's record or its operator")
             }
+            if profile == .t2 {
+                guard let path = params["path"] else {
+                    throw c.invalid("params", "a t2 carrier needs path=… (the secret WebSocket path; and host=…, sni=… for a CDN)")
+                }
+                if let problem = WebSocketCarrier.pathProblem(path) { throw c.invalid("params", "path \(problem)") }
+            }
             out.append(CarrierEndpoint(profile: profile, host: address.host, port: address.port, params: params))
         }
         return out

@@ -80,6 +80,13 @@ public final class ClientRuntime: @unchecked Sendable {
         let carrier = try carriers(configuration, logger: logger)
         options.carriers = configuration.carriers
         if let t3 = carrier { options.connectors[.t3] = Obfs4Connector(transport: t3) }
+        if configuration.carriers.contains(.t2) {
+            do {
+                options.connectors[.t2] = try WebSocketConnector(caFile: configuration.t2CAFile)
+            } catch {
+                throw ClientRuntimeError.configuration("\(configuration.file): [client] t2_ca_file: cannot load the TLS roots: \(error)")
+            }
+        }
         let staticMembers = members(configuration.members)
         let alliance = subscription?.alliance
         let proxy = LocalProxyServer(account: account, members: staticMembers, defaultSelection: configuration.defaultExit,

@@ -35,6 +35,8 @@ public final class Node: Sendable {
     let reachabilityMap = ReachabilityMap()
     /// T3 (`[carriers.obfs4]`): obfs4proxy supervised in managed server mode; nil when off.
     let obfs4: Obfs4Carrier?
+    /// T2 (`[carriers.ws]`): the WebSocket listener; nil when off.
+    let webSocket: WebSocketListener?
     /// Carriers accepted on the T0 transit listener (status: `carriers.t0.connections`).
     let t0Accepted = NIOLockedValueBox(0)
     private let state = RunningNodeState()
@@ -45,6 +47,7 @@ public final class Node: Sendable {
         self.configuration = configuration
         self.logger = logger
         obfs4 = configuration.obfs4.map { Obfs4Carrier(settings: $0, logger: logger) }
+        webSocket = configuration.webSocket.map { WebSocketListener(settings: $0, logger: logger) }
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         observer = NodeObserver(metrics: metrics)
         splicer = configuration.limits.kernelSplice ? KernelSplicer.make() : nil
@@ -181,15 +184,23 @@ public final class Node: Sendable {
         let splicer = self.splicer
         let relaySource: SocketAddress? = configuration.listen.transit.isWildcard ? nil
             : try? SocketAddress(ipAddress: configuration.listen.transit.host, port: 0)
-        let makeAccept: @Sendable (SocketAddress?, Bool) -> PrefaceAcceptHandler = { remote, viaHelper in
+        // `spliceable`: the carrier is the socket itself (T0, T3), so bulk circuits may move to
+        // the kernel relay; T2's bytes are inside WebSocket frames (and TLS), never spliced.
+        let makeAccept: @Sendable (SocketAddress?, Bool, Bool) -> PrefaceAcceptHandler = { remote, viaHelper, spliceable in
             PrefaceAcceptHandler(gate: gate, admission: admission, router: routerForAccepts, observer: observer, alliance: alliance,
                                  relaySource: relaySource, resumable: resumable, remote: remote, viaHelper: viaHelper,
-                                 splicer: splicer)
+                                 splicer: spliceable ? splicer : nil)
         }
         // T3 first: its endpoint (the bridge cert) goes into the record the directory publishes.
         if let obfs4 {
             let host = configuration.listen.publicHost ?? (configuration.obfs4!.listen.isWildcard ? "127.0.0.1" : configuration.obfs4!.listen.host)
-            let endpoint = try await obfs4.start(group: group, publicHost: host) { remote in makeAccept(remote, true) }
+            let endpoint = try await obfs4.start(group: group, publicHost: host) { remote in makeAccept(remote, true, true) }
+            configuration.publishedCarriers.set(endpoint)
+        }
+        if let webSocket {
+            let listen = configuration.webSocket!.listen
+            let host = configuration.listen.publicHost ?? (listen.isWildcard ? "127.0.0.1" : listen.host)
+            let endpoint = try await webSocket.start(group: group, defaultHost: host) { remote, viaProxy in makeAccept(remote, viaProxy, false) }
             configuration.publishedCarriers.set(endpoint)
         }
         let t0Accepted = self.t0Accepted
@@ -204,7 +215,7 @@ public final class Node: Sendable {
                 // accept handler's: over a cap a connection is discarded silently, never closed here.
                 channel.eventLoop.makeCompletedFuture {
                     t0Accepted.withLockedValue { $0 += 1 }
-                    try channel.pipeline.syncOperations.addHandler(makeAccept(nil, false))
+                    try channel.pipeline.syncOperations.addHandler(makeAccept(nil, false, true))
                 }
             }
             .bind(host: configuration.listen.transit.host, port: configuration.listen.transit.port)
@@ -257,6 +268,7 @@ public final class Node: Sendable {
         if let splicer { status["kernel_spliced_circuits"] = splicer.activePairs }
         var carriers: [String: any Sendable] = ["t0": ["connections": t0Accepted.withLockedValue { $0 }] as [String: any Sendable]]
         if let obfs4 { carriers["t3"] = obfs4.status() }
+        if let webSocket { carriers["t2"] = webSocket.status() }
         status["carriers"] = carriers
         if let resumable {
             let c = resumable.counts
@@ -304,6 +316,7 @@ public final class Node: Sendable {
     public func stop() async {
         directory?.stop()
         await obfs4?.stop()
+        await webSocket?.stop()
         if let server = state.server { try? await server.close() }
         if let admin = state.admin { try? await admin.stop() }
         state.flusher?.cancel()

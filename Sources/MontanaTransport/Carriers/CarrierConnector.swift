@@ -38,10 +38,12 @@ public enum CarrierError: Error, Equatable, Sendable, CustomStringConvertible {
     case socks(String)
     /// The carrier's own handshake did not finish in time.
     case timedOut(String)
+    /// The other end (T2: the web server or CDN) answered but refused the carrier.
+    case refused(String)
 
     public var description: String {
         switch self {
-        case .helperUnavailable(let why), .missingParams(let why), .socks(let why): return why
+        case .helperUnavailable(let why), .missingParams(let why), .socks(let why), .refused(let why): return why
         case .timedOut(let what): return "\(what): timed out"
         }
     }

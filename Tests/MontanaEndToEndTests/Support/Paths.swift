@@ -10,8 +10,10 @@ enum Paths {
         .deletingLastPathComponent() // Tests
         .deletingLastPathComponent() // repository root
 
+    /// `MONTANA_BINARY` when set (a build in another scratch path), else `.build/debug/montana`.
     static var montanaBinary: String {
-        repositoryRoot.appendingPathComponent(".build/debug/montana").path
+        if let path = ProcessInfo.processInfo.environment["MONTANA_BINARY"], !path.isEmpty { return path }
+        return repositoryRoot.appendingPathComponent(".build/debug/montana").path
     }
 
     /// The `montana` binary, or a failure that says how to build it.
