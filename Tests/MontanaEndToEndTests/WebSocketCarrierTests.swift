@@ -1,0 +1,226 @@
+import Foundation
+import MontanaCrypto
+import MontanaWire
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// T2 (PROTOCOL.md 2.3) with real TLS, a real nginx as the CDN stand-in and real curl: a node
+/// with T0 and T2 (plain HTTP behind nginx) serves a client whose ladder is only T2 through
+/// nginx's TLS port; nginx's other paths and the node's own listener show ordinary pages, never
+/// a carrier; and a node terminating TLS itself serves a T2 client directly. Every process is
+/// stopped by PID, also on failure.
+final class WebSocketCarrierTests: XCTestCase {
+    static let fetchTimeout: TimeInterval = 30
+    static let nginx = "/usr/sbin/nginx"
+    static let openssl = "/usr/bin/openssl"
+
+    private var cleanups: [() -> Void] = []
+    override func tearDown() {
+        for c in cleanups.reversed() { c() }
+        cleanups = []
+        super.tearDown()
+    }
+
+    private func status(_ port: Int) throws -> [String: Any] {
+        let result = try Curl.get("http://127.0.0.1:\(port)/status")
+        guard result.succeeded, let doc = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any] else {
+            throw E2EError("no /status on \(port): \(result)")
+        }
+        return doc
+    }
+
+    private func carrierStatus(_ node: LoneExitNode, _ profile: String) throws -> [String: Any] {
+        let carriers = try status(node.city.admin.port)["carriers"] as? [String: Any]
+        return carriers?[profile] as? [String: Any] ?? [:]
+    }
+
+    /// A test CA and a leaf for "localhost" signed by it (EC P-256, two days), made with openssl.
+    private func certificates(in dir: String) throws -> (ca: String, cert: String, key: String) {
+        guard FileManager.default.isExecutableFile(atPath: Self.openssl) else { throw XCTSkip("openssl is not installed") }
+        func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
+        try "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            .write(toFile: path("leaf.ext"), atomically: true, encoding: .utf8)
+        let steps: [[String]] = [
+            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path("ca.key"),
+             "-out", path("ca.crt"), "-days", "2", "-subj", "/CN=Montana Test CA"],
+            ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path("leaf.key"),
+             "-out", path("leaf.csr"), "-subj", "/CN=localhost"],
+            ["x509", "-req", "-in", path("leaf.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"), "-CAcreateserial",
+             "-out", path("leaf.crt"), "-days", "2", "-extfile", path("leaf.ext")],
+        ]
+        for (i, args) in steps.enumerated() {
+            let p = try ChildProcess(name: "openssl-\(i)", executable: Self.openssl, arguments: args, logDirectory: dir)
+            guard p.waitForExit(timeout: 30) == 0 else { p.stop(); throw E2EError("openssl \(args.joined(separator: " ")): \(p.outputTail())") }
+        }
+        return (path("ca.crt"), path("leaf.crt"), path("leaf.key"))
+    }
+
+    /// nginx from scripts/nginx/t2-cdn.conf.template on 127.0.0.1:`port`, proxying `path` to the
+    /// node's WebSocket listener; an index.html for the other paths. Returns the prefix.
+    private func startNginx(port: Int, path: String, node: Int, cert: String, key: String, dir: String) throws -> (ChildProcess, String) {
+        guard FileManager.default.isExecutableFile(atPath: Self.nginx) else { throw XCTSkip("nginx is not installed (apt-get install nginx-light)") }
+        let prefix = (dir as NSString).appendingPathComponent("nginx")
+        try FileManager.default.createDirectory(atPath: prefix + "/html", withIntermediateDirectories: true)
+        try "<!DOCTYPE html>\n<html><body><h1>A plain site</h1></body></html>\n".write(toFile: prefix + "/html/index.html", atomically: true, encoding: .utf8)
+        let template = try String(contentsOf: Paths.repositoryRoot.appendingPathComponent("scripts/nginx/t2-cdn.conf.template"), encoding: .utf8)
+        let conf = template.replacingOccurrences(of: "@PREFIX@", with: prefix)
+            .replacingOccurrences(of: "@LISTEN@", with: "127.0.0.1:\(port)")
+            .replacingOccurrences(of: "@CERT@", with: cert).replacingOccurrences(of: "@KEY@", with: key)
+            .replacingOccurrences(of: "@WS_PATH@", with: path).replacingOccurrences(of: "@NODE@", with: "127.0.0.1:\(node)")
+        try conf.write(toFile: prefix + "/nginx.conf", atomically: true, encoding: .utf8)
+        let nginx = try ChildProcess(name: "nginx", executable: Self.nginx, arguments: ["-p", prefix, "-c", prefix + "/nginx.conf", "-e", prefix + "/error.log"],
+                                     logDirectory: dir)
+        cleanups.append { nginx.stop(grace: 3) }
+        guard Net.waitForListener(port, timeout: 15, alive: { nginx.isRunning }) else {
+            throw E2EError("nginx did not listen on \(port): \(nginx.outputTail()) \((try? String(contentsOfFile: prefix + "/error.log", encoding: .utf8)) ?? "")")
+        }
+        return (nginx, prefix)
+    }
+
+    private func startClient(_ name: String, node: LoneExitNode, t2: (port: Int, params: String), ca: String)
+        throws -> (client: ChildProcess, socks: Int, admin: Int) {
+        let dir = try Paths.makeTemporaryDirectory("montana-e2e-t2-client-")
+        cleanups.append { Paths.removeTemporaryDirectory(dir) }
+        let account = try IdentityKey.generate()
+        try KeyFile(kind: .account, seed: account.seed).write(to: (dir as NSString).appendingPathComponent("account.key"))
+        let socks = try Net.freePort(), admin = try Net.freePort()
+        let config = """
+        [client]
+        account_key = "account.key"
+        socks = "127.0.0.1:\(socks)"
+        admin = "127.0.0.1:\(admin)"
+        exit_as_front = true
+        probe_interval_seconds = 0
+        carriers = ["t2"]
+        t2_ca_file = "\(ca)"
+
+        [[members]]
+        node_id = "\(node.city.nodeID)"
+        kem_pk = "\(node.city.kemPK)"
+        endpoint = "127.0.0.1:\(node.city.transit.port)"
+        country = "DE"
+        roles = ["front", "exit"]
+        carriers = [{ profile = "t2", endpoint = "127.0.0.1:\(t2.port)", params = "\(t2.params)" }]
+
+        [log]
+        level = "info"
+        """
+        let path = (dir as NSString).appendingPathComponent("client.toml")
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let client = try ChildProcess(name: name, executable: try Paths.montana(), arguments: ["client", "--config", path], logDirectory: dir)
+        cleanups.append { client.stop(grace: 5) }
+        XCTAssertTrue(Net.waitForListener(socks, timeout: 30, alive: { client.isRunning }), client.outputTail())
+        return (client, socks, admin)
+    }
+
+    private func fileServer() throws -> (FileServer, [UInt8], String) {
+        let dir = try Paths.makeTemporaryDirectory("montana-e2e-t2-site-")
+        cleanups.append { Paths.removeTemporaryDirectory(dir) }
+        let digest = try TestFiles.writeRandom("blob.bin", size: 2 * 1_048_576, in: dir)
+        let server = try FileServer(serving: dir, logDirectory: dir)
+        cleanups.append { server.stop() }
+        return (server, digest, dir)
+    }
+
+    private func download(socks: Int, url: String, to path: String) throws -> CurlResult {
+        try? FileManager.default.removeItem(atPath: path)
+        return try Curl.run(Curl.socks(socks) + ["--fail", "-o", path, url], timeout: Self.fetchTimeout)
+    }
+
+    private func circuitsWhenShown(_ admin: Int) throws -> [[String: Any]] {
+        var circuits: [[String: Any]] = []
+        _ = try poll(timeout: 10, interval: 0.2) {
+            circuits = try status(admin)["circuits"] as? [[String: Any]] ?? []
+            return !circuits.isEmpty
+        }
+        return circuits
+    }
+
+    private static let secretPath = "/ws-" + "Zk3q9XvL2mN8pR4tY7wB"
+
+    func test_aT2OnlyClientDownloadsThroughNginxAndOtherRequestsSeeOrdinaryPages() throws {
+        let work = try Paths.makeTemporaryDirectory("montana-e2e-t2-cdn-")
+        cleanups.append { Paths.removeTemporaryDirectory(work) }
+        let (ca, cert, key) = try certificates(in: work)
+        let wsPort = try Net.freePort(), cdnPort = try Net.freePort()
+        let node = try LoneExitNode.start(name: "t2-node", extraConfig: """
+        [carriers.ws]
+        listen = "127.0.0.1:\(wsPort)"
+        path = "\(Self.secretPath)"
+        public_host = "localhost"
+        public_port = \(cdnPort)
+        trusted_proxies = ["127.0.0.1"]
+        """)
+        cleanups.append { node.stop() }
+        XCTAssertTrue(Net.waitForListener(wsPort, timeout: 15, alive: { node.process.isRunning }))
+        let t2 = try carrierStatus(node, "t2")
+        XCTAssertEqual(t2["endpoint"] as? String, "localhost:\(cdnPort)", "the record publishes the CDN's host and port: \(t2)")
+        XCTAssertEqual(t2["tls"] as? String, "proxy", "\(t2)")
+        let (_, prefix) = try startNginx(port: cdnPort, path: Self.secretPath, node: wsPort, cert: cert, key: key, dir: work)
+
+        // Other requests: nginx's own page, 404s, and the node's listener never a carrier.
+        let home = try Curl.run(["-k", "-i", "https://localhost:\(cdnPort)/", "--resolve", "localhost:\(cdnPort):127.0.0.1"])
+        XCTAssertTrue(home.succeeded && home.stdoutText.contains("200") && home.stdoutText.contains("A plain site"), "\(home)")
+        let wrong = try Curl.run(["-k", "-o", "/dev/null", "-w", "%{http_code}", "https://127.0.0.1:\(cdnPort)/ws-wrong-path-0123456789abcdef"])
+        XCTAssertEqual(wrong.stdoutText, "404", "\(wrong)")
+        let plain = try Curl.run(["-i", "http://127.0.0.1:\(wsPort)\(Self.secretPath)"])
+        XCTAssertTrue(plain.succeeded && plain.stdoutText.hasPrefix("HTTP/1.1 404"), "the right path without an upgrade is a 404: \(plain)")
+        let root = try Curl.run(["-i", "http://127.0.0.1:\(wsPort)/"])
+        XCTAssertTrue(root.stdoutText.hasPrefix("HTTP/1.1 200") && root.stdoutText.contains("It works"), "\(root)")
+        XCTAssertFalse(root.stdoutText.lowercased().contains("server:"), "no Server header: \(root)")
+        XCTAssertFalse(root.stdoutText.lowercased().contains("montana") || root.stdoutText.lowercased().contains("nio"), "\(root)")
+        XCTAssertEqual(try carrierStatus(node, "t2")["connections"] as? Int, 0, "none of that became a carrier")
+
+        let (server, digest, dir) = try fileServer()
+        let t0Before = try carrierStatus(node, "t0")["connections"] as? Int ?? -1
+        let params = "host=localhost&path=\(Self.secretPath)&sni=localhost"
+        let (client, socks, admin) = try startClient("t2-client", node: node, t2: (cdnPort, params), ca: ca)
+        let out = (dir as NSString).appendingPathComponent("got.bin")
+        let started = Date()
+        let result = try download(socks: socks, url: "\(server.baseURL)/blob.bin", to: out)
+        let seconds = Date().timeIntervalSince(started)
+        XCTAssertTrue(result.succeeded, "\(result)\n\(client.outputTail())\n\(node.diagnostics())")
+        XCTAssertEqual(TestFiles.digest(out).sha256, digest, "2 MiB through nginx and WebSocket, byte for byte")
+        print("T2 through nginx: 2 MiB in \(String(format: "%.2f", seconds)) s")
+        let circuits = try circuitsWhenShown(admin)
+        XCTAssertEqual(circuits.first?["carrier"] as? String, "t2", "\(circuits)")
+        XCTAssertGreaterThanOrEqual(try carrierStatus(node, "t2")["connections"] as? Int ?? 0, 1)
+        XCTAssertEqual(try carrierStatus(node, "t0")["connections"] as? Int, t0Before, "the client never used T0")
+        // nginx logs a WebSocket request when it ends: stop the client, then read the log.
+        client.stop(grace: 5)
+        var access = ""
+        XCTAssertTrue(poll(timeout: 10, interval: 0.2) {
+            access = (try? String(contentsOfFile: prefix + "/access.log", encoding: .utf8)) ?? ""
+            return access.contains("GET \(Self.secretPath) HTTP/1.1\" 101")
+        }, "nginx logged the upgrade on the secret path: \(access)")
+    }
+
+    func test_aNodeWithItsOwnCertificateServesT2Directly() throws {
+        let work = try Paths.makeTemporaryDirectory("montana-e2e-t2-direct-")
+        cleanups.append { Paths.removeTemporaryDirectory(work) }
+        let (ca, cert, key) = try certificates(in: work)
+        let wsPort = try Net.freePort()
+        let node = try LoneExitNode.start(name: "t2-direct", extraConfig: """
+        [carriers.ws]
+        listen = "127.0.0.1:\(wsPort)"
+        path = "\(Self.secretPath)"
+        tls_cert = "\(cert)"
+        tls_key = "\(key)"
+        """)
+        cleanups.append { node.stop() }
+        XCTAssertTrue(Net.waitForListener(wsPort, timeout: 15, alive: { node.process.isRunning }))
+        XCTAssertEqual(try carrierStatus(node, "t2")["tls"] as? String, "node")
+        let page = try Curl.run(["--cacert", ca, "https://localhost:\(wsPort)/", "--resolve", "localhost:\(wsPort):127.0.0.1"])
+        XCTAssertTrue(page.succeeded && page.stdoutText.contains("It works"), "the node's own TLS, verified: \(page)")
+
+        let (server, digest, dir) = try fileServer()
+        let (client, socks, admin) = try startClient("t2-direct-client", node: node, t2: (wsPort, "host=localhost&path=\(Self.secretPath)&sni=localhost"), ca: ca)
+        let out = (dir as NSString).appendingPathComponent("got.bin")
+        let result = try download(socks: socks, url: "\(server.baseURL)/blob.bin", to: out)
+        XCTAssertTrue(result.succeeded, "\(result)\n\(client.outputTail())\n\(node.diagnostics())")
+        XCTAssertEqual(TestFiles.digest(out).sha256, digest)
+        XCTAssertEqual(try circuitsWhenShown(admin).first?["carrier"] as? String, "t2")
+    }
+}
