@@ -66,6 +66,7 @@ public final class WebSocketBridgeHandler: ChannelDuplexHandler, RemovableChanne
     private var wroteSincePing = false
     private var pinger: Scheduled<Void>?
     private var closing = false
+    private var delivered = false
 
     public init(isClient: Bool, maxMessage: Int = WebSocketCarrier.maxMessageBytes,
                 pingInterval: TimeAmount = WebSocketCarrier.pingInterval) {
@@ -106,7 +107,10 @@ public final class WebSocketBridgeHandler: ChannelDuplexHandler, RemovableChanne
         switch frame.opcode {
         case .binary, .text, .continuation:
             let bytes = frame.unmaskedData
-            if bytes.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(bytes)) }
+            if bytes.readableBytes > 0 {
+                delivered = true
+                context.fireChannelRead(wrapInboundOut(bytes))
+            }
         case .ping:
             guard !closing else { return }
             send(context: context, opcode: .pong, data: frame.unmaskedData, promise: nil)
@@ -120,6 +124,15 @@ public final class WebSocketBridgeHandler: ChannelDuplexHandler, RemovableChanne
             closing = true
             context.close(promise: nil)
         }
+    }
+
+    /// A read that ended inside a frame (or with only control frames) gave the handlers above
+    /// nothing, so they will not ask for more: with autoRead off, ask for them.
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        let gaveNothing = !delivered
+        delivered = false
+        context.fireChannelReadComplete()
+        if gaveNothing, context.channel.isActive { context.read() }
     }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -259,6 +272,10 @@ public enum WebSocketCarrierServer {
                 channel.pipeline.removeHandler(name: "t2-page")
             }.flatMap {
                 channel.pipeline.removeHandler(name: "t2-guard")
+            }.map {
+                // A read the HTTP handlers held back while they were removed is lost: ask again
+                // (channels here run with autoRead off; one more read is harmless).
+                channel.read()
             }
         })
         try sync.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
