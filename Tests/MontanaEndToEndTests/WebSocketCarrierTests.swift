@@ -79,7 +79,7 @@ final class WebSocketCarrierTests: XCTestCase {
         return (nginx, prefix)
     }
 
-    private func startClient(_ name: String, node: LoneExitNode, t2: (port: Int, params: String), ca: String)
+    private func startClient(_ name: String, node: LoneExitNode, t2: (port: Int, params: String), ca: String?)
         throws -> (client: ChildProcess, socks: Int, admin: Int) {
         let dir = try Paths.makeTemporaryDirectory("montana-e2e-t2-client-")
         cleanups.append { Paths.removeTemporaryDirectory(dir) }
@@ -94,7 +94,7 @@ final class WebSocketCarrierTests: XCTestCase {
         exit_as_front = true
         probe_interval_seconds = 0
         carriers = ["t2"]
-        t2_ca_file = "\(ca)"
+        \(ca.map { "t2_ca_file = \"\($0)\"" } ?? "")
 
         [[members]]
         node_id = "\(node.city.nodeID)"
@@ -222,5 +222,10 @@ final class WebSocketCarrierTests: XCTestCase {
         XCTAssertTrue(result.succeeded, "\(result)\n\(client.outputTail())\n\(node.diagnostics())")
         XCTAssertEqual(TestFiles.digest(out).sha256, digest)
         XCTAssertEqual(try circuitsWhenShown(admin).first?["carrier"] as? String, "t2")
+
+        // Verification is on: a client trusting only the system roots refuses the test CA's certificate.
+        let (strict, strictSocks, _) = try startClient("t2-strict-client", node: node, t2: (wsPort, "host=localhost&path=\(Self.secretPath)&sni=localhost"), ca: nil)
+        let refused = try Curl.run(Curl.socks(strictSocks) + ["--fail", "-o", "/dev/null", "\(server.baseURL)/blob.bin"], timeout: 20)
+        XCTAssertFalse(refused.succeeded, "an unverifiable certificate is never accepted: \(refused)\n\(strict.outputTail())")
     }
 }

@@ -5,7 +5,7 @@ public enum CarrierProfile: UInt8, Sendable, Hashable, CaseIterable, Comparable,
     case t0 = 0
     /// TLS 1.3 mimicry with relay to a real cover site (planned).
     case t1 = 1
-    /// WebSocket over TLS, CDN-compatible (planned).
+    /// WebSocket over TLS, CDN-compatible (`WebSocketConnector`, `[carriers.ws]`).
     case t2 = 2
     /// Tor pluggable transport obfs4 through `obfs4proxy` in PT 1.0 managed mode.
     case t3 = 3
