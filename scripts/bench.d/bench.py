@@ -465,10 +465,19 @@ def start_montana(procs, work, binary, origin):
 
 
 def circuit_check(path, info):
-    """The session's front and exit as the client reports them (/status)."""
-    st = http_json(f"http://127.0.0.1:{path['admin']}/status")
-    circuits = st.get("circuits") or []
-    seen = [(c.get("front"), c.get("exit")) for c in circuits if isinstance(c, dict)]
+    """The session's front and exit as the client reports them (/status, refreshed each second):
+    they must be the processes whose CPU is charged to "front" and "exit"."""
+    deadline = time.time() + 5
+    seen = []
+    while time.time() < deadline and not seen:
+        st = http_json(f"http://127.0.0.1:{path['admin']}/status")
+        seen = [(c.get("front", ""), c.get("exit", "")) for c in st.get("circuits") or [] if isinstance(c, dict)]
+        if not seen:
+            time.sleep(0.5)
+    want = (info["front"]["node_id"], info["exit"]["node_id"])
+    ok = bool(seen) and all(want[0].startswith(f.split("…")[0]) and want[1].startswith(e.split("…")[0]) for f, e in seen)
+    if not ok:
+        raise RuntimeError(f"the client's circuits {seen} are not front {info['front']['name']} → exit {info['exit']['name']}")
     return seen
 
 
