@@ -225,9 +225,13 @@ def ttfb(path, url, count):
     return statistics.median(values) if values else None, count - len(values)
 
 
+SERVER_CLOSE = []  # ["-H", "Connection: close"] with --server-close
+
+
 def parallel_fetch(path, base_url, count, expect, work, tag, per_curl=CURL_PARALLEL_CAP, timeout=180):
-    """`count` fresh fetches at once (ceil(count / per_curl) curl -Z processes started together).
-    Returns (wall ms, successes, failures, {error: n})."""
+    """`count` fresh fetches at once (ceil(count / per_curl) curl -Z processes started together,
+    --parallel-immediate: every transfer opens its own connection). Returns (wall ms, successes,
+    failures, {error: n})."""
     groups = [list(range(i, min(count, i + per_curl))) for i in range(0, count, per_curl)]
     files = []
     for g, ids in enumerate(groups):
@@ -238,7 +242,7 @@ def parallel_fetch(path, base_url, count, expect, work, tag, per_curl=CURL_PARAL
         files.append((fn, len(ids)))
     start = time.time()
     procs = [subprocess.Popen(curl_base(path) + ["-Z", "--parallel-immediate", "--parallel-max", str(n),
-                                                 "-H", "Connection: close", "-K", fn,
+                                                 *SERVER_CLOSE, "-K", fn,
                                                  "-w", "%{http_code} %{size_download}\\n"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for fn, n in files]
     ok = failed = 0
@@ -671,7 +675,8 @@ def report(args, paths, results, extra, vers):
     L.append("")
     L.append(f"{args.runs} run(s); medians with (min–max); single stream {args.size_mib} MiB; MB = 10^6 bytes; "
              f"CPU = user+system seconds per GiB of each proxy process (/proc/PID/stat, with reaped children); "
-             f"TTFB = median of {args.ttfb} fresh curls fetching 1 KiB; {args.parallel} parallel fresh 100 KiB fetches, wall ms.")
+             f"TTFB = median of {args.ttfb} fresh curls fetching 1 KiB; {args.parallel} parallel fresh 100 KiB fetches, wall ms"
+             + (" (Connection: close: the server closes first)." if args.server_close else "."))
     L.append("")
     L.append("| path | MB/s | CPU s/GiB client / front / exit | TTFB 1 KiB ms | %d × 100 KiB parallel ms |" % args.parallel)
     L.append("|---|---|---|---|---|")
@@ -802,6 +807,8 @@ def main():
     ap.add_argument("--ttfb", type=int, default=None, help="fresh curls per TTFB median (default 20, --quick 10)")
     ap.add_argument("--handshake-seconds", type=float, default=None, help="handshake load duration (default 10, --quick 4)")
     ap.add_argument("--rtt-seconds", type=float, default=None, help="50 ms RTT goodput duration (default 6, --quick 3)")
+    ap.add_argument("--server-close", action="store_true",
+                    help="parallel and concurrent fetches send 'Connection: close' (nginx closes first)")
     ap.add_argument("--skip", default="", help="comma list of scenarios to skip: anchors,streams,handshake,rtt")
     ap.add_argument("--out", help="also write the report (markdown) to this file")
     ap.add_argument("--json", help="also write the raw figures (JSON) to this file")
@@ -814,6 +821,8 @@ def main():
     args.handshake_seconds = args.handshake_seconds or (4 if q else 10)
     args.rtt_seconds = args.rtt_seconds or (3 if q else 6)
     skip = set(filter(None, args.skip.split(",")))
+    if args.server_close:
+        SERVER_CLOSE.extend(["-H", "Connection: close"])
     if args.runs < 1 or args.size_mib < 1 or args.streams < 1 or args.parallel < 1 or args.ttfb < 1:
         ap.error("--runs, --size-mib, --streams, --parallel and --ttfb must be ≥ 1")
 
