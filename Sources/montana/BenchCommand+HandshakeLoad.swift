@@ -36,6 +36,8 @@ struct HandshakeLoadBench: AsyncParsableCommand {
     static let maxSamples = 1 << 20
     /// Distinct failure texts kept; the rest are counted as "other".
     static let maxErrorKinds = 16
+    /// How long attempts still open at the end of --duration may finish (they count as late).
+    static let graceSeconds = 3.0
 
     @Option(help: "The subscription file or http:// URL (the alliance, and links to find members).")
     var subscription: String
@@ -115,14 +117,21 @@ struct HandshakeLoadBench: AsyncParsableCommand {
             finished.enter()
             let client = LoadClient(loop: group.next(), exit: exitTarget, front: frontTarget, account: accounts[i], pass: pass,
                                     alliance: document.alliance.uuidBytes, local: locals.isEmpty ? nil : locals[i % locals.count],
-                                    run: run, done: { finished.leave() })
+                                    run: run, done: { run.clientDone(); finished.leave() })
             client.loop.execute { client.next() }
         }
+        // Attempts still open at the deadline get a short grace; the rate counts only the window.
+        let grace = duration + Self.graceSeconds
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            finished.notify(queue: .global()) { c.resume() }
+            DispatchQueue.global().async {
+                _ = finished.wait(timeout: .now() + grace)
+                c.resume()
+            }
         }
-        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        report(run.snapshot(), elapsed: elapsed, exit: exitTarget, front: frontTarget, shared: shared != nil)
+        var snapshot = run.snapshot()
+        snapshot.unfinished = snapshot.unfinished + max(0, concurrency - run.clientsDone())
+        let elapsed = min(duration, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+        report(snapshot, elapsed: elapsed, exit: exitTarget, front: frontTarget, shared: shared != nil)
     }
 
     private func report(_ s: LoadRun.Snapshot, elapsed: Double, exit: RelayTarget, front: RelayTarget?, shared: Bool) {
@@ -137,6 +146,7 @@ struct HandshakeLoadBench: AsyncParsableCommand {
                 "exit": "\(exit.host):\(exit.port)", "front": front.map { "\($0.host):\($0.port)" } ?? NSNull(),
                 "concurrency": concurrency, "sources": sources, "threads": threads, "accounts": shared ? "shared" : "one per client",
                 "seconds": elapsed, "handshakes": s.ok, "failures": s.failed, "handshakes_per_second": rate,
+                "late": s.late, "unfinished": s.unfinished,
                 "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": sorted.last.map { Double($0) / 1e6 } ?? 0,
                 "errors": s.errors,
             ]
@@ -149,7 +159,8 @@ struct HandshakeLoadBench: AsyncParsableCommand {
               + (front.map { " via front \($0.host):\($0.port)" } ?? " (direct)")
               + ", sources \(sources == 0 ? "OS choice" : "\(sources) × /24"), accounts \(shared ? "shared" : "one per client")")
         print("each: TCP + preface + Noise_PQ XX + EgressAuth accepted (account service answered), then close")
-        print(String(format: "accepted: %d (%.1f handshakes/s); failures: %d", s.ok, rate, s.failed))
+        print(String(format: "accepted: %d (%.1f handshakes/s); failures: %d; after the window: %d finished late, %d unfinished",
+                     s.ok, rate, s.failed, s.late, s.unfinished))
         print(String(format: "latency (dial to accepted): p50 %.2f ms, p99 %.2f ms, max %.2f ms", pct(0.5), pct(0.99),
                      sorted.last.map { Double($0) / 1e6 } ?? 0))
         for (text, n) in s.errors.sorted(by: { $0.value > $1.value }) { print("  \(n)× \(text)") }
@@ -192,6 +203,11 @@ final class LoadRun: Sendable {
     struct Snapshot {
         var ok = 0
         var failed = 0
+        /// Attempts that ended after the deadline (not in `ok`/`failed`, not in the rate).
+        var late = 0
+        /// Attempts still open when the grace ran out.
+        var unfinished = 0
+        var done = 0
         var latencies: [UInt64] = []
         var errors: [String: Int] = [:]
     }
@@ -201,8 +217,16 @@ final class LoadRun: Sendable {
 
     init(deadline: NIODeadline) { self.deadline = deadline }
 
+    func clientDone() { state.withLockedValue { $0.done += 1 } }
+    func clientsDone() -> Int { state.withLockedValue { $0.done } }
+
     func record(_ result: Result<UInt64, any Error>) {
+        let late = NIODeadline.now() > deadline
         state.withLockedValue { s in
+            if late {
+                s.late += 1
+                return
+            }
             switch result {
             case .success(let nanos):
                 s.ok += 1
@@ -257,7 +281,7 @@ final class LoadClient: @unchecked Sendable {
         .whenComplete { result in
             self.run.record(result.map { DispatchTime.now().uptimeNanoseconds - start })
             // A failing exit (refusing at once) must not turn this into a busy loop.
-            if case .failure = result {
+            if case .failure = result, NIODeadline.now() < self.run.deadline {
                 self.loop.scheduleTask(in: .milliseconds(10)) { self.next() }
             } else {
                 self.next()

@@ -731,7 +731,8 @@ def report(args, paths, results, extra, vers):
         L.append(f"**Handshake load** (`montana bench handshake-load`, {h['concurrency']} clients on {h['sources']} loopback /24s, "
                  f"one fresh account each, exit pinned to CPU 0 and the generator to CPU 1; bench exit with raised "
                  f"[limits]/[admission] budgets): {h['handshakes_per_second']:.0f} handshakes/s accepted, "
-                 f"p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms, {h['failures']} failures; exit CPU "
+                 f"p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms, {h['failures']} failures "
+                 f"({h.get('unfinished', 0)} unanswered at the end); exit CPU "
                  f"{h['exit_cpu_ms_per_handshake']:.2f} ms per handshake (core {h['exit_core_busy']:.0%} busy: "
                  f"~{h['exit_capacity_per_core']:.0f}/s per core), generator (initiator) {h['generator_cpu_ms_per_handshake']:.2f} ms per handshake.")
         if h.get("errors"):
