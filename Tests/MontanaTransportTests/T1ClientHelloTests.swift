@@ -88,6 +88,12 @@ final class T1ClientHelloTests: XCTestCase {
             assertChromeShaped(h, like: ref)
         }
         print("T1 JA4 ours: \(JA4.fingerprint(try ours(cap.sni))) reference: \(JA4.fingerprint(ref))")
+        // For cross-checks with outside tools (t1-ja4.py, tshark, openssl s_server): one record as hex.
+        if let path = ProcessInfo.processInfo.environment["MONTANA_T1_DUMP_HELLO"] {
+            let front = T1FrontKey()
+            let c = try T1Hello.make(serverName: cap.sni, frontPublic: front.publicKey, psk: [], shortID: [1], unixSeconds: 0)
+            try Data(c.record.map { String(format: "%02x", $0) }.joined().utf8).write(to: URL(fileURLWithPath: path))
+        }
     }
 
     func testPermutationGreaseAndSharesVaryPerConnection() throws {
