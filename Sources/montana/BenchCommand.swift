@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure protocol costs on this machine (use a release build).",
-        subcommands: [HandshakeBench.self, PrefaceBench.self, DirectoryBench.self]
+        subcommands: [HandshakeBench.self, HandshakeLoadBench.self, PrefaceBench.self, DirectoryBench.self]
     )
 }
 

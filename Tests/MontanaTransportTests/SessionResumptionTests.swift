@@ -248,6 +248,36 @@ final class SessionResumptionTests: XCTestCase {
         XCTAssertTrue(p.initiator.isWritable)
     }
 
+    func test_retentionGrowsWhileThePeerAcknowledgesAndGivesTheGrowthBack() throws {
+        let p = try established()
+        let budgetBefore = SessionCryptoHandler.retentionBudget.inUse
+        write(p.initiator, bytes(1 << 20, seed: 21))
+        try p.shuttle()
+        p.loop.advanceTime(by: .milliseconds(250))
+        try p.shuttle()
+        XCTAssertEqual(p.initiator.crypto?.retainedBytes, 0, "the peer acknowledges")
+        // A long fast path: more than 4 MiB in flight before the next ACK. The limit grows in
+        // 4 MiB steps and writers keep going, up to 32 MiB.
+        let chunk = bytes(1 << 20, seed: 22)
+        for _ in 0..<6 { write(p.initiator, chunk) }
+        XCTAssertEqual(p.initiator.crypto?.retentionCap, 8 << 20)
+        XCTAssertTrue(p.initiator.isWritable, "past 4 MiB while the peer acknowledges, writers are not paused")
+        for _ in 0..<(SessionCryptoHandler.maxRetention >> 20) { write(p.initiator, chunk) }
+        XCTAssertEqual(p.initiator.crypto?.retentionCap, SessionCryptoHandler.maxRetention, "never past 32 MiB")
+        XCTAssertFalse(p.initiator.isWritable, "at 32 MiB writers pause")
+        XCTAssertEqual(SessionCryptoHandler.retentionBudget.inUse, budgetBefore + UInt64(SessionCryptoHandler.maxRetention - SessionCryptoHandler.retentionLimit))
+        XCTAssertEqual(p.initiator.crypto?.resumable, true)
+        for _ in 0..<40 {
+            try p.shuttle()
+            p.loop.advanceTime(by: .milliseconds(100))
+        }
+        try p.shuttle()
+        XCTAssertEqual(p.initiator.crypto?.retainedBytes, 0, "everything acknowledged")
+        XCTAssertEqual(p.initiator.crypto?.retentionCap, SessionCryptoHandler.retentionLimit, "the growth goes back")
+        XCTAssertEqual(SessionCryptoHandler.retentionBudget.inUse, budgetBefore)
+        XCTAssertTrue(p.initiator.isWritable)
+    }
+
     func test_acknowledgementsReleaseRetention() throws {
         let p = try established()
         write(p.initiator, bytes(500_000, seed: 8))

@@ -125,7 +125,11 @@ public final class CircuitManager: @unchecked Sendable {
 
     /// Whether the proxy may tell the app its connection to `address`:`port` through `exit` is open
     /// before the exit answered.
-    func answersOptimistically(exit: NodeID, address: EgressAddress, port: UInt16) -> Bool {
+    /// Never on a session that is not on a live carrier (resuming, or its exit just died): the app
+    /// then gets the clear answer.
+    func answersOptimistically(_ session: ExitSession, address: EgressAddress, port: UInt16) -> Bool {
+        let exit = session.exit.nodeID
+        guard session.isActive, !session.resuming, !session.lostItsCarrier, session.session?.isAttached ?? true else { return false }
         switch options.optimisticConnect {
         case .never: return false
         case .always: return true

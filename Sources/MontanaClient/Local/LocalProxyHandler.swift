@@ -245,7 +245,9 @@ final class LocalProxyHandler: ChannelInboundHandler {
         let address = EgressAddress.host(request.host)
         var optimistic = leftover
         if case .forward(let head) = request.kind { optimistic = head + leftover }
-        dial(context, address: address, port: request.port, optimistic: optimistic) { [self] outcome in
+        var forward = false
+        if case .forward = request.kind { forward = true }
+        dial(context, address: address, port: request.port, optimistic: optimistic, reportsAfterEarlyAnswer: forward) { [self] outcome in
             switch outcome {
             case .answered(.open):
                 if case .connect = request.kind { write(context, HTTPProxyResponse.connectionEstablished) }
@@ -312,8 +314,10 @@ final class LocalProxyHandler: ChannelInboundHandler {
     /// `retried`: this is the second attempt, after the first session went silent before the
     /// exit answered (a black-holed carrier): the app's bytes never reached the exit, so one more
     /// try on a new session (through another front) is safe.
+    /// `reportsAfterEarlyAnswer`: an early (optimistic) answer wrote nothing the app sees (an HTTP
+    /// request forwarded to an absolute URI), so a refusal can still be answered with its reason.
     private func dial(_ context: ChannelHandlerContext, address: EgressAddress, port: UInt16, optimistic: [UInt8],
-                      retried: Bool = false, reply: @escaping (DialOutcome) -> Void) {
+                      retried: Bool = false, reportsAfterEarlyAnswer: Bool = false, reply: @escaping (DialOutcome) -> Void) {
         do {
             try address.validate()
         } catch {
@@ -360,16 +364,15 @@ final class LocalProxyHandler: ChannelInboundHandler {
                 pipe = p
                 // Answered before the exit did (optimistic_connect): the app's bytes follow the
                 // EgressOpen at once; a refusal can then only close the app's connection.
-                let early = !retried && manager.answersOptimistically(exit: exit.nodeID, address: address, port: port)
+                let early = !retried && manager.answersOptimistically(session, address: address, port: port)
                 do {
                     try p.open(address: address, port: port, optimistic: optimistic) { [self] status in
                         manager.exitAnswered(status, exit: exit.nodeID, address: address, port: port)
-                        if early {
-                            if status != .open {
-                                logger.notice("the exit refused a connection the proxy had already answered; closing it",
-                                              metadata: ["exit": "\(exit.label)", "status": "\(status)"])
-                                channel.close(promise: nil)
-                            }
+                        if early, status == .open { return }
+                        if early, !reportsAfterEarlyAnswer {
+                            logger.notice("the exit refused a connection the proxy had already answered; closing it",
+                                          metadata: ["exit": "\(exit.label)", "status": "\(status)"])
+                            channel.close(promise: nil)
                             return
                         }
                         if status == .open, let pipe {
@@ -382,8 +385,11 @@ final class LocalProxyHandler: ChannelInboundHandler {
                         }
                         if status == .unreachable, p.sessionLostBeforeAck, session.lostItsCarrier {
                             guard !retried else { return reply(.failed(.noSession("the circuit to the exit went silent twice"))) }
+                            // App bytes already followed an early answer: they cannot be sent again.
+                            guard !early else { return reply(.failed(.noSession("the circuit to the exit went silent before it answered"))) }
                             logger.info("the session went silent before the exit answered; retrying on a new session", metadata: ["exit": "\(exit.label)"])
-                            return dial(context, address: address, port: port, optimistic: optimistic, retried: true, reply: reply)
+                            return dial(context, address: address, port: port, optimistic: optimistic, retried: true,
+                                        reportsAfterEarlyAnswer: reportsAfterEarlyAnswer, reply: reply)
                         }
                         if status == .unreachable, p.sessionLostBeforeAck {
                             let why = "the exit closed the session without answering: it refused this account (a pass may be required, or the pass was refused)"

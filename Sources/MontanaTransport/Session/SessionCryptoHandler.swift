@@ -31,6 +31,14 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     /// this session and the copy is dropped, so the memory stays bounded either way.
     public static let retentionLimit = 4 * 1024 * 1024
     public static let retentionHardLimit = 8 * 1024 * 1024
+    /// On a long, fast path 4 MiB per round trip caps a session (80 MB/s at 50 ms): a session that
+    /// reaches its limit while its peer is still acknowledging grows it by `retentionStep` up to
+    /// `maxRetention` (32 MiB), drawing from `retentionBudget` (process-wide, 256 MiB), and gives
+    /// the growth back once everything it sent is acknowledged. The hard limit moves with it
+    /// (limit + 4 MiB).
+    public static let maxRetention = 32 * 1024 * 1024
+    public static let retentionStep = 4 * 1024 * 1024
+    public static let retentionBudget = SharedBudget(capacity: 256 * 1024 * 1024)
     /// DATA written while the copy is at `retentionLimit` waits here, unsealed, until ACKs make
     /// room: writers already see the session unwritable, so what arrives is the burst of writers
     /// that read before they saw it (an exit reading 256 egress sockets in one turn: 256 × 64 KiB =
@@ -76,6 +84,8 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     public private(set) var retainedBytes = 0
     private var peerAcked: UInt64 = 0
     private var retentionFull = false
+    /// This session's retention limit: `retentionLimit` plus growth held from `retentionBudget`.
+    public private(set) var retentionCap = SessionCryptoHandler.retentionLimit
     /// Writes waiting for the kept copy to drop under `retentionLimit` (not sealed, not counted).
     private var held = CircularBuffer<(ByteBuffer, EventLoopPromise<Void>?)>()
     public private(set) var heldBytes = 0
@@ -136,6 +146,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         ackTimer?.cancel()
         handshakeTimer?.cancel()
         ackCheck?.cancel()
+        releaseRetentionGrowth()
         self.context = nil
     }
 
@@ -380,7 +391,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let buffer = unwrapOutboundIn(data)
-        if resumable, buffer.readableBytes > 0, retainedBytes >= Self.retentionLimit || !held.isEmpty {
+        if resumable, buffer.readableBytes > 0, retainedBytes >= retentionCap || !held.isEmpty {
             switch state {
             case .established, .detached:
                 hold(context, buffer, promise: promise)
@@ -485,7 +496,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     /// no longer resumes); a detached session keeps them for the next carrier.
     private func releaseHeld(_ context: ChannelHandlerContext) {
         guard case .established = state, !held.isEmpty else { return }
-        while let (buffer, promise) = held.first, !resumable || retainedBytes < Self.retentionLimit {
+        while let (buffer, promise) = held.first, !resumable || retainedBytes < retentionCap {
             held.removeFirst()
             heldBytes -= buffer.readableBytes
             writeData(context, buffer, promise: promise)
@@ -495,10 +506,27 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         if !held.isEmpty, resumable, !retentionFull {
             retentionFull = true
             session?.setRetentionFull(true)
-        } else if held.isEmpty, retentionFull, retainedBytes < Self.retentionLimit / 2 {
+        } else if held.isEmpty, retentionFull, retainedBytes < retentionCap / 2 {
             retentionFull = false
             session?.setRetentionFull(false)
         }
+    }
+
+    /// Grows the limit by one step when the budget allows; false at `maxRetention` or without room.
+    private func growRetention() -> Bool {
+        // Only while the peer acknowledges (the last ACK under a second ago): a peer that stopped
+        // must not make the session keep more.
+        guard retentionCap < Self.maxRetention, peerAcked > 0, let since = ackWaitSince,
+              uptime() &- since < UInt64(Self.minAckDeadline.nanoseconds),
+              Self.retentionBudget.reserve(UInt64(Self.retentionStep)) else { return false }
+        retentionCap += Self.retentionStep
+        return true
+    }
+
+    private func releaseRetentionGrowth() {
+        guard retentionCap > Self.retentionLimit else { return }
+        Self.retentionBudget.release(UInt64(retentionCap - Self.retentionLimit))
+        retentionCap = Self.retentionLimit
     }
 
     private func failHeld() {
@@ -513,14 +541,14 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
         if retained.isEmpty { ackWaitSince = uptime() }
         retained.append(buffer)
         retainedBytes += buffer.readableBytes
-        if retainedBytes > Self.retentionHardLimit {
+        if retainedBytes > retentionCap + Self.retentionHardLimit - Self.retentionLimit {
             // The peer does not acknowledge: resumption is given up, memory is not.
             resumable = false
             dropRetention()
             session?.forget()
             return
         }
-        if !retentionFull, retainedBytes >= Self.retentionLimit {
+        if !retentionFull, retainedBytes >= retentionCap, !growRetention() {
             retentionFull = true
             session?.setRetentionFull(true)
         }
@@ -550,7 +578,9 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
             smoothedAck = smoothedAck == 0 ? sample : (smoothedAck * 7 + sample) / 8
         }
         ackWaitSince = retained.isEmpty ? nil : now
-        if retentionFull, held.isEmpty, retainedBytes < Self.retentionLimit / 2 {
+        // Everything acknowledged: the path keeps up, the growth goes back to the budget.
+        if retained.isEmpty, held.isEmpty { releaseRetentionGrowth() }
+        if retentionFull, held.isEmpty, retainedBytes < retentionCap / 2 {
             retentionFull = false
             session?.setRetentionFull(false)
         }
@@ -559,6 +589,7 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     private func dropRetention() {
         retained.removeAll()
         retainedBytes = 0
+        releaseRetentionGrowth()
         ackWaitSince = nil
         if retentionFull {
             retentionFull = false

@@ -193,28 +193,40 @@ public final class KernelSplicer: @unchecked Sendable {
         func pump() -> (moved: Int, changed: Bool, failed: Bool) {
             var moved = 0
             var changed = false
+            // A short splice means the source (or the destination) had no more for now: asking
+            // again would only return EAGAIN, so the next epoll wakeup does it.
+            var sourceDrained = false
+            var destinationFull = false
             while true {
                 var progress = false
-                if !sourceEnded, inPipe < capacity {
-                    let n = montana_splice(source, pipeWrite, capacity - inPipe)
+                if !sourceEnded, !sourceDrained, inPipe < capacity {
+                    let want = capacity - inPipe
+                    let n = montana_splice(source, pipeWrite, want)
                     if n > 0 {
                         inPipe += n
                         moved += n
                         progress = true
+                        if n < want { sourceDrained = true }
                     } else if n == 0 {
                         sourceEnded = true
                         progress = true
                     } else if errno != EAGAIN && errno != EINTR {
                         return (moved, true, true)
+                    } else {
+                        sourceDrained = true
                     }
                 }
-                if inPipe > 0 {
-                    let n = montana_splice(pipeRead, destination, inPipe)
+                if inPipe > 0, !destinationFull {
+                    let want = inPipe
+                    let n = montana_splice(pipeRead, destination, want)
                     if n > 0 {
                         inPipe -= min(n, inPipe)
                         progress = true
+                        if n < want { destinationFull = true }
                     } else if n < 0, errno != EAGAIN && errno != EINTR {
                         return (moved, true, true)
+                    } else if n < 0 {
+                        destinationFull = true
                     }
                 }
                 if sourceEnded, inPipe == 0, !shutDown {
