@@ -11,28 +11,12 @@ import Glibc
 /// restarts a killed obfs4proxy and the client works again, a missing binary is a clear start
 /// error, and a client ladder T3 → T0 falls back when the T3 port is closed, recording it.
 /// Every process is stopped by PID, also on failure.
-final class Obfs4CarrierTests: XCTestCase {
-    static let fetchTimeout: TimeInterval = 30
-
-    private var cleanups: [() -> Void] = []
-    override func tearDown() {
-        for c in cleanups.reversed() { c() }
-        cleanups = []
-        super.tearDown()
-    }
+final class Obfs4CarrierTests: CarrierTestCase {
 
     private func requireObfs4proxy() throws {
         let found = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":")
             .contains { FileManager.default.isExecutableFile(atPath: "\($0)/obfs4proxy") }
         guard found else { throw XCTSkip("obfs4proxy is not installed (apt-get install obfs4proxy; .ci/run installs it)") }
-    }
-
-    private func status(_ port: Int) throws -> [String: Any] {
-        let result = try Curl.get("http://127.0.0.1:\(port)/status")
-        guard result.succeeded, let doc = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any] else {
-            throw E2EError("no /status on \(port): \(result)")
-        }
-        return doc
     }
 
     private func t3Status(_ node: LoneExitNode) throws -> [String: Any] {
@@ -82,30 +66,6 @@ final class Obfs4CarrierTests: XCTestCase {
         return (client, socks, admin)
     }
 
-    private func fileServer() throws -> (FileServer, [UInt8], String) {
-        let dir = try Paths.makeTemporaryDirectory("montana-e2e-t3-site-")
-        cleanups.append { Paths.removeTemporaryDirectory(dir) }
-        let digest = try TestFiles.writeRandom("blob.bin", size: 2 * 1_048_576, in: dir)
-        let server = try FileServer(serving: dir, logDirectory: dir)
-        cleanups.append { server.stop() }
-        return (server, digest, dir)
-    }
-
-    private func download(socks: Int, url: String, to path: String) throws -> CurlResult {
-        try? FileManager.default.removeItem(atPath: path)
-        return try Curl.run(Curl.socks(socks) + ["--fail", "-o", path, url], timeout: Self.fetchTimeout)
-    }
-
-    /// The client's `/status` circuits once its once-a-second snapshot shows one (at most 10 s).
-    private func circuitsWhenShown(_ admin: Int) throws -> [[String: Any]] {
-        var circuits: [[String: Any]] = []
-        _ = try poll(timeout: 10, interval: 0.2) {
-            circuits = try status(admin)["circuits"] as? [[String: Any]] ?? []
-            return !circuits.isEmpty
-        }
-        return circuits
-    }
-
     /// The obfs4proxy the node started: its child whose command is obfs4proxy.
     private func obfs4proxyChild(of parent: Int32) -> Int32? {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
@@ -132,7 +92,7 @@ final class Obfs4CarrierTests: XCTestCase {
         let params = try XCTUnwrap(t3["params"] as? String, "the node shows the endpoint it publishes: \(t3)")
         XCTAssertTrue(params.hasPrefix("cert=") && params.contains("&iat-mode=0"), params)
 
-        let (server, digest, dir) = try fileServer()
+        let (server, digest, dir) = try fileServer(prefix: "montana-e2e-t3-site-")
         // The harness probed the T0 port while waiting for the node: count from here.
         let t0Before = try t0Connections(node)
         let (client, socks, admin) = try startClient("t3-client", node: node, carriers: ["t3"], t3: (t3Port, params))
@@ -171,7 +131,7 @@ final class Obfs4CarrierTests: XCTestCase {
         try requireObfs4proxy()
         let node = try LoneExitNode.start(name: "t3-fallback")
         cleanups.append { node.stop() }
-        let (server, digest, dir) = try fileServer()
+        let (server, digest, dir) = try fileServer(prefix: "montana-e2e-t3-site-")
         // A T3 endpoint nobody listens on, with a well-formed cert: obfs4proxy's CONNECT is refused.
         let closed = try Net.freePort()
         let cert = String(repeating: "A", count: 70)

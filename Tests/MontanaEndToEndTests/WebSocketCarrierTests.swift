@@ -11,25 +11,9 @@ import Glibc
 /// nginx's TLS port; nginx's other paths and the node's own listener show ordinary pages, never
 /// a carrier; and a node terminating TLS itself serves a T2 client directly. Every process is
 /// stopped by PID, also on failure.
-final class WebSocketCarrierTests: XCTestCase {
-    static let fetchTimeout: TimeInterval = 30
+final class WebSocketCarrierTests: CarrierTestCase {
     static let nginx = "/usr/sbin/nginx"
     static let openssl = "/usr/bin/openssl"
-
-    private var cleanups: [() -> Void] = []
-    override func tearDown() {
-        for c in cleanups.reversed() { c() }
-        cleanups = []
-        super.tearDown()
-    }
-
-    private func status(_ port: Int) throws -> [String: Any] {
-        let result = try Curl.get("http://127.0.0.1:\(port)/status")
-        guard result.succeeded, let doc = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any] else {
-            throw E2EError("no /status on \(port): \(result)")
-        }
-        return doc
-    }
 
     private func carrierStatus(_ node: LoneExitNode, _ profile: String) throws -> [String: Any] {
         let carriers = try status(node.city.admin.port)["carriers"] as? [String: Any]
@@ -115,29 +99,6 @@ final class WebSocketCarrierTests: XCTestCase {
         return (client, socks, admin)
     }
 
-    private func fileServer() throws -> (FileServer, [UInt8], String) {
-        let dir = try Paths.makeTemporaryDirectory("montana-e2e-t2-site-")
-        cleanups.append { Paths.removeTemporaryDirectory(dir) }
-        let digest = try TestFiles.writeRandom("blob.bin", size: 2 * 1_048_576, in: dir)
-        let server = try FileServer(serving: dir, logDirectory: dir)
-        cleanups.append { server.stop() }
-        return (server, digest, dir)
-    }
-
-    private func download(socks: Int, url: String, to path: String) throws -> CurlResult {
-        try? FileManager.default.removeItem(atPath: path)
-        return try Curl.run(Curl.socks(socks) + ["--fail", "-o", path, url], timeout: Self.fetchTimeout)
-    }
-
-    private func circuitsWhenShown(_ admin: Int) throws -> [[String: Any]] {
-        var circuits: [[String: Any]] = []
-        _ = try poll(timeout: 10, interval: 0.2) {
-            circuits = try status(admin)["circuits"] as? [[String: Any]] ?? []
-            return !circuits.isEmpty
-        }
-        return circuits
-    }
-
     private static let secretPath = "/ws-" + "Zk3q9XvL2mN8pR4tY7wB"
 
     func test_aT2OnlyClientDownloadsThroughNginxAndOtherRequestsSeeOrdinaryPages() throws {
@@ -173,7 +134,7 @@ final class WebSocketCarrierTests: XCTestCase {
         XCTAssertFalse(root.stdoutText.lowercased().contains("montana") || root.stdoutText.lowercased().contains("nio"), "\(root)")
         XCTAssertEqual(try carrierStatus(node, "t2")["connections"] as? Int, 0, "none of that became a carrier")
 
-        let (server, digest, dir) = try fileServer()
+        let (server, digest, dir) = try fileServer(prefix: "montana-e2e-t2-site-")
         let t0Before = try carrierStatus(node, "t0")["connections"] as? Int ?? -1
         let params = "host=localhost&path=\(Self.secretPath)&sni=localhost"
         let (client, socks, admin) = try startClient("t2-client", node: node, t2: (cdnPort, params), ca: ca)
@@ -215,7 +176,7 @@ final class WebSocketCarrierTests: XCTestCase {
         let page = try Curl.run(["--cacert", ca, "https://localhost:\(wsPort)/", "--resolve", "localhost:\(wsPort):127.0.0.1"])
         XCTAssertTrue(page.succeeded && page.stdoutText.contains("It works"), "the node's own TLS, verified: \(page)")
 
-        let (server, digest, dir) = try fileServer()
+        let (server, digest, dir) = try fileServer(prefix: "montana-e2e-t2-site-")
         let (client, socks, admin) = try startClient("t2-direct-client", node: node, t2: (wsPort, "host=localhost&path=\(Self.secretPath)&sni=localhost"), ca: ca)
         let out = (dir as NSString).appendingPathComponent("got.bin")
         let result = try download(socks: socks, url: "\(server.baseURL)/blob.bin", to: out)

@@ -101,6 +101,15 @@ final class KernelSpliceTests: XCTestCase {
         return done.futureResult.always { _ in client.close(promise: nil) }
     }
 
+    /// The kernel relay, or a loud skip where splice(2)/epoll do not exist (not Linux).
+    private func makeSplicer(maxPairs: Int = KernelSplicer.maxPairs) throws -> KernelSplicer {
+        guard let splicer = KernelSplicer.make(maxPairs: maxPairs) else {
+            print("KernelSpliceTests: SKIPPED LOUDLY — splice(2)/epoll not available on this system")
+            throw XCTSkip("kernel relay not available")
+        }
+        return splicer
+    }
+
     private func randomBytes(_ count: Int) -> [UInt8] {
         var g = SystemRandomNumberGenerator()
         return (0..<count / 8).flatMap { _ in withUnsafeBytes(of: g.next()) { Array($0) } }
@@ -112,10 +121,7 @@ final class KernelSpliceTests: XCTestCase {
     }
 
     func testBulkCircuitMovesToTheKernelAndLosesNothing() throws {
-        guard let splicer = KernelSplicer.make() else {
-            print("KernelSpliceTests: SKIPPED LOUDLY — splice(2)/epoll not available on this system")
-            throw XCTSkip("kernel relay not available")
-        }
+        let splicer = try makeSplicer()
         defer { splicer.shutdown() }
         let counters = NIOLockedValueBox(Counters())
         let echo = try startEcho()
@@ -134,10 +140,7 @@ final class KernelSpliceTests: XCTestCase {
     }
 
     func testCircuitsPastTheBoundStayInUserspace() throws {
-        guard let splicer = KernelSplicer.make(maxPairs: 1) else {
-            print("KernelSpliceTests: SKIPPED LOUDLY — splice(2)/epoll not available on this system")
-            throw XCTSkip("kernel relay not available")
-        }
+        let splicer = try makeSplicer(maxPairs: 1)
         defer { splicer.shutdown() }
         let counters = NIOLockedValueBox(Counters())
         let echo = try startEcho()
@@ -170,10 +173,7 @@ final class KernelSpliceTests: XCTestCase {
     }
 
     func testShutdownClosesKernelRelayedCircuits() throws {
-        guard let splicer = KernelSplicer.make() else {
-            print("KernelSpliceTests: SKIPPED LOUDLY — splice(2)/epoll not available on this system")
-            throw XCTSkip("kernel relay not available")
-        }
+        let splicer = try makeSplicer()
         let counters = NIOLockedValueBox(Counters())
         let echo = try startEcho()
         let relay = try startRelay(to: echo.localAddress!.port!, splicer: splicer, threshold: 64 * 1024, counters: counters)

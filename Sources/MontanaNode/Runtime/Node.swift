@@ -204,12 +204,7 @@ public final class Node: Sendable {
             configuration.publishedCarriers.set(endpoint)
         }
         let t0Accepted = self.t0Accepted
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        let server = try await ServerBootstrap.carrierListener(group: group)
             .childChannelInitializer { channel in
                 // Admission (circuit caps, preface and handshake budgets per source prefix) is the
                 // accept handler's: over a cap a connection is discarded silently, never closed here.

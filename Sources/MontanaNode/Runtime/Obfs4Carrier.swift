@@ -52,12 +52,7 @@ final class Obfs4Carrier: Sendable {
         let cookiePath = (settings.stateDirectory as NSString).appendingPathComponent(Self.cookieFile)
         let cookie = try ExtORPortAuth.writeCookie(path: cookiePath)
         let counts = self.counts, accepted = self.accepted, logger = self.logger
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        let server = try await ServerBootstrap.carrierListener(group: group)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ExtendedORPortHandler(cookie: cookie, onRefused: { why in

@@ -69,12 +69,7 @@ final class WebSocketListener: Sendable {
                accept: @escaping @Sendable (SocketAddress?, Bool) -> PrefaceAcceptHandler) async throws -> Endpoint {
         let tls = try Self.tlsContext(settings)
         let settings = self.settings, counts = self.counts, accepted = self.accepted
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        let server = try await ServerBootstrap.carrierListener(group: group)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try WebSocketCarrierServer.configure(channel, path: settings.path, tls: tls, onRefused: {
