@@ -83,9 +83,18 @@ final class KernelSpliceTests: XCTestCase {
             .bind(host: "127.0.0.1", port: 0).wait()
     }
 
+    /// A promise that fails after 30 s, so a relay that loses the end of a stream fails the test
+    /// instead of hanging it.
+    private func boundedPromise() -> EventLoopPromise<ByteBuffer> {
+        let loop = group.next()
+        let done = loop.makePromise(of: ByteBuffer.self)
+        loop.scheduleTask(in: .seconds(30)) { done.fail(ChannelError.connectTimeout(.seconds(30))) }
+        return done
+    }
+
     /// Sends `payload` through the relay, half-closes, and returns what came back before EOF.
     private func roundTrip(_ payload: [UInt8], port: Int) throws -> EventLoopFuture<ByteBuffer> {
-        let done = group.next().makePromise(of: ByteBuffer.self)
+        let done = boundedPromise()
         let client = try ClientBootstrap(group: group)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { $0.pipeline.addHandler(Collect(done: done)) }
@@ -163,7 +172,7 @@ final class KernelSpliceTests: XCTestCase {
 
     /// A client that sent 1 MiB (past the threshold) and keeps its connection open.
     private func openIdle(port: Int) throws -> (Channel, EventLoopFuture<ByteBuffer>) {
-        let done = group.next().makePromise(of: ByteBuffer.self)
+        let done = boundedPromise()
         let client = try ClientBootstrap(group: group)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { $0.pipeline.addHandler(Collect(done: done)) }
