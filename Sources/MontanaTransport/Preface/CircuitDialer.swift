@@ -24,38 +24,27 @@ public enum CircuitDialer {
         }
         let answered = loop.makePromise(of: Preface.Message.self)
         let kind = message.kind
-        if let carrier {
-            return carrier.connector.connect(on: loop, endpoint: carrier.endpoint, connectTimeout: connectTimeout ?? timeout,
-                                             localAddress: localAddress) { channel in
-                try channel.pipeline.syncOperations.addHandler(
-                    PrefaceAnswerHandler(keys: sealed.keys, kind: kind, preface: sealed.bytes, promise: answered, timeout: timeout))
-                try upper?(channel)
-            }
-            .flatMapErrorThrowing { error in
-                answered.fail(error)
-                throw error
-            }
-            .flatMap { channel in
-                answered.futureResult.map { (channel, $0) }.flatMapErrorThrowing { error in
-                    channel.close(promise: nil)
-                    throw error
-                }
-            }
+        // The same pipeline on every carrier: the preface answer first, then the caller's handlers.
+        let install: @Sendable (any Channel) throws -> Void = { channel in
+            try channel.pipeline.syncOperations.addHandler(
+                PrefaceAnswerHandler(keys: sealed.keys, kind: kind, preface: sealed.bytes, promise: answered, timeout: timeout))
+            try upper?(channel)
         }
-        var bootstrap = ClientBootstrap(group: loop)
-        if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
-        return bootstrap
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(connectTimeout ?? timeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        PrefaceAnswerHandler(keys: sealed.keys, kind: kind, preface: sealed.bytes, promise: answered, timeout: timeout))
-                    try upper?(channel)
-                }
-            }
-            .connect(host: host, port: port)
+        let connected: EventLoopFuture<any Channel>
+        if let carrier {
+            connected = carrier.connector.connect(on: loop, endpoint: carrier.endpoint, connectTimeout: connectTimeout ?? timeout,
+                                                  localAddress: localAddress, initializer: install)
+        } else {
+            var bootstrap = ClientBootstrap(group: loop)
+            if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
+            connected = bootstrap
+                .channelOption(.allowRemoteHalfClosure, value: true)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(connectTimeout ?? timeout)
+                .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try install(channel) } }
+                .connect(host: host, port: port)
+        }
+        return connected
             .flatMapErrorThrowing { error in
                 answered.fail(error)
                 throw error
