@@ -12,39 +12,15 @@ import Glibc
 /// a carrier; and a node terminating TLS itself serves a T2 client directly. Every process is
 /// stopped by PID, also on failure.
 final class WebSocketCarrierTests: CarrierTestCase {
-    static let nginx = "/usr/sbin/nginx"
-    static let openssl = "/usr/bin/openssl"
-
     private func carrierStatus(_ node: LoneExitNode, _ profile: String) throws -> [String: Any] {
         let carriers = try status(node.city.admin.port)["carriers"] as? [String: Any]
         return carriers?[profile] as? [String: Any] ?? [:]
     }
 
-    /// A test CA and a leaf for "localhost" signed by it (EC P-256, two days), made with openssl.
-    private func certificates(in dir: String) throws -> (ca: String, cert: String, key: String) {
-        guard FileManager.default.isExecutableFile(atPath: Self.openssl) else { throw XCTSkip("openssl is not installed") }
-        func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
-        try "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-            .write(toFile: path("leaf.ext"), atomically: true, encoding: .utf8)
-        let steps: [[String]] = [
-            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path("ca.key"),
-             "-out", path("ca.crt"), "-days", "2", "-subj", "/CN=Montana Test CA"],
-            ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path("leaf.key"),
-             "-out", path("leaf.csr"), "-subj", "/CN=localhost"],
-            ["x509", "-req", "-in", path("leaf.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"), "-CAcreateserial",
-             "-out", path("leaf.crt"), "-days", "2", "-extfile", path("leaf.ext")],
-        ]
-        for (i, args) in steps.enumerated() {
-            let p = try ChildProcess(name: "openssl-\(i)", executable: Self.openssl, arguments: args, logDirectory: dir)
-            guard p.waitForExit(timeout: 30) == 0 else { p.stop(); throw E2EError("openssl \(args.joined(separator: " ")): \(p.outputTail())") }
-        }
-        return (path("ca.crt"), path("leaf.crt"), path("leaf.key"))
-    }
-
     /// nginx from scripts/nginx/t2-cdn.conf.template on 127.0.0.1:`port`, proxying `path` to the
     /// node's WebSocket listener; an index.html for the other paths. Returns the prefix.
     private func startNginx(port: Int, path: String, node: Int, cert: String, key: String, dir: String) throws -> (ChildProcess, String) {
-        guard FileManager.default.isExecutableFile(atPath: Self.nginx) else { throw XCTSkip("nginx is not installed (apt-get install nginx-light)") }
+        try requireNginx()
         let prefix = (dir as NSString).appendingPathComponent("nginx")
         try FileManager.default.createDirectory(atPath: prefix + "/html", withIntermediateDirectories: true)
         try "<!DOCTYPE html>\n<html><body><h1>A plain site</h1></body></html>\n".write(toFile: prefix + "/html/index.html", atomically: true, encoding: .utf8)
@@ -53,14 +29,7 @@ final class WebSocketCarrierTests: CarrierTestCase {
             .replacingOccurrences(of: "@LISTEN@", with: "127.0.0.1:\(port)")
             .replacingOccurrences(of: "@CERT@", with: cert).replacingOccurrences(of: "@KEY@", with: key)
             .replacingOccurrences(of: "@WS_PATH@", with: path).replacingOccurrences(of: "@NODE@", with: "127.0.0.1:\(node)")
-        try conf.write(toFile: prefix + "/nginx.conf", atomically: true, encoding: .utf8)
-        let nginx = try ChildProcess(name: "nginx", executable: Self.nginx, arguments: ["-p", prefix, "-c", prefix + "/nginx.conf", "-e", prefix + "/error.log"],
-                                     logDirectory: dir)
-        cleanups.append { nginx.stop(grace: 3) }
-        guard Net.waitForListener(port, timeout: 15, alive: { nginx.isRunning }) else {
-            throw E2EError("nginx did not listen on \(port): \(nginx.outputTail()) \((try? String(contentsOfFile: prefix + "/error.log", encoding: .utf8)) ?? "")")
-        }
-        return (nginx, prefix)
+        return (try startNginx(conf: conf, prefix: prefix, port: port, dir: dir), prefix)
     }
 
     private func startClient(_ name: String, node: LoneExitNode, t2: (port: Int, params: String), ca: String?)

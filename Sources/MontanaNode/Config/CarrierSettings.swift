@@ -1,4 +1,5 @@
 import Foundation
+import MontanaCrypto
 import MontanaWire
 import MontanaTransport
 import NIOConcurrencyHelpers
@@ -27,7 +28,7 @@ public struct Obfs4Settings: Sendable, Equatable {
     /// nil when the section is absent or `enabled = false`.
     static func parse(_ carriers: ConfigSection?, statePath: String, transit: HostPort) throws(ConfigurationError) -> Obfs4Settings? {
         guard let carriers else { return nil }
-        try carriers.allowOnly(["obfs4", "ws"])
+        try carriers.allowOnly(["obfs4", "ws", "tls"])
         guard let s = try carriers.section("obfs4") else { return nil }
         try s.allowOnly(keys)
         let enabled = try s.bool("enabled") ?? true
@@ -128,5 +129,64 @@ public struct WebSocketSettings: Sendable, Equatable {
         }
         return WebSocketSettings(listen: listen, path: path, tlsCert: cert, tlsKey: key, publicHost: names[0].1, publicPort: port,
                                  hostHeader: names[1].1, sni: names[2].1, trustedProxies: proxies, configKey: "\(s.file): [\(s.path)]")
+    }
+}
+
+/// `[carriers.tls]`: T1, TLS 1.3 mimicry relayed through a real cover site (PROTOCOL.md 2.2).
+///
+/// ```toml
+/// [carriers.tls]
+/// enabled = true
+/// listen = "0.0.0.0:443"            # what visitors, probers and Montana clients connect to
+/// cover = "127.0.0.1:8443"          # the real TLS 1.3 site every connection is relayed to (own site: nginx on loopback)
+/// sni = ["www.example.org"]         # the cover names a token may carry; the first is published
+/// key = "t1.key"                    # this front's T1 X25519 key (`montana keygen t1`), 0600
+/// short_ids = ["5e1f00aa"]          # hex, ≤ 8 bytes each; the first is published (default: from the node id)
+/// public_port = 443                 # the port clients dial (default: the listen port)
+/// ```
+public struct TLSCarrierSettings: Sendable, Equatable {
+    public var listen: HostPort
+    public var cover: HostPort
+    public var serverNames: [String]
+    public var keyPath: String
+    public var shortIDs: [[UInt8]]
+    public var publicPort: Int?
+    public var configKey: String
+
+    static let keys = ["enabled", "listen", "cover", "sni", "key", "short_ids", "public_port"]
+
+    static func parse(_ carriers: ConfigSection?, transit: HostPort) throws(ConfigurationError) -> TLSCarrierSettings? {
+        guard let carriers else { return nil }
+        guard let s = try carriers.section("tls") else { return nil }
+        try s.allowOnly(keys)
+        guard try s.bool("enabled") ?? true else { return nil }
+        guard let listen = try s.hostPort("listen") else { throw .missingKey(file: s.file, key: s.key("listen")) }
+        if listen.port == transit.port && (listen.host == transit.host || listen.isWildcard || transit.isWildcard) {
+            throw s.invalid("listen", "\(listen) is the T0 transit port; T1 needs a port of its own")
+        }
+        guard let cover = try s.hostPort("cover") else {
+            throw s.invalid("cover", "is missing: the host:port of the real TLS 1.3 site every non-Montana connection reaches (e.g. your own nginx on 127.0.0.1:8443)")
+        }
+        guard let names = try s.strings("sni"), !names.isEmpty else {
+            throw s.invalid("sni", "is missing: list the cover site's names, e.g. [\"www.example.org\"]")
+        }
+        guard names.count <= 16 else { throw s.invalid("sni", "has \(names.count) names; at most 16") }
+        for n in names where n.isEmpty || n.utf8.count > 253 || !n.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != 0x26 && $0 != 0x3d }) {
+            throw s.invalid("sni", "\"\(n.prefix(40))\" is not a host name")
+        }
+        guard let key = try s.path("key") else {
+            throw s.invalid("key", "is missing: create this front's T1 key with `montana keygen t1 --out DIR` and name DIR/t1.key here")
+        }
+        var ids: [[UInt8]] = []
+        for text in try s.strings("short_ids") ?? [] {
+            guard let b = Hex.decode(text), !b.isEmpty, b.count <= T1Token.maxShortIDLength else {
+                throw s.invalid("short_ids", "\"\(text.prefix(40))\" must be hex of 1 to 8 bytes")
+            }
+            ids.append(b)
+        }
+        guard ids.count <= 16 else { throw s.invalid("short_ids", "has \(ids.count) entries; at most 16") }
+        let port = try s.int("public_port", in: 1...65535)
+        return TLSCarrierSettings(listen: listen, cover: cover, serverNames: names, keyPath: key, shortIDs: ids, publicPort: port,
+                                  configKey: "\(s.file): [\(s.path)]")
     }
 }

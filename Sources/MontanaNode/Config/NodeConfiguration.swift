@@ -42,6 +42,8 @@ public struct NodeConfiguration: Sendable {
     public var obfs4: Obfs4Settings?
     /// `[carriers.ws]` (T2); nil when absent or disabled.
     public var webSocket: WebSocketSettings?
+    /// `[carriers.tls]` (T1); nil when absent or disabled.
+    public var tls: TLSCarrierSettings?
     /// Carrier endpoints known only at run time (T3's cert), published in the record.
     public var publishedCarriers = PublishedCarriers()
 
@@ -116,6 +118,7 @@ public struct NodeConfiguration: Sendable {
         configuration.admission = admission
         configuration.obfs4 = try Obfs4Settings.parse(root.section("carriers"), statePath: statePath, transit: listen.transit)
         configuration.webSocket = try WebSocketSettings.parse(root.section("carriers"), transit: listen.transit)
+        configuration.tls = try TLSCarrierSettings.parse(root.section("carriers"), transit: listen.transit)
         return configuration
     }
 

@@ -87,8 +87,12 @@ public final class ClientRuntime: @unchecked Sendable {
                 throw ClientRuntimeError.configuration("\(configuration.file): [client] t2_ca_file: cannot load the TLS roots: \(error)")
             }
         }
-        let staticMembers = members(configuration.members)
         let alliance = subscription?.alliance
+        if configuration.carriers.contains(.t1) {
+            // The alliance id is T1's PSK (PROTOCOL.md 2.2): tokens bind to this alliance.
+            options.connectors[.t1] = T1Connector(psk: alliance?.uuidBytes ?? configuration.alliance ?? [])
+        }
+        let staticMembers = members(configuration.members)
         let proxy = LocalProxyServer(account: account, members: staticMembers, defaultSelection: configuration.defaultExit,
                                      alliance: alliance?.uuidBytes ?? configuration.alliance, auth: configuration.credentials,
                                      options: options, logger: logger)

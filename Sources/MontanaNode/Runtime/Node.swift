@@ -37,6 +37,8 @@ public final class Node: Sendable {
     let obfs4: Obfs4Carrier?
     /// T2 (`[carriers.ws]`): the WebSocket listener; nil when off.
     let webSocket: WebSocketListener?
+    /// T1 (`[carriers.tls]`): the relay to the cover site; nil when off.
+    let t1: T1Listener?
     /// Carriers accepted on the T0 transit listener (status: `carriers.t0.connections`).
     let t0Accepted = NIOLockedValueBox(0)
     private let state = RunningNodeState()
@@ -48,6 +50,7 @@ public final class Node: Sendable {
         self.logger = logger
         obfs4 = configuration.obfs4.map { Obfs4Carrier(settings: $0, logger: logger) }
         webSocket = configuration.webSocket.map { WebSocketListener(settings: $0, logger: logger) }
+        t1 = configuration.tls.map { T1Listener(settings: $0, logger: logger) }
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         observer = NodeObserver(metrics: metrics)
         splicer = configuration.limits.kernelSplice ? KernelSplicer.make() : nil
@@ -203,6 +206,17 @@ public final class Node: Sendable {
             let endpoint = try await webSocket.start(group: group, defaultHost: host) { remote, viaProxy in makeAccept(remote, viaProxy, false) }
             configuration.publishedCarriers.set(endpoint)
         }
+        if let t1 {
+            let listen = configuration.tls!.listen
+            let host = configuration.listen.publicHost ?? (listen.isWildcard ? "127.0.0.1" : listen.host)
+            // T1's bytes are inside T1 frames: the circuit itself is never spliced in the kernel
+            // (connections that stay with the cover are).
+            let endpoint = try await t1.start(group: group, defaultHost: host, psk: configuration.alliance ?? [],
+                                              defaultShortID: Array(configuration.nodeID.bytes.prefix(8)), splicer: splicer) {
+                makeAccept(nil, false, false)
+            }
+            configuration.publishedCarriers.set(endpoint)
+        }
         let t0Accepted = self.t0Accepted
         let server = try await ServerBootstrap.carrierListener(group: group)
             .childChannelInitializer { channel in
@@ -264,6 +278,7 @@ public final class Node: Sendable {
         var carriers: [String: any Sendable] = ["t0": ["connections": t0Accepted.withLockedValue { $0 }] as [String: any Sendable]]
         if let obfs4 { carriers["t3"] = obfs4.status() }
         if let webSocket { carriers["t2"] = webSocket.status() }
+        if let t1 { carriers["t1"] = t1.status() }
         status["carriers"] = carriers
         if let resumable {
             let c = resumable.counts
@@ -312,6 +327,7 @@ public final class Node: Sendable {
         directory?.stop()
         await obfs4?.stop()
         await webSocket?.stop()
+        await t1?.stop()
         if let server = state.server { try? await server.close() }
         if let admin = state.admin { try? await admin.stop() }
         state.flusher?.cancel()

@@ -47,4 +47,47 @@ class CarrierTestCase: XCTestCase {
         }
         return circuits
     }
+
+    static let nginx = "/usr/sbin/nginx"
+    static let openssl = "/usr/bin/openssl"
+
+    /// A test CA and a leaf for `name` signed by it (EC P-256, two days), made with openssl.
+    func certificates(in dir: String, name: String = "localhost") throws -> (ca: String, cert: String, key: String) {
+        guard FileManager.default.isExecutableFile(atPath: Self.openssl) else { throw XCTSkip("openssl is not installed") }
+        func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
+        try "subjectAltName=DNS:\(name)\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            .write(toFile: path("leaf.ext"), atomically: true, encoding: .utf8)
+        let steps: [[String]] = [
+            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path("ca.key"),
+             "-out", path("ca.crt"), "-days", "2", "-subj", "/CN=Montana Test CA"],
+            ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path("leaf.key"),
+             "-out", path("leaf.csr"), "-subj", "/CN=\(name)"],
+            ["x509", "-req", "-in", path("leaf.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"), "-CAcreateserial",
+             "-out", path("leaf.crt"), "-days", "2", "-extfile", path("leaf.ext")],
+        ]
+        for (i, args) in steps.enumerated() {
+            let p = try ChildProcess(name: "openssl-\(i)", executable: Self.openssl, arguments: args, logDirectory: dir)
+            guard p.waitForExit(timeout: 30) == 0 else { p.stop(); throw E2EError("openssl \(args.joined(separator: " ")): \(p.outputTail())") }
+        }
+        return (path("ca.crt"), path("leaf.crt"), path("leaf.key"))
+    }
+
+    func requireNginx() throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.nginx) else {
+            throw XCTSkip("!!! nginx is not installed (apt-get install nginx-light): this carrier test cannot run")
+        }
+    }
+
+    /// nginx with `conf` (written to `prefix`/nginx.conf) until it listens on `port`; stopped by PID at tear-down.
+    func startNginx(conf: String, prefix: String, port: Int, dir: String) throws -> ChildProcess {
+        try requireNginx()
+        try conf.write(toFile: prefix + "/nginx.conf", atomically: true, encoding: .utf8)
+        let nginx = try ChildProcess(name: "nginx", executable: Self.nginx, arguments: ["-p", prefix, "-c", prefix + "/nginx.conf", "-e", prefix + "/error.log"],
+                                     logDirectory: dir)
+        cleanups.append { nginx.stop(grace: 3) }
+        guard Net.waitForListener(port, timeout: 15, alive: { nginx.isRunning }) else {
+            throw E2EError("nginx did not listen on \(port): \(nginx.outputTail()) \((try? String(contentsOfFile: prefix + "/error.log", encoding: .utf8)) ?? "")")
+        }
+        return nginx
+    }
 }
