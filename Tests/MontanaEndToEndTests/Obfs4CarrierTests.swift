@@ -19,51 +19,15 @@ final class Obfs4CarrierTests: CarrierTestCase {
         guard found else { throw XCTSkip("obfs4proxy is not installed (apt-get install obfs4proxy; .ci/run installs it)") }
     }
 
-    private func t3Status(_ node: LoneExitNode) throws -> [String: Any] {
-        let carriers = try status(node.city.admin.port)["carriers"] as? [String: Any]
-        return carriers?["t3"] as? [String: Any] ?? [:]
-    }
+    private func t3Status(_ node: LoneExitNode) throws -> [String: Any] { try carrierStatus(node, "t3") }
 
-    private func t0Connections(_ node: LoneExitNode) throws -> Int {
-        let carriers = try status(node.city.admin.port)["carriers"] as? [String: Any]
-        return (carriers?["t0"] as? [String: Any])?["connections"] as? Int ?? -1
-    }
+    private func t0Connections(_ node: LoneExitNode) throws -> Int { try carrierStatus(node, "t0")["connections"] as? Int ?? -1 }
 
-    /// A client.toml listing `node` (front + exit, its own front) with the given ladder and T3 carrier.
+    /// A client listing `node` with the given ladder and T3 carrier.
     private func startClient(_ name: String, node: LoneExitNode, carriers: [String], t3: (port: Int, params: String)?,
                              extra: String = "") throws -> (client: ChildProcess, socks: Int, admin: Int) {
-        let dir = try Paths.makeTemporaryDirectory("montana-e2e-t3-client-")
-        cleanups.append { Paths.removeTemporaryDirectory(dir) }
-        let account = try IdentityKey.generate()
-        try KeyFile(kind: .account, seed: account.seed).write(to: (dir as NSString).appendingPathComponent("account.key"))
-        let socks = try Net.freePort(), admin = try Net.freePort()
-        let carrierLine = t3.map { "carriers = [{ profile = \"t3\", endpoint = \"127.0.0.1:\($0.port)\", params = \"\($0.params)\" }]" } ?? ""
-        let config = """
-        [client]
-        account_key = "account.key"
-        socks = "127.0.0.1:\(socks)"
-        admin = "127.0.0.1:\(admin)"
-        exit_as_front = true
-        probe_interval_seconds = 0
-        carriers = [\(carriers.map { "\"\($0)\"" }.joined(separator: ", "))]
-        \(extra)
-
-        [[members]]
-        node_id = "\(node.city.nodeID)"
-        kem_pk = "\(node.city.kemPK)"
-        endpoint = "127.0.0.1:\(node.city.transit.port)"
-        country = "DE"
-        roles = ["front", "exit"]
-        \(carrierLine)
-
-        [log]
-        level = "info"
-        """
-        let path = (dir as NSString).appendingPathComponent("client.toml")
-        try config.write(toFile: path, atomically: true, encoding: .utf8)
-        let client = try ChildProcess(name: name, executable: try Paths.montana(), arguments: ["client", "--config", path], logDirectory: dir)
-        cleanups.append { client.stop(grace: 5) }
-        return (client, socks, admin)
+        let endpoints = t3.map { ["{ profile = \"t3\", endpoint = \"127.0.0.1:\($0.port)\", params = \"\($0.params)\" }"] } ?? []
+        return try startCarrierClient(name, node: node, carriers: carriers, endpoints: endpoints, extra: extra)
     }
 
     /// The obfs4proxy the node started: its child whose command is obfs4proxy.
@@ -143,10 +107,9 @@ final class Obfs4CarrierTests: CarrierTestCase {
         XCTAssertTrue(result.succeeded, "\(result)\n\(client.outputTail())")
         XCTAssertEqual(TestFiles.digest(out).sha256, digest)
         let circuits = try circuitsWhenShown(admin)
-        let doc = try status(admin)
         XCTAssertEqual(circuits.first?["carrier"] as? String, "t0", "\(circuits)")
-        let fronts = (doc["reachability"] as? [String: Any])?["fronts"] as? [[String: Any]] ?? []
-        let front = try XCTUnwrap(fronts.first, "\(doc)")
+        let fronts = try frontObservations(admin)
+        let front = try XCTUnwrap(fronts.first, "no reachability entry")
         XCTAssertEqual(front["state"] as? String, "reachable", "T3 failing is an observation, not the front's verdict: \(front)")
         XCTAssertEqual(front["working_profile"] as? String, "t0", "\(front)")
         let errors = front["profile_errors"] as? [String: String] ?? [:]

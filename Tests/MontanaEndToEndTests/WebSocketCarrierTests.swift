@@ -12,11 +12,6 @@ import Glibc
 /// a carrier; and a node terminating TLS itself serves a T2 client directly. Every process is
 /// stopped by PID, also on failure.
 final class WebSocketCarrierTests: CarrierTestCase {
-    private func carrierStatus(_ node: LoneExitNode, _ profile: String) throws -> [String: Any] {
-        let carriers = try status(node.city.admin.port)["carriers"] as? [String: Any]
-        return carriers?[profile] as? [String: Any] ?? [:]
-    }
-
     /// nginx from scripts/nginx/t2-cdn.conf.template on 127.0.0.1:`port`, proxying `path` to the
     /// node's WebSocket listener; an index.html for the other paths. Returns the prefix.
     private func startNginx(port: Int, path: String, node: Int, cert: String, key: String, dir: String) throws -> (ChildProcess, String) {
@@ -34,38 +29,11 @@ final class WebSocketCarrierTests: CarrierTestCase {
 
     private func startClient(_ name: String, node: LoneExitNode, t2: (port: Int, params: String), ca: String?)
         throws -> (client: ChildProcess, socks: Int, admin: Int) {
-        let dir = try Paths.makeTemporaryDirectory("montana-e2e-t2-client-")
-        cleanups.append { Paths.removeTemporaryDirectory(dir) }
-        let account = try IdentityKey.generate()
-        try KeyFile(kind: .account, seed: account.seed).write(to: (dir as NSString).appendingPathComponent("account.key"))
-        let socks = try Net.freePort(), admin = try Net.freePort()
-        let config = """
-        [client]
-        account_key = "account.key"
-        socks = "127.0.0.1:\(socks)"
-        admin = "127.0.0.1:\(admin)"
-        exit_as_front = true
-        probe_interval_seconds = 0
-        carriers = ["t2"]
-        \(ca.map { "t2_ca_file = \"\($0)\"" } ?? "")
-
-        [[members]]
-        node_id = "\(node.city.nodeID)"
-        kem_pk = "\(node.city.kemPK)"
-        endpoint = "127.0.0.1:\(node.city.transit.port)"
-        country = "DE"
-        roles = ["front", "exit"]
-        carriers = [{ profile = "t2", endpoint = "127.0.0.1:\(t2.port)", params = "\(t2.params)" }]
-
-        [log]
-        level = "info"
-        """
-        let path = (dir as NSString).appendingPathComponent("client.toml")
-        try config.write(toFile: path, atomically: true, encoding: .utf8)
-        let client = try ChildProcess(name: name, executable: try Paths.montana(), arguments: ["client", "--config", path], logDirectory: dir)
-        cleanups.append { client.stop(grace: 5) }
-        XCTAssertTrue(Net.waitForListener(socks, timeout: 30, alive: { client.isRunning }), client.outputTail())
-        return (client, socks, admin)
+        let started = try startCarrierClient(name, node: node, carriers: ["t2"],
+                                             endpoints: ["{ profile = \"t2\", endpoint = \"127.0.0.1:\(t2.port)\", params = \"\(t2.params)\" }"],
+                                             extra: ca.map { "t2_ca_file = \"\($0)\"" } ?? "")
+        XCTAssertTrue(Net.waitForListener(started.socks, timeout: 30, alive: { started.client.isRunning }), started.client.outputTail())
+        return started
     }
 
     private static let secretPath = "/ws-" + "Zk3q9XvL2mN8pR4tY7wB"

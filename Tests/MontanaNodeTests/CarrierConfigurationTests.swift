@@ -62,7 +62,6 @@ final class CarrierConfigurationTests: XCTestCase {
             } catch { return error.description }
         }
         XCTAssertTrue(error("carriers = [\"t9\"]\n").hasPrefix("client.toml: client.carriers[0]: \"t9\" is not a carrier profile"))
-        XCTAssertTrue(error("carriers = [\"t1\"]\n").contains("client.carriers[0]: t1 is not implemented yet"))
         XCTAssertTrue(error("carriers = [\"t0\", \"t0\"]\n").contains("client.carriers[1]: t0 is listed twice"))
         XCTAssertTrue(error("carriers = []\n").contains("client.carriers: is empty"))
         let peer = try ConfigFixture.peer(name: "members")
@@ -70,6 +69,10 @@ final class CarrierConfigurationTests: XCTestCase {
             .contains("members[0].carriers[0].params: a t3 carrier needs cert="))
         XCTAssertTrue(error(peer + "carriers = [{ profile = \"t3\", endpoint = \"192.0.2.1:7444\", params = \"cert\" }]\n")
             .contains("members[0].carriers[0].params: \"cert\" is not key=value"))
+        XCTAssertTrue(error(peer + "carriers = [{ profile = \"t1\", endpoint = \"192.0.2.1:443\", params = \"sid=aa&sni=a.example\" }]\n")
+            .contains("members[0].carriers[0].params: a t1 carrier needs pbk="))
+        XCTAssertTrue(error(peer + "carriers = [{ profile = \"t1\", endpoint = \"192.0.2.1:443\", params = \"pbk=\(String(repeating: "ab", count: 32))&sid=aa\" }]\n")
+            .contains("no valid sni"))
         XCTAssertTrue(error(peer + "carriers = [{ profile = \"t0\", endpoint = \"192.0.2.1:7444\" }]\n")
             .contains("members[0].carriers[0].profile"))
     }

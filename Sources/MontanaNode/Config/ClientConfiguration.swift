@@ -173,18 +173,12 @@ public struct ClientConfiguration: Sendable {
         return configuration
     }
 
-    /// Profiles this implementation can open: T0, T2 and T3 (T1 is planned).
-    static let implementedCarriers: [CarrierProfile] = [.t0, .t2, .t3]
-
     private static func carrierOrder(_ client: ConfigSection, _ names: [String]) throws(ConfigurationError) -> [CarrierProfile] {
-        guard !names.isEmpty else { throw client.invalid("carriers", "is empty; list at least one of \"t2\", \"t3\", \"t0\"") }
+        guard !names.isEmpty else { throw client.invalid("carriers", "is empty; list at least one of \"t1\", \"t2\", \"t3\", \"t0\"") }
         var out: [CarrierProfile] = []
         for (i, name) in names.enumerated() {
             guard let p = CarrierProfile(name: name) else {
                 throw .invalidValue(file: client.file, key: "\(client.key("carriers"))[\(i)]", problem: "\"\(name)\" is not a carrier profile (t0, t1, t2, t3)")
-            }
-            guard implementedCarriers.contains(p) else {
-                throw .invalidValue(file: client.file, key: "\(client.key("carriers"))[\(i)]", problem: "\(p) is not implemented yet (use t2, t3 or t0)")
             }
             guard !out.contains(p) else {
                 throw .invalidValue(file: client.file, key: "\(client.key("carriers"))[\(i)]", problem: "\(p) is listed twice")

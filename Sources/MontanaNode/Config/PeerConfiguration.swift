@@ -52,7 +52,13 @@ public struct PeerConfiguration: Sendable {
                 }
                 if let problem = WebSocketCarrier.pathProblem(path) { throw c.invalid("params", "path \(problem)") }
             }
-            out.append(CarrierEndpoint(profile: profile, host: address.host, port: address.port, params: params))
+            let endpoint = CarrierEndpoint(profile: profile, host: address.host, port: address.port, params: params)
+            if profile == .t1 {
+                do { _ = try T1Connector.arguments(endpoint) } catch {
+                    throw c.invalid("params", "a t1 carrier needs pbk=… (64 hex digits), sid=… (hex, ≤ 8 bytes) and sni=… from the member's record: \(error)")
+                }
+            }
+            out.append(endpoint)
         }
         return out
     }

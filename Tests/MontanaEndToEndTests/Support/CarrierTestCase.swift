@@ -1,4 +1,5 @@
 import Foundation
+import MontanaCrypto
 import XCTest
 
 /// What the carrier E2E suites (T2, T3) share: cleanups run in reverse at tear-down, a node's or
@@ -46,6 +47,55 @@ class CarrierTestCase: XCTestCase {
             return !circuits.isEmpty
         }
         return circuits
+    }
+
+    /// A `montana client` whose only member is `node` (front + exit, its own front) with the
+    /// ladder `carriers` and the member's extra carrier endpoints `endpoints` (TOML inline tables);
+    /// `extra` goes into `[client]`. Stopped by PID at tear-down.
+    func startCarrierClient(_ name: String, node: LoneExitNode, carriers: [String], endpoints: [String], extra: String = "")
+        throws -> (client: ChildProcess, socks: Int, admin: Int) {
+        let dir = try Paths.makeTemporaryDirectory("montana-e2e-\(name)-")
+        cleanups.append { Paths.removeTemporaryDirectory(dir) }
+        let account = try IdentityKey.generate()
+        try KeyFile(kind: .account, seed: account.seed).write(to: (dir as NSString).appendingPathComponent("account.key"))
+        let socks = try Net.freePort(), admin = try Net.freePort()
+        let config = """
+        [client]
+        account_key = "account.key"
+        socks = "127.0.0.1:\(socks)"
+        admin = "127.0.0.1:\(admin)"
+        exit_as_front = true
+        probe_interval_seconds = 0
+        carriers = [\(carriers.map { "\"\($0)\"" }.joined(separator: ", "))]
+        \(extra)
+
+        [[members]]
+        node_id = "\(node.city.nodeID)"
+        kem_pk = "\(node.city.kemPK)"
+        endpoint = "127.0.0.1:\(node.city.transit.port)"
+        country = "DE"
+        roles = ["front", "exit"]
+        carriers = [\(endpoints.joined(separator: ", "))]
+
+        [log]
+        level = "info"
+        """
+        let path = (dir as NSString).appendingPathComponent("client.toml")
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let client = try ChildProcess(name: name, executable: try Paths.montana(), arguments: ["client", "--config", path], logDirectory: dir)
+        cleanups.append { client.stop(grace: 5) }
+        return (client, socks, admin)
+    }
+
+    /// `/status` → `carriers.<profile>` of a node.
+    func carrierStatus(_ node: LoneExitNode, _ profile: String) throws -> [String: Any] {
+        let carriers = try status(node.city.admin.port)["carriers"] as? [String: Any]
+        return carriers?[profile] as? [String: Any] ?? [:]
+    }
+
+    /// The client's `/status` reachability entries (one per front).
+    func frontObservations(_ admin: Int) throws -> [[String: Any]] {
+        ((try status(admin)["reachability"] as? [String: Any])?["fronts"] as? [[String: Any]]) ?? []
     }
 
     static let nginx = "/usr/sbin/nginx"
