@@ -37,7 +37,7 @@ public final class T1FrontHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var cover: (any Channel)?
     private var coverHandler: T1CoverHandler?
     private var pendingToCover: [ByteBuffer] = []
-    private var pendingBytes = 0
+    private(set) var pendingBytes = 0
     private var delivered = false
     private var closed = false
     private var graceRecords = 0
