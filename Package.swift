@@ -91,7 +91,9 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: strict),
         // Conformance vectors: generates ours, checks any file in the shared schema.
-        .target(name: "MontanaConformance", dependencies: ["MontanaCrypto", "MontanaWire"], swiftSettings: strict),
+        .target(name: "MontanaConformance", dependencies: [
+            "MontanaCrypto", "MontanaWire", .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
         .executableTarget(name: "montana", dependencies: [
             "MontanaNode", "MontanaCrypto", "MontanaWire", "MontanaConformance", "MontanaDirectory", "MontanaTransport",
             "MontanaClient", "MontanaReachability",

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import MontanaCrypto
 import MontanaWire
@@ -44,6 +45,7 @@ public struct VectorChecker {
             ("directory_entry", { try $0.checkDirectoryEntry($1) }),
             ("reachability_advert", { try $0.checkAdvert($1) }),
             ("signed_record", { try $0.checkSignedRecord($1) }),
+            ("t1", { try $0.checkT1($1) }),
         ]
         for (key, check) in sections {
             guard let section = root[key] as? [String: Any] else { continue }
@@ -321,6 +323,60 @@ public struct VectorChecker {
         if let tampered = v["tampered_signed_record"] as? String, let t = Hex.decode(tampered) {
             record("signed_record.tampered_rejected", (try? RecordSigner.verify(t)) == nil)
         }
+    }
+
+    /// The T1 section: token, TLS 1.3 schedule per suite, mask, c0/s0 and T1 traffic records.
+    mutating func checkT1(_ v: [String: Any]) throws {
+        let t = v["token"] as? [String: Any] ?? [:]
+        let client = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: try hex(t, "client_x25519_private"))
+        let front = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: try hex(t, "front_x25519_private"))
+        expectEqual("t1.token.front_x25519_public", Array(front.publicKey.rawRepresentation), try hex(t, "front_x25519_public"))
+        let sealed = try T1Token.seal(client: client, frontPublic: Array(front.publicKey.rawRepresentation), psk: try hex(t, "psk"),
+                                      random: try hex(t, "random"), unixSeconds: UInt32(try uint(t, "unix_seconds")),
+                                      shortID: try hex(t, "short_id"), aad: try hex(t, "aad"))
+        expectEqual("t1.token.session_id", sealed.sessionID, try hex(t, "session_id"))
+        expectEqual("t1.token.k_auth", sealed.authKey, try hex(t, "k_auth"))
+        let opened = T1Token.open(front: front, clientShare: try hex(t, "client_x25519_public"), psk: try hex(t, "psk"),
+                                  random: try hex(t, "random"), sessionID: try hex(t, "session_id"), aad: try hex(t, "aad"))
+        record("t1.token.opens", opened?.authKey == (try hex(t, "k_auth")))
+        var tampered = try hex(t, "aad")
+        tampered[0] ^= 1
+        record("t1.token.tampered_aad_refused", T1Token.open(front: front, clientShare: try hex(t, "client_x25519_public"), psk: try hex(t, "psk"),
+                                                              random: try hex(t, "random"), sessionID: try hex(t, "session_id"), aad: tampered) == nil)
+        for (i, s) in ((v["tls13_schedule"] as? [[String: Any]]) ?? []).enumerated() {
+            guard let raw = UInt16(exactly: try uint(s, "suite")), let suite = TLS13.Suite(rawValue: raw) else {
+                record("t1.tls13_schedule[\(i)]", false, "unknown suite"); continue
+            }
+            let name = "t1.tls13_schedule[\(String(format: "%04x", raw))]"
+            let schedule = TLS13.Schedule(suite: suite, sharedSecret: try hex(s, "shared_secret"))
+            let hs = schedule.handshakeTraffic(helloHash: try hex(s, "hello_hash"))
+            let ap = schedule.applicationTraffic(serverFinishedHash: try hex(s, "server_finished_hash"))
+            expectEqual("\(name).client_handshake_traffic", hs.client, try hex(s, "client_handshake_traffic"))
+            expectEqual("\(name).server_handshake_traffic", hs.server, try hex(s, "server_handshake_traffic"))
+            expectEqual("\(name).client_application_traffic", ap.client, try hex(s, "client_application_traffic"))
+            expectEqual("\(name).server_application_traffic", ap.server, try hex(s, "server_application_traffic"))
+            expectEqual("\(name).server_finished_verify", schedule.finished(baseKey: hs.server, transcriptHash: try hex(s, "hello_hash")),
+                        try hex(s, "server_finished_verify"))
+            var cipher = TLS13.RecordCipher(suite: suite, trafficSecret: hs.server)
+            let sealedRecord = try hex(s, "record_sealed_seq0")
+            expectEqual("\(name).record", try cipher.seal(try hex(s, "record_plaintext"), type: UInt8(try uint(s, "record_type")),
+                                                          padding: Int(try uint(s, "record_padding"))), sealedRecord)
+            var opener = TLS13.RecordCipher(suite: suite, trafficSecret: hs.server)
+            let back = try? opener.open(header: Array(sealedRecord[0..<5]), payload: Array(sealedRecord[5...]))
+            record("\(name).record_opens", back?.content == (try hex(s, "record_plaintext")))
+        }
+        let w = v["switch"] as? [String: Any] ?? [:]
+        let authKey = try hex(w, "k_auth"), serverRandom = try hex(w, "server_random")
+        expectEqual("t1.switch.mask", T1Switch.mask(authKey: authKey, serverRandom: serverRandom), try hex(w, "mask"))
+        var (c0, s0) = T1Switch.stage0(authKey: authKey, serverRandom: serverRandom, clientFinishedRecord: try hex(w, "client_finished_record"))
+        expectEqual("t1.switch.inner_hello_record", try c0.seal(try hex(w, "inner_hello"), type: 23, padding: Int(try uint(w, "inner_hello_padding"))),
+                    try hex(w, "inner_hello_record"))
+        expectEqual("t1.switch.inner_reply_record", try s0.seal(try hex(w, "inner_reply"), type: 23), try hex(w, "inner_reply_record"))
+        var (cap, sap) = T1Switch.traffic(authKey: authKey, transcript: try hex(w, "transcript"), x25519: try hex(w, "x25519_secret"),
+                                          mlkem: try hex(w, "mlkem_secret"))
+        let plain = try hex(w, "carrier_plaintext")
+        expectEqual("t1.switch.client_frame", try cap.seal(plain, type: 23), try hex(w, "client_frame_seq0"))
+        expectEqual("t1.switch.server_frame", try sap.seal(plain, type: 23), try hex(w, "server_frame_seq0"))
     }
 
     // MARK: helpers

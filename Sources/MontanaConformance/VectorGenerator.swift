@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import MontanaCrypto
 import MontanaWire
@@ -66,7 +67,58 @@ public enum VectorGenerator {
         out["directory_entry"] = try directoryEntries(node: node)
         out["reachability_advert"] = try adverts(target: node.nodeID)
         out["signed_record"] = try signedRecord(node: node, kem: hop)
+        out["t1"] = try t1Vector()
         return out
+    }
+
+    /// T1 (PROTOCOL.md 2.2): the token, the TLS 1.3 key schedule for each suite, the front's mask,
+    /// the c0/s0 stage and the T1 traffic keys, all deterministic from fixed inputs.
+    static func t1Vector() throws -> [String: Any] {
+        let client = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: seed(0x71))
+        let front = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: seed(0x72))
+        let random = seed(0x73), psk = Array(0x10...0x1f).map(UInt8.init), aad = seed(0x74, 300), shortID: [UInt8] = [0x5e, 0x1f]
+        let token = try T1Token.seal(client: client, frontPublic: Array(front.publicKey.rawRepresentation), psk: psk, random: random,
+                                     unixSeconds: UInt32(unixSeconds), shortID: shortID, aad: aad)
+        var schedules: [[String: Any]] = []
+        for suite in [TLS13.Suite.aes128GCMSHA256, .aes256GCMSHA384, .chacha20Poly1305SHA256] {
+            let schedule = TLS13.Schedule(suite: suite, sharedSecret: seed(0x75))
+            let helloHash = suite.hash(seed(0x76, 64)), finishedHash = suite.hash(seed(0x77, 64))
+            let hs = schedule.handshakeTraffic(helloHash: helloHash)
+            let ap = schedule.applicationTraffic(serverFinishedHash: finishedHash)
+            var cipher = TLS13.RecordCipher(suite: suite, trafficSecret: hs.server)
+            schedules.append([
+                "suite": Int(suite.rawValue), "shared_secret": Hex.encode(seed(0x75)), "hello_hash": Hex.encode(helloHash),
+                "server_finished_hash": Hex.encode(finishedHash),
+                "client_handshake_traffic": Hex.encode(hs.client), "server_handshake_traffic": Hex.encode(hs.server),
+                "client_application_traffic": Hex.encode(ap.client), "server_application_traffic": Hex.encode(ap.server),
+                "server_finished_verify": Hex.encode(schedule.finished(baseKey: hs.server, transcriptHash: helloHash)),
+                "record_plaintext": Hex.encode(Array("montana".utf8)), "record_type": 22, "record_padding": 3,
+                "record_sealed_seq0": Hex.encode(try cipher.seal(Array("montana".utf8), type: 22, padding: 3)),
+            ])
+        }
+        let authKey = token.authKey, serverRandom = seed(0x78), finished = seed(0x79, 53)
+        var (c0, s0) = T1Switch.stage0(authKey: authKey, serverRandom: serverRandom, clientFinishedRecord: finished)
+        let reply = [T1Switch.innerVersion] + seed(0x7a) + seed(0x7b, 1088)
+        let transcript = seed(0x7c, 200)
+        var (cap, sap) = T1Switch.traffic(authKey: authKey, transcript: transcript, x25519: seed(0x7d), mlkem: seed(0x7e))
+        return [
+            "token": ["client_x25519_private": Hex.encode(seed(0x71)), "front_x25519_private": Hex.encode(seed(0x72)),
+                      "front_x25519_public": Hex.encode(Array(front.publicKey.rawRepresentation)),
+                      "client_x25519_public": Hex.encode(Array(client.publicKey.rawRepresentation)),
+                      "random": Hex.encode(random), "psk": Hex.encode(psk), "unix_seconds": unixSeconds, "short_id": Hex.encode(shortID),
+                      "aad": Hex.encode(aad), "session_id": Hex.encode(token.sessionID), "k_auth": Hex.encode(authKey)],
+            "tls13_schedule": schedules,
+            "switch": ["k_auth": Hex.encode(authKey), "server_random": Hex.encode(serverRandom),
+                       "mask": Hex.encode(T1Switch.mask(authKey: authKey, serverRandom: serverRandom)),
+                       "client_finished_record": Hex.encode(finished),
+                       "inner_hello": "0100", "inner_hello_padding": 57,
+                       "inner_hello_record": Hex.encode(try c0.seal([T1Switch.innerVersion, 0], type: 23, padding: 57)),
+                       "inner_reply": Hex.encode(reply), "inner_reply_record": Hex.encode(try s0.seal(reply, type: 23)),
+                       "transcript": Hex.encode(transcript), "x25519_secret": Hex.encode(seed(0x7d)), "mlkem_secret": Hex.encode(seed(0x7e)),
+                       "carrier_plaintext": Hex.encode(Array("carrier bytes".utf8)),
+                       "client_frame_seq0": Hex.encode(try cap.seal(Array("carrier bytes".utf8), type: 23)),
+                       "server_frame_seq0": Hex.encode(try sap.seal(Array("carrier bytes".utf8), type: 23))],
+        ]
     }
 
     public static func write(to directory: String) throws -> String {
