@@ -14,9 +14,10 @@ struct AllianceCommand: ParsableCommand {
         `montana alliance init DIR --name NAME` writes DIR/alliance.json (public: ship it to every \
         member and client) and DIR/alliance.secret (mode 0600: its keys admit members and issue \
         passes; keep it off the nodes). `montana alliance endorse` signs a member's node id so other \
-        members accept its directory record.
+        members accept its directory record. `montana alliance t1-key` exports the universal T1 \
+        key for members whose T1 fronts use it.
         """,
-        subcommands: [AllianceInit.self, AllianceEndorse.self]
+        subcommands: [AllianceInit.self, AllianceEndorse.self, AllianceT1Key.self]
     )
 }
 
@@ -115,6 +116,44 @@ struct AllianceEndorse: ParsableCommand {
         print("  alliance: \(document.name) (\(document.uuid))")
         print("  operator: \(operatorLabel.isEmpty ? "(none)" : operatorLabel)")
         print("wrote \(out); give it to the node's operator (node.endorsement in node.toml)")
+    }
+}
+
+struct AllianceT1Key: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "t1-key",
+        abstract: "Export the alliance's universal T1 key as t1.key (0600) for a member's [carriers.tls].",
+        discussion: """
+        A front whose `[carriers.tls] key` is this file is a universal-key T1 front: clients reach it \
+        with the universal public key from their subscription (alliance.json `universal_t1`), and its \
+        cover name and short ids default to the alliance's. Anyone holding it can answer as a T1 \
+        front of this alliance, so hand it only to member operators over a private channel; a member \
+        with its own key (`montana keygen t1`) needs nothing from here.
+        """)
+
+    @Option(help: "The alliance's secret file (alliance.secret).")
+    var secret: String
+
+    @Option(help: "The alliance's public file; default: alliance.json beside the secret.")
+    var alliance: String?
+
+    @Option(help: "The directory to write t1.key and t1.pub.json into.")
+    var out: String
+
+    @Flag(help: "Overwrite an existing t1.key.")
+    var force = false
+
+    func run() throws {
+        let (document, allianceSecret) = try AllianceFiles.load(secret: secret, alliance: alliance)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let path = { (name: String) in (out as NSString).appendingPathComponent(name) }
+        let key = allianceSecret.universalT1
+        try KeyFile(kind: .t1, seed: key.privateKey).write(to: path("t1.key"), overwrite: force)
+        try PublicKeyFile.t1(key).write(to: path("t1.pub.json"))
+        print("universal T1 key of \(document.name) (\(document.uuid))")
+        print("  public key: \(Hex.encode(key.publicKey))")
+        print("  cover name: \(document.universalT1.serverName), short ids: \(document.universalT1.shortIDs.joined(separator: ", "))")
+        print("wrote \(path("t1.key")) (0600), \(path("t1.pub.json")); name it in the member's [carriers.tls] key")
     }
 }
 

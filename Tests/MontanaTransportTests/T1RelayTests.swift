@@ -1,5 +1,6 @@
 import Foundation
 import MontanaCrypto
+import MontanaWire
 @testable import MontanaTransport
 import NIOConcurrencyHelpers
 import NIOCore
@@ -343,5 +344,28 @@ final class T1RelayTests: XCTestCase {
         XCTAssertTrue(closed, "the front closes when the cover cannot be reached")
         // 0x16 bytes are no ClientHello (`malformed`: a splice once the cover is up), then the cover never came.
         XCTAssertEqual(outcomes.withLockedValue { $0 }, ["malformed", "cover_unreachable"])
+    }
+
+    func testConnectorArgumentsOwnKeyOrTheAlliancesUniversalKey() throws {
+        let pbk = [UInt8](repeating: 0x42, count: 32), upk = [UInt8](repeating: 0x24, count: 32)
+        let universal = T1Connector.Universal(publicKey: upk, shortID: [0xaa], serverName: "cover.alliance.example")
+        func endpoint(_ params: [String: String]) -> CarrierEndpoint { CarrierEndpoint(profile: .t1, host: "192.0.2.1", port: 443, params: params) }
+        let own = try T1Connector.arguments(endpoint(["pbk": Hex.encode(pbk), "sid": "5e1f", "sni": "www.example.org"]), universal: universal)
+        XCTAssertEqual(own.key, pbk, "a record's own key wins")
+        XCTAssertEqual(own.shortID, [0x5e, 0x1f])
+        let u = try T1Connector.arguments(endpoint(["mode": "universal"]), universal: universal)
+        XCTAssertEqual(u.key, upk)
+        XCTAssertEqual(u.shortID, [0xaa])
+        XCTAssertEqual(u.sni, "cover.alliance.example")
+        let named = try T1Connector.arguments(endpoint(["mode": "universal", "sid": "01", "sni": "other.example"]), universal: universal)
+        XCTAssertEqual(named.shortID, [0x01])
+        XCTAssertEqual(named.sni, "other.example")
+        XCTAssertThrowsError(try T1Connector.arguments(endpoint(["mode": "universal"]))) {
+            XCTAssertTrue("\($0)".contains("universal T1 key"), "without a subscription there is no universal key: \($0)")
+        }
+        XCTAssertThrowsError(try T1Connector.arguments(endpoint(["pbk": "abcd", "sid": "01", "sni": "a.example"])), "a short pbk")
+        XCTAssertThrowsError(try T1Connector.arguments(endpoint(["pbk": Hex.encode(pbk), "sid": "001122334455667788", "sni": "a.example"])),
+                             "a 9-byte short id")
+        XCTAssertThrowsError(try T1Connector.arguments(endpoint(["pbk": Hex.encode(pbk), "sid": "01", "sni": "a b"])), "a space in the name")
     }
 }

@@ -53,8 +53,16 @@ public struct Obfs4Settings: Sendable, Equatable {
 /// the configuration is copied, the box is not.
 public final class PublishedCarriers: Sendable {
     private let box = NIOLockedValueBox<[Endpoint]>([])
+    private let t1 = NIOLockedValueBox<T1Params?>(nil)
     public init() {}
     public var endpoints: [Endpoint] { box.withLockedValue { $0 } }
+    /// A T1 front with its own key publishes its parameters in the record (`key_mode` OWN,
+    /// `own_t1`); nil: universal key or no T1.
+    public var ownT1: T1Params? {
+        get { t1.withLockedValue { $0 } }
+        set { t1.withLockedValue { $0 = newValue } }
+    }
+    public var keyMode: KeyMode { ownT1 == nil ? .universal : .own }
     public func set(_ endpoint: Endpoint) {
         box.withLockedValue { list in
             list.removeAll { $0.profile == endpoint.profile }
@@ -140,8 +148,11 @@ public struct WebSocketSettings: Sendable, Equatable {
 /// listen = "0.0.0.0:443"            # what visitors, probers and Montana clients connect to
 /// cover = "127.0.0.1:8443"          # the real TLS 1.3 site every connection is relayed to (own site: nginx on loopback)
 /// sni = ["www.example.org"]         # the cover names a token may carry; the first is published
-/// key = "t1.key"                    # this front's T1 X25519 key (`montana keygen t1`), 0600
-/// short_ids = ["5e1f00aa"]          # hex, ≤ 8 bytes each; the first is published (default: from the node id)
+///                                   # (universal key: default the alliance's universal_t1.server_name)
+/// key = "t1.key"                    # own key (`montana keygen t1`) or the alliance's universal key
+///                                   # (`montana alliance t1-key`), 0600
+/// short_ids = ["5e1f00aa"]          # hex, ≤ 8 bytes each; the first is published (default: from the
+///                                   # node id; universal key: the alliance's short ids)
 /// public_port = 443                 # the port clients dial (default: the listen port)
 /// ```
 public struct TLSCarrierSettings: Sendable, Equatable {
@@ -167,9 +178,8 @@ public struct TLSCarrierSettings: Sendable, Equatable {
         guard let cover = try s.hostPort("cover") else {
             throw s.invalid("cover", "is missing: the host:port of the real TLS 1.3 site every non-Montana connection reaches (e.g. your own nginx on 127.0.0.1:8443)")
         }
-        guard let names = try s.strings("sni"), !names.isEmpty else {
-            throw s.invalid("sni", "is missing: list the cover site's names, e.g. [\"www.example.org\"]")
-        }
+        // Empty: the alliance's universal name, if the key turns out to be the universal one (checked at start).
+        let names = try s.strings("sni") ?? []
         guard names.count <= 16 else { throw s.invalid("sni", "has \(names.count) names; at most 16") }
         for n in names where n.isEmpty || n.utf8.count > 253 || !n.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != 0x26 && $0 != 0x3d }) {
             throw s.invalid("sni", "\"\(n.prefix(40))\" is not a host name")

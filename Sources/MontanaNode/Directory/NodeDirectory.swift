@@ -110,6 +110,7 @@ final class NodeDirectory: @unchecked Sendable {
                                      roles: configuration.roles,
                                      endpoints: [Endpoint(profile: 0, host: endpoint.host, port: port)] + configuration.publishedCarriers.endpoints,
                                      issuedAt: now, expiresAt: withdrawal ? now : now + recordLifetime,
+                                     keyMode: configuration.publishedCarriers.keyMode, ownT1: configuration.publishedCarriers.ownT1,
                                      operatorLabel: configuration.operatorLabel, endorsement: endorsement)
         return try RecordSigner.sign(record, with: configuration.identity).encode()
     }

@@ -90,7 +90,10 @@ public final class ClientRuntime: @unchecked Sendable {
         let alliance = subscription?.alliance
         if configuration.carriers.contains(.t1) {
             // The alliance id is T1's PSK (PROTOCOL.md 2.2): tokens bind to this alliance.
-            options.connectors[.t1] = T1Connector(psk: alliance?.uuidBytes ?? configuration.alliance ?? [])
+            let universal = (alliance?.universalT1).map {
+                T1Connector.Universal(publicKey: $0.x25519PublicKeyBytes, shortID: $0.shortIDBytes.first ?? [], serverName: $0.serverName)
+            }
+            options.connectors[.t1] = T1Connector(psk: alliance?.uuidBytes ?? configuration.alliance ?? [], universal: universal)
         }
         let staticMembers = members(configuration.members)
         let proxy = LocalProxyServer(account: account, members: staticMembers, defaultSelection: configuration.defaultExit,

@@ -107,7 +107,9 @@ public final class Node: Sendable {
             return DirectoryRecord(entry: entry, identityPublicKey: config.identity.publicKey, kemPublicKey: config.kem.publicKey,
                                    roles: config.roles,
                                    endpoints: [Endpoint(profile: 0, host: endpoint.host, port: UInt16(endpoint.port))] + config.publishedCarriers.endpoints,
-                                   issuedAt: now, expiresAt: now + DirectoryRecords.lifetime, operatorLabel: config.operatorLabel)
+                                   issuedAt: now, expiresAt: now + DirectoryRecords.lifetime,
+                                   keyMode: config.publishedCarriers.keyMode, ownT1: config.publishedCarriers.ownT1,
+                                   operatorLabel: config.operatorLabel)
         }
     }
 
@@ -212,7 +214,9 @@ public final class Node: Sendable {
             // T1's bytes are inside T1 frames: the circuit itself is never spliced in the kernel
             // (connections that stay with the cover are).
             let endpoint = try await t1.start(group: group, defaultHost: host, psk: configuration.alliance ?? [],
-                                              defaultShortID: Array(configuration.nodeID.bytes.prefix(8)), splicer: splicer) {
+                                              defaultShortID: Array(configuration.nodeID.bytes.prefix(8)),
+                                              universal: configuration.directory?.alliance.universalT1,
+                                              published: configuration.publishedCarriers, splicer: splicer) {
                 makeAccept(nil, false, false)
             }
             configuration.publishedCarriers.set(endpoint)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import MontanaCrypto
+import MontanaDirectory
 import MontanaTransport
 import MontanaWire
 import NIOConcurrencyHelpers
@@ -22,6 +23,7 @@ final class T1Listener: Sendable {
     private let listener = NIOLockedValueBox<(any Channel)?>(nil)
     private let outcomes = NIOLockedValueBox<[String: Int]>([:])
     private let published = NIOLockedValueBox<Endpoint?>(nil)
+    private let mode = NIOLockedValueBox<KeyMode>(.own)
     private let accepted = Counter(label: "montana_carrier_connections_total", dimensions: [("profile", "t1")])
 
     init(settings: TLSCarrierSettings, logger: Logger) {
@@ -35,7 +37,26 @@ final class T1Listener: Sendable {
         Counter(label: "montana_t1_connections_total", dimensions: [("outcome", outcome)]).increment()
     }
 
-    func start(group: any EventLoopGroup, defaultHost: String, psk: [UInt8], defaultShortID: [UInt8], splicer: KernelSplicer?,
+    /// The key mode and what follows from it: with the alliance's universal key (`universal` is the
+    /// node's alliance's `universal_t1` and its public key equals ours), the names and short ids
+    /// default to the alliance's and the record publishes no key of ours (clients take it from
+    /// their subscription); with an own key, the record carries `own_t1` and the endpoint `pbk`.
+    static func parameters(settings: TLSCarrierSettings, publicKey: [UInt8], universal: UniversalT1?, defaultShortID: [UInt8])
+        throws(ConfigurationError) -> (mode: KeyMode, names: [String], shortIDs: [[UInt8]]) {
+        let isUniversal = universal.map { ConstantTime.equal($0.x25519PublicKeyBytes, publicKey) } ?? false
+        let names = settings.serverNames.isEmpty && isUniversal ? [universal!.serverName] : settings.serverNames
+        guard !names.isEmpty else {
+            throw .invalidValue(file: settings.configKey, key: "sni", problem: "is missing: list the cover site's names, e.g. [\"www.example.org\"] "
+                                + "(only a front with the alliance's universal key may leave it out)")
+        }
+        var ids = settings.shortIDs
+        if ids.isEmpty { ids = isUniversal ? universal!.shortIDBytes : [defaultShortID] }
+        guard !ids.isEmpty else { throw .invalidValue(file: settings.configKey, key: "short_ids", problem: "is empty and the alliance lists none") }
+        return (isUniversal ? .universal : .own, names, ids)
+    }
+
+    func start(group: any EventLoopGroup, defaultHost: String, psk: [UInt8], defaultShortID: [UInt8], universal: UniversalT1?,
+               published carriers: PublishedCarriers, splicer: KernelSplicer?,
                accept: @escaping @Sendable () -> PrefaceAcceptHandler) async throws -> Endpoint {
         let settings = self.settings
         let key: T1FrontKey
@@ -50,8 +71,10 @@ final class T1Listener: Sendable {
         } catch {
             throw ConfigurationError.invalidValue(file: settings.configKey, key: "cover", problem: "cannot resolve \(settings.cover): \(error)")
         }
-        let shortIDs = settings.shortIDs.isEmpty ? [defaultShortID] : settings.shortIDs
-        let gate = NIOLockedValueBox(try T1Gate(key: key, psk: psk, shortIDs: shortIDs, serverNames: settings.serverNames))
+        let (keyMode, serverNames, shortIDs) = try Self.parameters(settings: settings, publicKey: key.publicKey, universal: universal,
+                                                                   defaultShortID: defaultShortID)
+        mode.withLockedValue { $0 = keyMode }
+        let gate = NIOLockedValueBox(try T1Gate(key: key, psk: psk, shortIDs: shortIDs, serverNames: serverNames))
         let ownerLimit = PrefaceGate.defaultCapacity / 8
         let accepted = self.accepted
         let server = try await ServerBootstrap.carrierListener(group: group)
@@ -80,12 +103,19 @@ final class T1Listener: Sendable {
             .get()
         listener.withLockedValue { $0 = server }
         let boundPort = server.localAddress?.port ?? settings.listen.port
-        let params = ["pbk": Hex.encode(key.publicKey), "sid": Hex.encode(shortIDs[0]), "sni": settings.serverNames[0]]
+        var params = ["sid": Hex.encode(shortIDs[0]), "sni": serverNames[0]]
+        if keyMode == .own {
+            params["pbk"] = Hex.encode(key.publicKey)
+            carriers.ownT1 = T1Params(x25519PublicKey: key.publicKey, shortIDs: shortIDs, serverName: serverNames[0], cover: "")
+        } else {
+            params["mode"] = "universal"
+        }
         let port = settings.publicPort ?? boundPort
         guard let port16 = UInt16(exactly: port) else { throw ConfigurationError.invalidValue(file: settings.configKey, key: "public_port", problem: "\(port) is not a port") }
         let endpoint = Endpoint(profile: CarrierProfile.t1.rawValue, host: defaultHost, port: port16, params: CarrierEndpoint.encodeParams(params))
         published.withLockedValue { $0 = endpoint }
-        logger.info("T1 (TLS relay to the cover) carrier up", metadata: ["listen": "\(settings.listen.host):\(boundPort)", "cover": "\(settings.cover)"])
+        logger.info("T1 (TLS relay to the cover) carrier up", metadata: ["listen": "\(settings.listen.host):\(boundPort)", "cover": "\(settings.cover)",
+                                                                       "key": "\(keyMode == .own ? "own" : "universal")"])
         return endpoint
     }
 
@@ -102,7 +132,7 @@ final class T1Listener: Sendable {
         var doc: [String: any Sendable] = ["listen": settings.listen.description, "cover": settings.cover.description,
                                            "state": boundPort != nil ? "up" : "down", "switched": o["switched"] ?? 0,
                                            "to_cover": o.filter { $0.key != "switched" }.values.reduce(0, +),
-                                           "outcomes": o]
+                                           "outcomes": o, "key_mode": mode.withLockedValue { $0 } == .own ? "own" : "universal"]
         if let e = published.withLockedValue({ $0 }) { doc["endpoint"] = "\(e.host):\(e.port)" }
         return doc
     }

@@ -11,26 +11,56 @@ import NIOPosix
 /// inside the carrier. The whole exchange is bounded by the dial's connect timeout.
 ///
 /// Endpoint params (the member's signed record): `pbk` = hex of the front's 32-byte T1 X25519
-/// public key, `sid` = hex short id (≤ 8 bytes), `sni` = the cover name to send.
+/// public key, `sid` = hex short id (≤ 8 bytes), `sni` = the cover name to send. A universal-key
+/// front publishes `mode=universal` and no `pbk`: the key (and the defaults for `sid` and `sni`)
+/// come from the alliance's `universal_t1` in the client's subscription.
 public struct T1Connector: CarrierConnector {
+    /// The alliance's universal T1 parameters (alliance.json `universal_t1`).
+    public struct Universal: Sendable, Equatable {
+        public let publicKey: [UInt8]
+        public let shortID: [UInt8]
+        public let serverName: String
+        public init(publicKey: [UInt8], shortID: [UInt8], serverName: String) {
+            self.publicKey = publicKey
+            self.shortID = shortID
+            self.serverName = serverName
+        }
+    }
+
     public var profile: CarrierProfile { .t1 }
     private let psk: [UInt8]
+    private let universal: Universal?
     private let clock: @Sendable () -> UInt64
 
-    /// `psk`: the alliance id (PROTOCOL.md 2.2: binds tokens to this alliance).
-    public init(psk: [UInt8], clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) }) {
+    /// `psk`: the alliance id (PROTOCOL.md 2.2: binds tokens to this alliance); `universal`: the
+    /// alliance's universal T1 parameters, when the client has a subscription.
+    public init(psk: [UInt8], universal: Universal? = nil, clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) }) {
         self.psk = psk
+        self.universal = universal
         self.clock = clock
     }
 
-    public static func arguments(_ endpoint: CarrierEndpoint) throws(CarrierError) -> (key: [UInt8], shortID: [UInt8], sni: String) {
-        guard let pbk = endpoint.params["pbk"], let key = hexBytes(pbk), key.count == 32 else {
-            throw .missingParams("the T1 endpoint \(endpoint) has no valid pbk (the front's T1 public key) in its params")
+    public static func arguments(_ endpoint: CarrierEndpoint, universal: Universal? = nil) throws(CarrierError)
+        -> (key: [UInt8], shortID: [UInt8], sni: String) {
+        let key: [UInt8]
+        let isUniversal = endpoint.params["mode"] == "universal" || endpoint.params["pbk"] == nil
+        if isUniversal {
+            guard let universal, universal.publicKey.count == 32 else {
+                throw .missingParams("the T1 endpoint \(endpoint) has no pbk (the front's T1 public key) and this client has no alliance universal T1 key (from a subscription) to use instead")
+            }
+            key = universal.publicKey
+        } else {
+            guard let pbk = endpoint.params["pbk"], let k = hexBytes(pbk), k.count == 32 else {
+                throw .missingParams("the T1 endpoint \(endpoint) has no valid pbk (the front's T1 public key) in its params")
+            }
+            key = k
         }
-        guard let sidText = endpoint.params["sid"], let sid = hexBytes(sidText), sid.count <= T1Token.maxShortIDLength else {
+        let sidText = endpoint.params["sid"]
+        guard let sid = sidText != nil ? hexBytes(sidText!) : (isUniversal ? universal?.shortID : nil), sid.count <= T1Token.maxShortIDLength else {
             throw .missingParams("the T1 endpoint \(endpoint) has no valid sid (short id, hex of at most 8 bytes) in its params")
         }
-        guard let sni = endpoint.params["sni"], !sni.isEmpty, sni.utf8.count <= 253, sni.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+        guard let sni = endpoint.params["sni"] ?? (isUniversal ? universal?.serverName : nil), !sni.isEmpty, sni.utf8.count <= 253,
+              sni.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
             throw .missingParams("the T1 endpoint \(endpoint) has no valid sni (cover name) in its params")
         }
         return (key, sid, sni)
@@ -46,7 +76,7 @@ public struct T1Connector: CarrierConnector {
                         initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel> {
         let handshake: T1ClientHandshake
         do {
-            let args = try Self.arguments(endpoint)
+            let args = try Self.arguments(endpoint, universal: universal)
             let now = clock()
             guard let seconds = UInt32(exactly: now) else { throw CarrierError.missingParams("the clock is outside the T1 token's range") }
             let hello = try T1Hello.make(serverName: args.sni, frontPublic: args.key, psk: psk, shortID: args.shortID, unixSeconds: seconds)
