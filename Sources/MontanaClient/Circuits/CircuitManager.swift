@@ -217,11 +217,12 @@ public final class CircuitManager: @unchecked Sendable {
     }
 
     /// A front's outcome seen elsewhere (the directory's session, a probe): it ranks fronts too.
+    /// `steers`: the dial went through the ladder (see `FrontReachability.record`).
     public func recordFront(_ front: AllianceMember, reached: Bool, rttMilliseconds: UInt64? = nil, error: String? = nil,
-                            endpoint: CarrierEndpoint? = nil) {
+                            endpoint: CarrierEndpoint? = nil, steers: Bool = true) {
         loop.preconditionInEventLoop()
         reachability.record(front, reached: reached, rttMilliseconds: rttMilliseconds, error: error, now: NIODeadline.now().uptimeNanoseconds,
-                            profile: endpoint?.profile ?? .t0, endpoint: endpoint)
+                            profile: endpoint?.profile ?? .t0, endpoint: endpoint, steers: steers)
     }
 
     /// Milliseconds from `start` to now (0 if the clock is odd).
@@ -242,10 +243,10 @@ public final class CircuitManager: @unchecked Sendable {
                 reachability.observedSourceGroup(group, address: ObservedAddress.address(inPayload: payload))
                 if group != before { onVantageChanged?(group) }
             }
-            recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started), endpoint: endpoint)
+            recordFront(front, reached: true, rttMilliseconds: Self.milliseconds(since: started), endpoint: endpoint, steers: endpoint != nil)
         case .failure(let error):
             let answered = Self.isAnswerFromFront(error)
-            recordFront(front, reached: answered, error: answered ? nil : Self.carrierFailure(error), endpoint: endpoint)
+            recordFront(front, reached: answered, error: answered ? nil : Self.carrierFailure(error), endpoint: endpoint, steers: endpoint != nil)
         }
     }
 
@@ -473,14 +474,15 @@ public final class CircuitManager: @unchecked Sendable {
             guard let front = frontCandidates(for: exit).first(where: { $0.nodeID != exit.nodeID }) else { continue }
             probing.insert(exit.nodeID)
             let started = NIODeadline.now()
-            open(to: exit, via: front, probe: true).whenComplete { [self] result in
+            let endpoint = carrierLadder(for: front).first
+            open(to: exit, via: front, endpoint: endpoint, probe: true).whenComplete { [self] result in
                 probing.remove(exit.nodeID)
                 if case .failure(let error) = result {
                     let reached = Self.isAnswerFromFront(error)
-                    recordFront(front, reached: reached, error: reached ? nil : Self.carrierFailure(error))
+                    recordFront(front, reached: reached, error: reached ? nil : Self.carrierFailure(error), endpoint: endpoint)
                 }
                 if case .success(let session) = result {
-                    recordFront(front, reached: true)
+                    recordFront(front, reached: true, endpoint: endpoint)
                     let ms = UInt64(max(0, (NIODeadline.now() - started).nanoseconds / 1_000_000))
                     if measuredRTT[exit.nodeID] == nil { measuredRTT[exit.nodeID] = ms }
                     session.mux.close()

@@ -117,9 +117,11 @@ public struct FrontReachability: Sendable {
     /// A front answered (`rtt` from dial to answer) or could not be reached (`error`).
     /// `window` is the reporting window of the attempt (default: now's).
     /// `profile` is the carrier the attempt used; `endpoint` where it dialled (default the T0 one).
+    /// `steers`: the attempt went through the ladder, so its profile's success or error moves where
+    /// the ladder starts; a dial that bypasses it (the directory session's plain T0) only counts.
     public mutating func record(_ front: AllianceMember, reached: Bool, rttMilliseconds: UInt64? = nil, error: String? = nil, now: UInt64,
                                 window: UInt64 = TimeWindow.window(unixSeconds: WallClock.now()),
-                                profile: CarrierProfile = .t0, endpoint: CarrierEndpoint? = nil) {
+                                profile: CarrierProfile = .t0, endpoint: CarrierEndpoint? = nil, steers: Bool = true) {
         let host = endpoint.map { "\($0.host):\($0.port)" } ?? "\(front.host):\(front.port)"
         var o = observations[front.nodeID] ?? Observation(node: front.nodeID, label: front.label, host: host)
         o.countOutcome(reached: reached, window: window, profile: profile)
@@ -128,7 +130,9 @@ public struct FrontReachability: Sendable {
         o.profile = Self.profileName(profile)
         o.lastAttempt = now
         o.lastReached = reached
-        if reached {
+        if !steers {
+            // Counted below; the ladder's preference is left alone.
+        } else if reached {
             o.workingProfile = profile
             o.profileErrors[profile] = nil
             lastWorkingProfile = profile

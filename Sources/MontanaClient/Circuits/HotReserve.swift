@@ -95,7 +95,7 @@ extension CircuitManager {
         note(.frontLost, exit: session.exit, from: session.front.label, reason: "the session closed")
         // Suspect until it answers again: the reserve (another front) is the better bet now.
         if session.front.nodeID != session.exit.nodeID {
-            recordFront(session.front, reached: false, error: "the carrier of a session closed")
+            recordFront(session.front, reached: false, error: "the carrier of a session closed", endpoint: session.front.endpoint(session.carrier))
         }
         logger.notice("session to the exit lost; the next connection goes through the reserve",
                       metadata: ["exit": "\(session.exit.label)", "front": "\(session.front.label)",
@@ -153,7 +153,7 @@ extension CircuitManager {
                 dialed.channel.closeFuture.assumeIsolatedUnsafeUnchecked().whenComplete { [self] _ in
                     loop.execute { [self] in
                         guard reserves[exitID] === reserve else { return }
-                        recordFront(pick, reached: false, error: "its control session closed")
+                        recordFront(pick, reached: false, error: "its control session closed", steers: false)
                         reserveLost(reserve, exitID: exitID, reason: "its control session closed")
                     }
                 }

@@ -89,6 +89,8 @@ public final class DemoAlliance: @unchecked Sendable {
         let process: Process
         let config: String
         let log: String
+        /// The city's T1 port (`[carriers.tls]`), relaying to the demo's cover site.
+        let t1: Int
     }
 
     let options: Options
@@ -101,6 +103,9 @@ public final class DemoAlliance: @unchecked Sendable {
     /// Seconds from start until every exit was corroborated at the client (nil: not within the timeout).
     public private(set) var convergedAfter: TimeInterval?
     private var site: DemoSite?
+    /// The cover site every city's T1 front relays to (the part of an operator's own web site).
+    private var cover: CoverSite?
+    public static let coverName = "www.montana-demo.example"
     private let siteGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private var account: IdentityKey?
     /// The source the client really uses (the default falls back to the OS's choice where
@@ -147,7 +152,7 @@ public final class DemoAlliance: @unchecked Sendable {
         self.account = account
         try KeyFile(kind: .account, seed: account.seed).write(to: path("client-account.key"), overwrite: true)
         // The alliance: public file, secret (0600), and a GeoIP table for the loopback /16s.
-        let (alliance, secret) = try Alliance.create(name: "Montana demo", open: false)
+        let (alliance, secret) = try Alliance.create(name: "Montana demo", open: false, serverName: Self.coverName)
         self.alliance = alliance
         try alliance.write(to: path("alliance.json"))
         try? FileManager.default.removeItem(atPath: path("alliance.secret"))
@@ -155,6 +160,10 @@ public final class DemoAlliance: @unchecked Sendable {
         let geoip = cities.enumerated().map { i, c in "127.\(i + 1).0.0/16,\(c.country)" }
         try ("# Loopback GeoIP for `montana demo`: city i lives on 127.(i+1).0.0/16.\n" + geoip.joined(separator: "\n") + "\n")
             .write(toFile: path("geoip-loopback.csv"), atomically: true, encoding: .utf8)
+        // T1: every city is a universal-key T1 front (the alliance's key, exported as `montana
+        // alliance t1-key` does) relaying to one cover site on loopback.
+        let cover = try await CoverSite.start(group: siteGroup, host: "127.0.0.1", port: 0, name: Self.coverName)
+        self.cover = cover
         // Keys, endorsements, ports and links first: each city bootstraps from the one before it.
         var prepared: [(City, IdentityKey, KEMKey, String, Int, Int, String, MemberLink)] = []
         for (i, city) in cities.enumerated() {
@@ -165,6 +174,7 @@ public final class DemoAlliance: @unchecked Sendable {
             try FileManager.default.createDirectory(atPath: path(city.name), withIntermediateDirectories: true)
             try KeyFile(kind: .nodeIdentity, seed: identity.seed).write(to: path("\(city.name)/identity.key"), overwrite: true)
             try KeyFile(kind: .nodeKEM, seed: kem.seed).write(to: path("\(city.name)/kem.key"), overwrite: true)
+            try KeyFile(kind: .t1, seed: secret.universalT1.privateKey).write(to: path("\(city.name)/t1.key"), overwrite: true)
             try EndorsementFile.make(endorsing: identity.nodeID, operator: label, alliance: alliance, secret: secret, now: WallClock.now())
                 .write(to: path("\(city.name)/endorsement.json"))
             let transit = try Self.freePort(host: host)
@@ -175,8 +185,10 @@ public final class DemoAlliance: @unchecked Sendable {
         let admins = prepared.map { $0.5 }
         for (i, (city, identity, kem, host, transit, admin, label, link)) in prepared.enumerated() {
             let bootstrap = prepared[(i + count - 1) % count].7
+            let t1 = try Self.freePort(host: host)
             let config = nodeConfig(city: city, host: host, transit: transit, admin: admin,
-                                    otherAdmins: admins.filter { $0 != admin }, operatorLabel: label, bootstrap: bootstrap, account: account)
+                                    otherAdmins: admins.filter { $0 != admin }, operatorLabel: label, bootstrap: bootstrap, account: account,
+                                    t1: (t1, cover.port))
             let configPath = path("\(city.name)/node.toml")
             try config.write(toFile: configPath, atomically: true, encoding: .utf8)
             let logPath = path("\(city.name)/node.log")
@@ -194,10 +206,11 @@ public final class DemoAlliance: @unchecked Sendable {
             process.environment = environment
             try process.run()
             running.append(RunningCity(city: city, host: host, operatorLabel: label, link: link, identity: identity, kem: kem,
-                                       transit: transit, admin: admin, process: process, config: configPath, log: logPath))
+                                       transit: transit, admin: admin, process: process, config: configPath, log: logPath, t1: t1))
         }
         for city in running {
             try await waitForPort(city.transit, host: city.host, process: city.process, name: city.city.name, log: city.log)
+            try await waitForPort(city.t1, host: city.host, process: city.process, name: city.city.name, log: city.log)
         }
         site = try await DemoSite.start(group: siteGroup, host: "127.0.0.1", port: options.sitePort)
         // The client imports a subscription naming one bootstrap front only: the directory tells it the rest.
@@ -252,7 +265,7 @@ public final class DemoAlliance: @unchecked Sendable {
     private func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
 
     private func nodeConfig(city: City, host: String, transit: Int, admin: Int, otherAdmins: [Int], operatorLabel: String,
-                            bootstrap: MemberLink, account: IdentityKey) -> String {
+                            bootstrap: MemberLink, account: IdentityKey, t1: (port: Int, cover: Int)) -> String {
         var text = """
         # Generated by `montana demo` for the city \(city.name).
         [node]
@@ -275,6 +288,12 @@ public final class DemoAlliance: @unchecked Sendable {
 
         [log]
         level = "info"
+
+        [carriers.tls]
+        # T1 with the alliance's universal key: the cover name and short ids are the alliance's.
+        listen = "\(host):\(t1.port)"
+        cover = "127.0.0.1:\(t1.cover)"
+        key = "t1.key"
 
         """
         if city.roles.contains(.exit), options.dnsServers != nil || options.dnsTimeoutMilliseconds != nil {
@@ -376,6 +395,10 @@ public final class DemoAlliance: @unchecked Sendable {
         lines.append("Proxy:  SOCKS5 127.0.0.1:\(socksPort)   HTTP 127.0.0.1:\(httpPort)   (exit per connection via the proxy username)")
         lines.append("Client: imported \(directory)/subscription.json (1 bootstrap front); status at 127.0.0.1:\(clientAdminPort ?? 0); connects from \(clientSource?.text ?? "the OS's choice of address")")
         lines.append("Site:   \(site)/   (also /bytes/N and /whoami)")
+        if let cover {
+            lines.append("T1:     every city also listens for T1 (TLS relayed to the cover site \(Self.coverName), 127.0.0.1:\(cover.port)); "
+                         + "a browser or prober sees that site: curl -k --resolve \(Self.coverName):\(running.first?.t1 ?? 0):\(running.first?.host ?? "") https://\(Self.coverName):\(running.first?.t1 ?? 0)/")
+        }
         if options.strictPolicy {
             lines.append("Exit policy: default (loopback destinations are refused, as on a real exit).")
         } else {
@@ -415,6 +438,7 @@ public final class DemoAlliance: @unchecked Sendable {
                 "identity_pk": Hex.encode(c.identity.publicKey),
                 "roles": c.city.roles.names,
                 "country": c.city.country, "transit": ["host": c.host, "port": c.transit, "profile": "T0"],
+                "t1": ["host": c.host, "port": c.t1, "profile": "T1", "key_mode": "universal"],
                 "operator": c.operatorLabel, "link": c.link.text, "alliance": alliance?.uuid ?? "",
                 "endorsement": path("\(c.city.name)/endorsement.json"),
                 "admin": ["host": "127.0.0.1", "port": c.admin], "pid": Int(c.process.processIdentifier),
@@ -438,6 +462,7 @@ public final class DemoAlliance: @unchecked Sendable {
                        "account_id": Hex.encode(account?.accountID ?? []), "account_key": path("client-account.key"),
                        "source": clientSource.map { $0.text as Any } ?? NSNull()],
             "site": ["url": "http://127.0.0.1:\(sitePort)/", "port": sitePort],
+            "cover": ["name": Self.coverName, "host": "127.0.0.1", "port": cover?.port ?? 0],
         ]
         return try JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
     }
@@ -452,6 +477,7 @@ public final class DemoAlliance: @unchecked Sendable {
     public func stop() async {
         await client?.shutdown()
         try? await site?.channel.close()
+        try? await cover?.channel.close()
         for c in running where c.process.isRunning { c.process.terminate() }
         let deadline = Date().addingTimeInterval(5)
         for c in running {
