@@ -185,7 +185,7 @@ final class ClientHardeningTests: XCTestCase {
             let result = try demo.curlSOCKS("\(demo.siteURL)/", user: user, extra: ["--fail"], timeout: Self.fetchTimeout)
             XCTAssertTrue(result.succeeded, "\(result)")
         }
-        let transitPorts = Set(demo.status.cities.map(\.transit.port))
+        let transitPorts = demo.status.carrierPorts
         let carriers = ProcNetTCP.connections(from: "127.0.1.1", toPorts: transitPorts)
         XCTAssertGreaterThanOrEqual(carriers.count, 2, "one carrier per exit session, each from 127.0.1.1: \(ProcNetTCP.sockets().filter { transitPorts.contains($0.remotePort) })")
     }
@@ -201,7 +201,7 @@ final class ClientHardeningTests: XCTestCase {
         let client = try startClient("client-source", config: path, arguments: ["--source", "127.0.1.2"], socks: socks)
         let result = try Curl.run(Curl.socks(socks, user: "country-nl") + ["--fail", "\(demo.siteURL)/"], timeout: Self.fetchTimeout)
         XCTAssertTrue(result.succeeded, "\(result)\n\(client.outputTail())")
-        let transitPorts = Set(demo.status.cities.map(\.transit.port))
+        let transitPorts = demo.status.carrierPorts
         XCTAssertGreaterThanOrEqual(ProcNetTCP.connections(from: "127.0.1.2", toPorts: transitPorts).count, 1,
                        "the client's carrier comes from 127.0.1.2:\n\(ProcNetTCP.sockets().filter { transitPorts.contains($0.remotePort) })")
     }

@@ -117,6 +117,37 @@ final class DemoTrafficTests: XCTestCase {
         }
     }
 
+    /// The demo's cities are universal-key T1 fronts relaying to the demo's cover site: the
+    /// client's circuits ride T1 (its default ladder starts there), and anyone else connecting to
+    /// a city's T1 port gets the cover site.
+    func test_circuitsRideT1AndAProberAtTheT1PortSeesTheCoverSite() throws {
+        let (demo, files, _) = try running()
+        let result = try Curl.run(Curl.socks(demo.socksPort, user: "country-de") + ["--fail", "-o", "/dev/null", "\(files.baseURL)/one-mib.bin"])
+        XCTAssertTrue(result.succeeded, "\(result)")
+        let admin = try XCTUnwrap(demo.status.client.admin, "the demo status names the client's admin port")
+        var circuits: [[String: Any]] = []
+        _ = poll(timeout: 10, interval: 0.2) {
+            let doc = (try? Curl.get("http://\(admin.host):\(admin.port)/status")).flatMap { try? JSONSerialization.jsonObject(with: $0.stdout) as? [String: Any] }
+            circuits = doc?["circuits"] as? [[String: Any]] ?? []
+            return !circuits.isEmpty
+        }
+        XCTAssertFalse(circuits.isEmpty)
+        for c in circuits { XCTAssertEqual(c["carrier"] as? String, "t1", "\(c)") }
+        let cover = try XCTUnwrap(demo.status.cover, "the demo status names the cover site")
+        var switched = 0
+        for city in demo.status.cities {
+            let t1 = try XCTUnwrap(city.t1, "\(city.name) has a T1 port")
+            let page = try Curl.run(["-k", "--resolve", "\(cover.name):\(t1.port):\(t1.host)", "https://\(cover.name):\(t1.port)/"])
+            XCTAssertTrue(page.succeeded && page.stdoutText.contains("<h1>\(cover.name)</h1>"), "\(city.name): \(page)")
+            let doc = try JSONSerialization.jsonObject(with: try Curl.get("http://\(city.admin.host):\(city.admin.port)/status").stdout) as? [String: Any]
+            let status = (doc?["carriers"] as? [String: Any])?["t1"] as? [String: Any] ?? [:]
+            XCTAssertEqual(status["key_mode"] as? String, "universal", "\(city.name): \(status)")
+            XCTAssertGreaterThanOrEqual((status["outcomes"] as? [String: Int])?["no_token"] ?? 0, 1, "\(city.name): curl stayed with the cover: \(status)")
+            switched += status["switched"] as? Int ?? 0
+        }
+        XCTAssertGreaterThanOrEqual(switched, 1, "the client's carriers were switched at some city")
+    }
+
     func test_hundredParallelConnectionsShareOneSession() throws {
         let (demo, _, work) = try running()
         let downloads = (work as NSString).appendingPathComponent("parallel")
@@ -214,7 +245,7 @@ final class DemoTrafficTests: XCTestCase {
         // The client's own address: its source (127.0.1.1 in the demo) and the ephemeral ports
         // of its carriers to the fronts, as the kernel shows them (the nodes saw exactly these).
         let clientSource = "127.0.1.1"
-        let transitPorts = Set(demo.status.cities.map(\.transit.port))
+        let transitPorts = demo.status.carrierPorts
         let carriers = ProcNetTCP.connections(from: clientSource, toPorts: transitPorts)
         XCTAssertFalse(carriers.isEmpty, "the demo client holds carriers from \(clientSource): \(ProcNetTCP.sockets().filter { transitPorts.contains($0.remotePort) })")
         var forbidden = [":\(demo.status.site.port)", ":\(files.port)", sitePath, fileName, clientSource]

@@ -31,12 +31,14 @@ public struct DemoStatusFile: Decodable, Sendable {
         public var endorsement: String? = nil
         /// The alliance UUID (hex) prefaces to this city must carry; nil for a node without one.
         public var alliance: String? = nil
+        /// The city's T1 listener (`[carriers.tls]`, universal key), relaying to the demo's cover site.
+        public var t1: Address? = nil
 
         /// The UUID's 16 bytes, for `RelayExtension.alliance`.
         public var allianceUUID: [UInt8]? { alliance.flatMap { $0.isEmpty ? nil : Hex.decode($0) } }
 
         enum CodingKeys: String, CodingKey {
-            case name, roles, country, transit, admin, pid, config, log, link, endorsement, alliance
+            case name, roles, country, transit, admin, pid, config, log, link, endorsement, alliance, t1
             case operatorLabel = "operator"
             case nodeID = "node_id", kemPK = "kem_pk", identityPK = "identity_pk"
             case exitAdmission = "exit_admission", exitPolicy = "exit_policy"
@@ -85,6 +87,13 @@ public struct DemoStatusFile: Decodable, Sendable {
         public let port: Int
     }
 
+    /// The HTTPS site the cities' T1 fronts relay to.
+    public struct Cover: Decodable, Sendable {
+        public let name: String
+        public let host: String
+        public let port: Int
+    }
+
     /// The demo's alliance files.
     public struct AllianceFiles: Decodable, Sendable {
         public let file: String
@@ -101,6 +110,7 @@ public struct DemoStatusFile: Decodable, Sendable {
     public let cities: [City]
     public let client: Client
     public let site: Site
+    public var cover: Cover? = nil
 
     public var exits: [City] { cities.filter(\.isExit) }
 }

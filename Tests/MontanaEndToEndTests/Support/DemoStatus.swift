@@ -9,6 +9,9 @@ extension DemoStatusFile.City {
 }
 
 extension DemoStatusFile {
+    /// Every port a client's carrier may connect to: the cities' T0 transit and T1 ports.
+    var carrierPorts: Set<Int> { Set(cities.map(\.transit.port) + cities.compactMap { $0.t1?.port }) }
+
     func city(_ name: String) throws -> City {
         guard let city = cities.first(where: { $0.name == name }) else {
             throw E2EError("the demo status has no city \(name) (has \(cities.map(\.name)))")
