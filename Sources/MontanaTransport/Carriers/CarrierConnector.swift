@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 
 /// Opens a carrier of one profile (PROTOCOL.md 2): a channel whose pipeline reads and writes
 /// the carrier's raw byte stream, as if it were a TCP connection to the member. `initializer`
@@ -45,6 +46,39 @@ public enum CarrierError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .helperUnavailable(let why), .missingParams(let why), .socks(let why), .refused(let why): return why
         case .timedOut(let what): return "\(what): timed out"
+        }
+    }
+}
+
+extension ClientBootstrap {
+    /// The TCP dial every carrier and T0 use: half-closure allowed, `TCP_NODELAY`, bounded
+    /// connect, bound to the client's source address when it has one.
+    public static func carrierDial(on loop: any EventLoop, localAddress: SocketAddress?, connectTimeout: TimeAmount) -> ClientBootstrap {
+        var bootstrap = ClientBootstrap(group: loop)
+        if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
+        return bootstrap
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(connectTimeout)
+    }
+}
+
+extension EventLoopFuture where Value == any Channel {
+    /// The connected channel and `ready`'s value once `ready` (completed by the channel's own
+    /// handlers) succeeds. A failed connect fails `ready` too (its handlers never ran), with the
+    /// error `connectError` makes of it; a failed `ready` closes the channel.
+    public func awaiting<T: Sendable>(_ ready: EventLoopPromise<T>,
+                                      connectError: @escaping @Sendable (any Error) -> any Error = { $0 })
+        -> EventLoopFuture<(any Channel, T)> {
+        flatMapErrorThrowing { error in
+            ready.fail(error)
+            throw connectError(error)
+        }
+        .flatMap { channel in
+            ready.futureResult.map { (channel, $0) }.flatMapErrorThrowing { error in
+                channel.close(promise: nil)
+                throw error
+            }
         }
     }
 }

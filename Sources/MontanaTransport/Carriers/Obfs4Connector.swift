@@ -35,10 +35,7 @@ public struct Obfs4Connector: CarrierConnector {
             loop.makeFailedFuture(CarrierError.helperUnavailable("\(error)"))
         }.flatMap { method in
             let ready = loop.makePromise(of: Void.self)
-            return ClientBootstrap(group: loop)
-                .channelOption(.allowRemoteHalfClosure, value: true)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connectTimeout(connectTimeout)
+            return ClientBootstrap.carrierDial(on: loop, localAddress: nil, connectTimeout: connectTimeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
@@ -48,16 +45,8 @@ public struct Obfs4Connector: CarrierConnector {
                     }
                 }
                 .connect(host: method.host, port: method.port)
-                .flatMapErrorThrowing { error in
-                    ready.fail(error)
-                    throw CarrierError.helperUnavailable("cannot reach the local obfs4proxy at \(method.host):\(method.port): \(error)")
-                }
-                .flatMap { channel in
-                    ready.futureResult.map { channel }.flatMapErrorThrowing { error in
-                        channel.close(promise: nil)
-                        throw error
-                    }
-                }
+                .awaiting(ready) { CarrierError.helperUnavailable("cannot reach the local obfs4proxy at \(method.host):\(method.port): \($0)") }
+                .map { $0.0 }
         }
     }
 }

@@ -327,12 +327,7 @@ public struct WebSocketConnector: CarrierConnector {
         do { args = try Self.arguments(endpoint) } catch { return loop.makeFailedFuture(error) }
         let ready = loop.makePromise(of: Void.self)
         let tls = self.tls, maxMessage = self.maxMessage, pingInterval = self.pingInterval
-        var bootstrap = ClientBootstrap(group: loop)
-        if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
-        return bootstrap
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(connectTimeout)
+        return ClientBootstrap.carrierDial(on: loop, localAddress: localAddress, connectTimeout: connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
@@ -358,16 +353,7 @@ public struct WebSocketConnector: CarrierConnector {
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port)
-            .flatMapErrorThrowing { error in
-                ready.fail(error)
-                throw error
-            }
-            .flatMap { channel in
-                ready.futureResult.map { channel }.flatMapErrorThrowing { error in
-                    channel.close(promise: nil)
-                    throw error
-                }
-            }
+            .awaiting(ready).map { $0.0 }
     }
 }
 

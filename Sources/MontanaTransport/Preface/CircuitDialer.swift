@@ -35,26 +35,11 @@ public enum CircuitDialer {
             connected = carrier.connector.connect(on: loop, endpoint: carrier.endpoint, connectTimeout: connectTimeout ?? timeout,
                                                   localAddress: localAddress, initializer: install)
         } else {
-            var bootstrap = ClientBootstrap(group: loop)
-            if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
-            connected = bootstrap
-                .channelOption(.allowRemoteHalfClosure, value: true)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connectTimeout(connectTimeout ?? timeout)
+            connected = ClientBootstrap.carrierDial(on: loop, localAddress: localAddress, connectTimeout: connectTimeout ?? timeout)
                 .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try install(channel) } }
                 .connect(host: host, port: port)
         }
-        return connected
-            .flatMapErrorThrowing { error in
-                answered.fail(error)
-                throw error
-            }
-            .flatMap { channel in
-                answered.futureResult.map { (channel, $0) }.flatMapErrorThrowing { error in
-                    channel.close(promise: nil)
-                    throw error
-                }
-            }
+        return connected.awaiting(answered)
     }
 }
 

@@ -86,12 +86,7 @@ public struct T1Connector: CarrierConnector {
         }
         let ready = loop.makePromise(of: Void.self)
         let description = endpoint.description
-        var bootstrap = ClientBootstrap(group: loop)
-        if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
-        return bootstrap
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(connectTimeout)
+        return ClientBootstrap.carrierDial(on: loop, localAddress: localAddress, connectTimeout: connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -100,16 +95,7 @@ public struct T1Connector: CarrierConnector {
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port)
-            .flatMapErrorThrowing { error in
-                ready.fail(error)
-                throw error
-            }
-            .flatMap { channel in
-                ready.futureResult.map { channel }.flatMapErrorThrowing { error in
-                    channel.close(promise: nil)
-                    throw error
-                }
-            }
+            .awaiting(ready).map { $0.0 }
     }
 }
 
