@@ -99,20 +99,13 @@ final class T1CarrierTests: CarrierTestCase {
         XCTAssertEqual(o["switched"], nil, "no prober was switched: \(o)")
         XCTAssertGreaterThanOrEqual(o["no_token"] ?? 0, 2, "curl and openssl stayed with the cover: \(o)")
 
-        let (server, digest, dir) = try fileServer(prefix: "montana-e2e-t1-site-")
         let t0Before = try carrierStatus(front.node, "t0")["connections"] as? Int ?? -1
         let (client, socks, admin) = try startCarrierClient("t1-client", node: front.node, carriers: ["t1"],
                                                             endpoints: [t1Endpoint(port: front.t1Port, pbk: front.publicKey, sid: front.shortID)])
         XCTAssertTrue(Net.waitForListener(socks, timeout: 30, alive: { client.isRunning }), client.outputTail())
-        let out = (dir as NSString).appendingPathComponent("got.bin")
-        let started = Date()
-        let result = try download(socks: socks, url: "\(server.baseURL)/blob.bin", to: out)
-        let seconds = Date().timeIntervalSince(started)
-        XCTAssertTrue(result.succeeded, "\(result)\n\(client.outputTail())\n\(front.node.diagnostics())")
-        XCTAssertEqual(TestFiles.digest(out).sha256, digest, "2 MiB through T1, byte for byte")
-        print("T1 through the cover relay: 2 MiB in \(String(format: "%.2f", seconds)) s")
-        let circuits = try circuitsWhenShown(admin)
-        XCTAssertEqual(circuits.first?["carrier"] as? String, "t1", "\(circuits)")
+        try downloadBlob(socks: socks, admin: admin, carrier: "t1", label: "T1 through the cover relay") {
+            "\(client.outputTail())\n\(front.node.diagnostics())"
+        }
         o = try outcomes(front)
         XCTAssertGreaterThanOrEqual(o["switched"] ?? 0, 1, "\(o)")
         XCTAssertEqual(try carrierStatus(front.node, "t0")["connections"] as? Int, t0Before, "the client never used T0")

@@ -71,19 +71,10 @@ final class WebSocketCarrierTests: CarrierTestCase {
         XCTAssertFalse(root.stdoutText.lowercased().contains("montana") || root.stdoutText.lowercased().contains("nio"), "\(root)")
         XCTAssertEqual(try carrierStatus(node, "t2")["connections"] as? Int, 0, "none of that became a carrier")
 
-        let (server, digest, dir) = try fileServer(prefix: "montana-e2e-t2-site-")
         let t0Before = try carrierStatus(node, "t0")["connections"] as? Int ?? -1
         let params = "host=localhost&path=\(Self.secretPath)&sni=localhost"
         let (client, socks, admin) = try startClient("t2-client", node: node, t2: (cdnPort, params), ca: ca)
-        let out = (dir as NSString).appendingPathComponent("got.bin")
-        let started = Date()
-        let result = try download(socks: socks, url: "\(server.baseURL)/blob.bin", to: out)
-        let seconds = Date().timeIntervalSince(started)
-        XCTAssertTrue(result.succeeded, "\(result)\n\(client.outputTail())\n\(node.diagnostics())")
-        XCTAssertEqual(TestFiles.digest(out).sha256, digest, "2 MiB through nginx and WebSocket, byte for byte")
-        print("T2 through nginx: 2 MiB in \(String(format: "%.2f", seconds)) s")
-        let circuits = try circuitsWhenShown(admin)
-        XCTAssertEqual(circuits.first?["carrier"] as? String, "t2", "\(circuits)")
+        try downloadBlob(socks: socks, admin: admin, carrier: "t2", label: "T2 through nginx") { "\(client.outputTail())\n\(node.diagnostics())" }
         XCTAssertGreaterThanOrEqual(try carrierStatus(node, "t2")["connections"] as? Int ?? 0, 1)
         XCTAssertEqual(try carrierStatus(node, "t0")["connections"] as? Int, t0Before, "the client never used T0")
         // nginx logs a WebSocket request when it ends: stop the client, then read the log.

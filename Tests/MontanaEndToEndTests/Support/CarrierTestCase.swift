@@ -39,6 +39,21 @@ class CarrierTestCase: XCTestCase {
         return try Curl.run(Curl.socks(socks) + ["--fail", "-o", path, url], timeout: Self.fetchTimeout)
     }
 
+    /// 2 MiB from a fresh file server through the client's SOCKS port, byte for byte, timed and
+    /// printed as `label`; then the client's circuit must ride `carrier`.
+    func downloadBlob(socks: Int, admin: Int, carrier: String, label: String, diagnostics: () -> String) throws {
+        let (server, digest, dir) = try fileServer(prefix: "montana-e2e-\(carrier)-site-")
+        let out = (dir as NSString).appendingPathComponent("got.bin")
+        let started = Date()
+        let result = try download(socks: socks, url: "\(server.baseURL)/blob.bin", to: out)
+        let seconds = Date().timeIntervalSince(started)
+        XCTAssertTrue(result.succeeded, "\(result)\n\(diagnostics())")
+        XCTAssertEqual(TestFiles.digest(out).sha256, digest, "2 MiB \(label), byte for byte")
+        print("\(label): 2 MiB in \(String(format: "%.2f", seconds)) s")
+        let circuits = try circuitsWhenShown(admin)
+        XCTAssertEqual(circuits.first?["carrier"] as? String, carrier, "\(circuits)")
+    }
+
     /// The client's `/status` circuits once its once-a-second snapshot shows one (at most 10 s).
     func circuitsWhenShown(_ admin: Int) throws -> [[String: Any]] {
         var circuits: [[String: Any]] = []
