@@ -97,6 +97,8 @@ public enum TLS13 {
         private let key: SymmetricKey
         private let iv: [UInt8]
         public private(set) var sequence: UInt64 = 0
+        /// The inner plaintext of the bulk path (`sealParts`), reused record after record.
+        private var scratch: [UInt8] = []
 
         public init(suite: Suite, trafficSecret: [UInt8]) {
             self.suite = suite
@@ -126,6 +128,22 @@ public enum TLS13 {
             return header + sealed
         }
 
+        /// The bulk path: the same record as `seal(content, type:)` with no padding, in parts (the
+        /// 5-byte header, the ciphertext, the tag) for the caller to write where it wants, with one
+        /// copy of `content` (into a reused buffer) before the AEAD.
+        public mutating func sealParts(_ content: UnsafeRawBufferPointer, type: UInt8) throws -> (header: [UInt8], ciphertext: Data, tag: Data) {
+            guard sequence < UInt64.max else { throw CipherError.sequenceExhausted }
+            let length = content.count + 1 + 16
+            guard length <= 16_384 + 256 else { throw CipherError.badLength }
+            scratch.removeAll(keepingCapacity: true)
+            scratch.append(contentsOf: content)
+            scratch.append(type)
+            let header: [UInt8] = [0x17, 0x03, 0x03, UInt8(length >> 8), UInt8(length & 0xff)]
+            let parts = try AEAD.sealParts(suite: suite, key: key, nonce: nonce(), plaintext: scratch, aad: header)
+            sequence += 1
+            return (header, parts.ciphertext, parts.tag)
+        }
+
         /// Opens a record's payload (`header` its 5 bytes); returns (content, type). Does not
         /// advance the sequence on failure.
         public mutating func open(header: [UInt8], payload: [UInt8]) throws -> (content: [UInt8], type: UInt8) {
@@ -141,12 +159,17 @@ public enum TLS13 {
 
     enum AEAD {
         static func seal(suite: Suite, key: SymmetricKey, nonce: [UInt8], plaintext: [UInt8], aad: [UInt8]) throws -> [UInt8] {
+            let parts = try sealParts(suite: suite, key: key, nonce: nonce, plaintext: plaintext, aad: aad)
+            return Array(parts.ciphertext) + Array(parts.tag)
+        }
+
+        static func sealParts(suite: Suite, key: SymmetricKey, nonce: [UInt8], plaintext: [UInt8], aad: [UInt8]) throws -> (ciphertext: Data, tag: Data) {
             if suite == .chacha20Poly1305SHA256 {
                 let box = try ChaChaPoly.seal(plaintext, using: key, nonce: try ChaChaPoly.Nonce(data: nonce), authenticating: aad)
-                return Array(box.ciphertext) + Array(box.tag)
+                return (box.ciphertext, box.tag)
             }
             let box = try AES.GCM.seal(plaintext, using: key, nonce: try AES.GCM.Nonce(data: nonce), authenticating: aad)
-            return Array(box.ciphertext) + Array(box.tag)
+            return (box.ciphertext, box.tag)
         }
 
         static func open(suite: Suite, key: SymmetricKey, nonce: [UInt8], sealed: [UInt8], aad: [UInt8]) -> [UInt8]? {

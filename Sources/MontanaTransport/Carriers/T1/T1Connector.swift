@@ -233,12 +233,12 @@ final class T1ClientCarrierHandler: ChannelDuplexHandler, RemovableChannelHandle
             promise?.fail(CarrierError.refused("T1 at \(endpoint): write before the handshake finished"))
             return
         }
-        var buffer = unwrapOutboundIn(data)
-        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let buffer = unwrapOutboundIn(data)
+        var out = context.channel.allocator.buffer(capacity: buffer.readableBytes + (buffer.readableBytes / T1FrameState.maxPlaintext + 1) * 22)
         do {
-            let sealed = try f.seal(bytes)
+            try f.seal(buffer, into: &out)
             frames = f
-            write(context, sealed, promise: promise)
+            context.write(wrapOutboundOut(out), promise: promise)
         } catch {
             promise?.fail(error)
             context.close(promise: nil)

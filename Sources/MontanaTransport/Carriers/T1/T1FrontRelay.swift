@@ -168,14 +168,12 @@ public final class T1FrontHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        var buffer = unwrapOutboundIn(data)
-        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
-        guard let sealed = session.seal(bytes) else {
+        let buffer = unwrapOutboundIn(data)
+        var out = context.channel.allocator.buffer(capacity: buffer.readableBytes + (buffer.readableBytes / T1FrameState.maxPlaintext + 1) * 22)
+        guard session.seal(buffer, into: &out) else {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        var out = context.channel.allocator.buffer(capacity: sealed.count)
-        out.writeBytes(sealed)
         context.write(wrapOutboundOut(out), promise: promise)
     }
 

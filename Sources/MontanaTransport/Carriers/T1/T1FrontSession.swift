@@ -1,4 +1,5 @@
 import MontanaCrypto
+import NIOCore
 
 /// The T1 front's decisions for one connection (PROTOCOL.md 2.2, T1-RESEARCH.md 4.5), bytes in
 /// and actions out, no I/O. The connection to the cover is opened for everyone at accept.
@@ -225,6 +226,13 @@ public struct T1FrontSession: Sendable {
             phase = .grace
             _ = coverReader.takeRemaining()
         }
+    }
+
+    /// Carrier bytes for the client, as T1 frames appended to `out` (false: not switched, or sealing failed).
+    public mutating func seal(_ plain: ByteBuffer, into out: inout ByteBuffer) -> Bool {
+        guard isSwitched, var f = frames, (try? f.seal(plain, into: &out)) != nil else { return false }
+        frames = f
+        return true
     }
 
     /// Carrier bytes for the client, as T1 frames.

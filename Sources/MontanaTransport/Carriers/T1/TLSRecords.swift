@@ -1,4 +1,6 @@
+import Foundation
 import MontanaCrypto
+import NIOCore
 
 /// One TLS record as it travelled: 5-byte header and payload (PROTOCOL.md 2.2).
 public struct TLSRecord: Sendable, Equatable {
@@ -172,6 +174,23 @@ public struct T1FrameState: Sendable {
             i = end
         } while i < content.count
         return out
+    }
+
+    /// The bulk path: `content`'s readable bytes as records (split at 16,384) appended to `out`,
+    /// with no intermediate arrays (`RecordCipher.sealParts`).
+    public mutating func seal(_ content: ByteBuffer, into out: inout ByteBuffer) throws {
+        var rest = content
+        out.reserveCapacity(minimumWritableBytes: content.readableBytes + (content.readableBytes / Self.maxPlaintext + 1) * 22)
+        repeat {
+            let n = min(rest.readableBytes, Self.maxPlaintext)
+            let parts = try rest.withUnsafeReadableBytes { bytes in
+                try sealer.sealParts(UnsafeRawBufferPointer(rebasing: bytes[0..<n]), type: TLSRecord.contentApplicationData)
+            }
+            rest.moveReaderIndex(forwardBy: n)
+            out.writeBytes(parts.header)
+            out.writeBytes(parts.ciphertext)
+            out.writeBytes(parts.tag)
+        } while rest.readableBytes > 0
     }
 
     /// The carrier bytes in `bytes` (whole records only; a partial one waits for more).
