@@ -60,6 +60,12 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "The demo client's status port (/status, /directory), e.g. 127.0.0.1:9090 (default: a free port).")
     var admin: String?
 
+    @Flag(help: "No T2 city (by default one city offers T2 behind a demo nginx when nginx and openssl are installed).")
+    var noT2 = false
+
+    @Option(help: "The demo client's carrier ladder, comma-separated (e.g. t2, or t2,t0; default: the client's default ladder).")
+    var carriers: String?
+
     func run() async throws {
         var options = DemoAlliance.Options()
         do {
@@ -75,6 +81,12 @@ struct DemoCommand: AsyncParsableCommand {
             do { options.clientAdmin = try HostPort(parsing: admin) } catch { throw ValidationError("--admin: \(error)") }
         }
         options.directory = dir
+        options.t2 = !noT2
+        if let carriers {
+            let names = carriers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
+            guard !names.isEmpty else { throw ValidationError("--carriers: list at least one of t2, t0") }
+            options.clientCarriers = names
+        }
         options.strictPolicy = strictExitPolicy
         options.allowListAdmission = allowList
         if !dnsServer.isEmpty {
@@ -105,7 +117,7 @@ struct DemoCommand: AsyncParsableCommand {
                 if quiet { continue }
                 let circuits = await demo.circuits()
                 var lines = circuits.map { c in
-                    "  circuit  front \(c.front)" + (c.reserve.map { " (reserve \($0))" } ?? "") + " -> exit \(c.exit) (\(c.exitCountry))  streams \(c.streamsActive) open / \(c.streamsOpened) total  "
+                    "  circuit  front \(c.front)" + (c.reserve.map { " (reserve \($0))" } ?? "") + " -> exit \(c.exit) (\(c.exitCountry))  carrier \(c.carrier ?? "t0")  streams \(c.streamsActive) open / \(c.streamsOpened) total  "
                         + "up \(Self.bytes(c.bytesUp))  down \(Self.bytes(c.bytesDown))"
                         + ((c.resumptions ?? 0) > 0 ? "  resumed \(c.resumptions ?? 0)× (last stall \(c.lastStallMilliseconds ?? 0) ms)" : "")
                 }

@@ -11,16 +11,23 @@ Topology (every address exists only inside the namespaces this script creates):
   mt-ispb 10.102.0.2 -- mt-censb --/    (router)      +-- mt-f3 10.13.0.2 front (op C, EE)
                                                       +-- mt-x1 10.21.0.2 exit (op A, DE)
                                                       +-- mt-x2 10.22.0.2 front+exit (op B, NL)
-                                                      \\-- mt-web 10.30.0.2 web server
+                                                      +-- mt-web 10.30.0.2 web server
+                                                      \\-- mt-cdn 10.40.0.2 "CDN": nginx, TLS :443
 
 Censors filter in their namespace's nft table `inet mt` (chain `censor`, forward hook); delays
 are a userspace relay (delay_relay.py) in mt-core behind nft DNAT (this kernel has no netem).
+A censor can also run the first-packet classifier (classifier.py) behind nft DNAT (`ip mtcls`).
+Carriers: every front has T0 (transit :7443), T2 ([carriers.ws], plain HTTP :8080 behind the
+CDN's nginx, which terminates TLS for CDN_NAME with a CA the harness makes) and T3
+([carriers.obfs4] :7444, when obfs4proxy is installed). The two standing clients use T0 only
+(carriers = ["t0"]); the carrier scenarios start their own clients with other ladders.
 """
 import argparse
 import atexit
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -44,6 +51,18 @@ WEB = f"http://{WEB_IP}:{WEB_PORT}"
 TRANSIT_PORT = 7443
 NODE_ADMIN = "127.0.0.1:9090"
 MiB = 1 << 20
+# The "CDN": one namespace, one address, nginx terminating TLS for CDN_NAME on :443 and proxying
+# each front's secret path to that front's plain-HTTP [carriers.ws] listener (WS_PORT).
+CDN_NS = "mt-cdn"
+CDN_IP = "10.40.0.2"
+CDN_NAME = "cdn.montana-testbed.example"
+CDN_PORT = 443
+WS_PORT = 8080
+T3_PORT = 7444
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+OBFS4PROXY = shutil.which("obfs4proxy")
+# The classifier listens on the censor's LAN address (the ISP side) behind nft DNAT.
+CLASSIFIER_PORT = 15001
 
 # name, roles, operator, country, second octet of its /16
 SERVERS = [
@@ -272,20 +291,85 @@ class Download:
 
 class Censor:
     """The filters of one censor router (nft table `inet mt`, chain `censor` on the forward hook;
-    rules match every packet, so they also stop established flows)."""
+    rules match every packet, so they also stop established flows), and its first-packet
+    classifier (classifier.py; table `ip mtcls`): `classifier_on` DNATs every new TCP connection
+    from the client network to it, and cuts the client network's TCP flows that were forwarded
+    before (the forward hook sees only those once the DNAT is in place)."""
 
-    def __init__(self, ns):
+    def __init__(self, ns, lan_ip, lan_net, logs, procs):
         self.ns = ns
+        self.lan_ip = lan_ip
+        self.lan_net = lan_net
+        self.logs = logs
+        self.procs = procs
         self.rules = []
+        self.classifier = None
+        self.classifier_runs = 0
 
     def setup(self):
         nsrun(self.ns, ["nft", "-f", "-"], input="""
 table inet mt {
   chain censor { type filter hook forward priority 0; policy accept; }
 }
+table ip mtcls {
+  chain tproxy_mark { type filter hook prerouting priority mangle; policy accept;
+    meta l4proto tcp socket transparent 1 meta mark set 0x1
+  }
+  chain to_classifier { type nat hook prerouting priority dstnat; policy accept; }
+  chain cut_forwarded { type filter hook forward priority 10; policy accept; }
+}
 """)
         # ct bytes needs conntrack accounting in this namespace.
         nsrun(self.ns, ["sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1"])
+        # The classifier's onward connections leave from the client's address (transparent):
+        # the answers are routed to the local socket (the TPROXY recipe, as in mt-core).
+        run(["ip", "-n", self.ns, "rule", "add", "fwmark", "1", "lookup", "100", "pref", "100"])
+        run(["ip", "-n", self.ns, "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"])
+
+    def classifier_on(self, rules=("fully-encrypted",), sni_allow=(), wait_ms=2000):
+        """Starts classifier.py with `rules` (fully-encrypted, sni) and sends every new TCP
+        connection from the client network through it; flows forwarded before are reset."""
+        self.classifier_off()
+        self.classifier_runs += 1
+        argv = [sys.executable, os.path.join(HERE, "classifier.py"), "--listen", f"{self.lan_ip}:{CLASSIFIER_PORT}",
+                "--wait-ms", str(wait_ms), "--transparent"]
+        for r in rules:
+            argv += ["--rule", r]
+        for n in sni_allow:
+            argv += ["--sni-allow", n]
+        proc = Proc(f"classifier-{self.ns}-{self.classifier_runs}", self.ns, argv, self.logs)
+        self.procs.append(proc)
+        proc.start()
+        self.classifier = proc
+        deadline = time.monotonic() + 10
+        while "classifier listening" not in proc.tail(5):
+            if not proc.alive() or time.monotonic() > deadline:
+                raise TestbedError(f"classifier in {self.ns} did not start:\n{proc.tail()}")
+            time.sleep(0.1)
+        nsrun(self.ns, ["nft", "add", "rule", "ip", "mtcls", "to_classifier", "iifname", "lan", "ip", "daddr", "!=", self.lan_net,
+                        "meta", "l4proto", "tcp", "dnat", "to", f"{self.lan_ip}:{CLASSIFIER_PORT}"])
+        nsrun(self.ns, ["nft", "add", "rule", "ip", "mtcls", "cut_forwarded", "iifname", "lan", "meta", "l4proto", "tcp",
+                        "reject", "with", "tcp", "reset"])
+        nsrun(self.ns, ["nft", "add", "rule", "ip", "mtcls", "cut_forwarded", "oifname", "lan", "meta", "l4proto", "tcp", "drop"])
+        return proc
+
+    def classifier_off(self):
+        nsrun(self.ns, ["nft", "flush", "chain", "ip", "mtcls", "to_classifier"], check=False)
+        nsrun(self.ns, ["nft", "flush", "chain", "ip", "mtcls", "cut_forwarded"], check=False)
+        if self.classifier is not None:
+            self.classifier.stop(grace=2)
+            self.classifier = None
+
+    def verdicts(self):
+        """{"pass": [...], "block": [...], ...}: the classifier's verdict lines of its current run."""
+        out = {}
+        if self.classifier is None:
+            return out
+        for line in self.classifier.tail(5000).splitlines():
+            if line.startswith("verdict="):
+                fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+                out.setdefault(fields["verdict"], []).append(fields)
+        return out
 
     def _add(self, *rules):
         for r in rules:
@@ -312,6 +396,7 @@ table inet mt {
     def clear(self):
         nsrun(self.ns, ["nft", "flush", "chain", "inet", "mt", "censor"])
         self.rules = []
+        self.classifier_off()
 
     def listing(self):
         return nsrun(self.ns, ["nft", "list", "chain", "inet", "mt", "censor"], check=False).stdout
@@ -336,6 +421,8 @@ class Server:
         self.link = None
         self.dir = None
         self.proc = None
+        # T2's secret path ("/ws-" + 20 url-safe characters): in the record and in the CDN's nginx.
+        self.ws_path = "/ws-" + secrets.token_urlsafe(15) if self.is_front else None
 
     @property
     def is_front(self):
@@ -368,12 +455,16 @@ class Testbed:
         self.logs = os.path.join(workdir, "logs")
         os.makedirs(self.logs, exist_ok=True)
         self.servers = {s[0]: Server(*s) for s in SERVERS}
-        self.censors = {name: Censor(cns) for name, _, cns, _, _ in ISPS}
+        self.procs = []  # every Proc, for teardown
+        self.censors = {name: Censor(cns, f"10.{octet}.0.1", f"10.{octet}.0.0/16", self.logs, self.procs)
+                        for name, _, cns, octet, _ in ISPS}
         self.isp_ns = {name: ns for name, ns, _, _, _ in ISPS}
         self.clients = {}
-        self.procs = []  # every Proc, for teardown
         self.namespaces = []
         self.web = None
+        self.cdn = None  # the CDN's nginx Proc (None: nginx or openssl not installed)
+        self.cdn_missing = None
+        self.ca = None
         self.relays = []
         self.delay_rules = False
         self.torn_down = False
@@ -403,6 +494,9 @@ class Testbed:
         self.add_ns(WEB_NS)
         self.veth(CORE, "c-web", "10.30.0.1/24", WEB_NS, "eth0", f"{WEB_IP}/24")
         run(["ip", "-n", WEB_NS, "route", "add", "default", "via", "10.30.0.1"])
+        self.add_ns(CDN_NS)
+        self.veth(CORE, "c-cdn", "10.40.0.1/24", CDN_NS, "eth0", f"{CDN_IP}/24")
+        run(["ip", "-n", CDN_NS, "route", "add", "default", "via", "10.40.0.1"])
         for name, cns, censor_ns, octet, up in ISPS:
             self.add_ns(censor_ns)
             self.add_ns(cns)
@@ -487,6 +581,24 @@ geoip = "../geoip.csv"
 [log]
 level = "info"
 """
+        if s.is_front:
+            text += f"""
+# T2 behind the testbed's CDN: nginx in mt-cdn terminates TLS for {CDN_NAME} and proxies this
+# path here; the record advertises the CDN, and the CDN's X-Forwarded-For names the client.
+[carriers.ws]
+listen = "{s.ip}:{WS_PORT}"
+path = "{s.ws_path}"
+public_host = "{CDN_IP}"
+public_port = {CDN_PORT}
+host_header = "{CDN_NAME}"
+sni = "{CDN_NAME}"
+trusted_proxies = ["{CDN_IP}"]
+"""
+            if OBFS4PROXY:
+                text += f"""
+[carriers.obfs4]
+listen = "{s.ip}:{T3_PORT}"
+"""
         if s.is_exit:
             text += f"""
 [exit]
@@ -545,6 +657,85 @@ allow_private = ["10.30.0.0/16"]
         if pending:
             raise TestbedError("the alliance did not converge within %ds: %s" % (timeout, {s.name: why.get(s.name) for s in pending}))
 
+    def make_ca(self):
+        """A throw-away CA and a leaf for CDN_NAME (and CDN_IP), EC P-256, two days (openssl)."""
+        d = os.path.join(self.work, "pki")
+        os.makedirs(d, exist_ok=True)
+        path = lambda n: os.path.join(d, n)  # noqa: E731
+        with open(path("leaf.ext"), "w") as f:
+            f.write(f"subjectAltName=DNS:{CDN_NAME},IP:{CDN_IP}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        run(["openssl", "req", "-x509", *ec, "-keyout", path("ca.key"), "-out", path("ca.crt"), "-days", "2",
+             "-subj", "/CN=Montana Testbed CA"])
+        run(["openssl", "req", *ec, "-keyout", path("leaf.key"), "-out", path("leaf.csr"), "-subj", f"/CN={CDN_NAME}"])
+        run(["openssl", "x509", "-req", "-in", path("leaf.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
+             "-CAcreateserial", "-out", path("leaf.crt"), "-days", "2", "-extfile", path("leaf.ext")])
+        self.ca = path("ca.crt")
+        return path("leaf.crt"), path("leaf.key")
+
+    def render_cdn_config(self, prefix, cert, key):
+        """scripts/nginx/t2-cdn.conf.template with its `location = @WS_PATH@` block repeated
+        once per front (each front's secret path to its own listener): one CDN, many origins."""
+        with open(os.path.join(REPO, "scripts", "nginx", "t2-cdn.conf.template")) as f:
+            template = f.read()
+        start = template.index("        location = @WS_PATH@ {")
+        end = template.index("        }\n", start) + len("        }\n")
+        block = template[start:end]
+        fronts = [s for s in self.servers.values() if s.is_front]
+        blocks = "\n".join(block.replace("@WS_PATH@", s.ws_path).replace("@NODE@", f"{s.ip}:{WS_PORT}") for s in fronts)
+        conf = template[:start] + blocks + template[end:]
+        for k, v in {"@LISTEN@": f"{CDN_IP}:{CDN_PORT}", "@CERT@": cert, "@KEY@": key, "@PREFIX@": prefix}.items():
+            conf = conf.replace(k, v)
+        conf = conf.replace("server_name localhost;", f"server_name {CDN_NAME};")
+        # The template's header comment names the placeholders: it is not part of the config.
+        conf = "# Rendered by Tests/testbed/testbed.py from scripts/nginx/t2-cdn.conf.template\n" + \
+            "\n".join(line for line in conf.splitlines() if not line.startswith("#")) + "\n"
+        leftover = [t for t in ("@WS_PATH@", "@NODE@", "@LISTEN@", "@CERT@", "@KEY@", "@PREFIX@") if t in conf]
+        if leftover:
+            raise TestbedError(f"nginx template: placeholders left after rendering: {leftover}")
+        return conf
+
+    def start_cdn(self):
+        """nginx in mt-cdn (foreground, no master; stopped by PID). Without nginx or openssl the
+        T2 scenarios fail saying so; everything else runs."""
+        if not os.access(NGINX, os.X_OK) or not shutil.which("openssl"):
+            self.cdn_missing = f"nginx ({NGINX}) or openssl not installed (apt-get install nginx-light openssl)"
+            log(f"testbed: no CDN: {self.cdn_missing}")
+            return
+        cert, key = self.make_ca()
+        prefix = os.path.join(self.work, "cdn")
+        os.makedirs(os.path.join(prefix, "html"), exist_ok=True)
+        with open(os.path.join(prefix, "html", "index.html"), "w") as f:
+            f.write("<html><body><h1>It works</h1></body></html>\n")
+        conf = os.path.join(prefix, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(self.render_cdn_config(prefix, cert, key))
+        self.cdn = Proc("cdn-nginx", CDN_NS, [NGINX, "-p", prefix, "-c", conf, "-e", os.path.join(prefix, "error.log")], self.logs)
+        self.procs.append(self.cdn)
+        self.cdn.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            p = nsrun(CDN_NS, ["curl", "-s", "-m", "2", "--cacert", self.ca, "--resolve", f"{CDN_NAME}:{CDN_PORT}:{CDN_IP}",
+                               f"https://{CDN_NAME}:{CDN_PORT}/"], check=False)
+            if "It works" in p.stdout:
+                return
+            if not self.cdn.alive():
+                break
+            time.sleep(0.1)
+        try:
+            with open(os.path.join(prefix, "error.log")) as f:
+                err = f.read()[-2000:]
+        except OSError:
+            err = ""
+        raise TestbedError(f"the CDN's nginx did not serve https://{CDN_NAME}/:\n{self.cdn.tail()}\n{err}")
+
+    def cdn_access_log(self):
+        try:
+            with open(os.path.join(self.work, "cdn", "access.log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
     def start_web(self):
         self.web = Proc("webserver", WEB_NS, [sys.executable, os.path.join(HERE, "webserver.py"), "--listen", f"0.0.0.0:{WEB_PORT}"], self.logs)
         self.procs.append(self.web)
@@ -560,12 +751,29 @@ allow_private = ["10.30.0.0/16"]
 
     # ---- clients
 
-    def start_client(self, name, isp, socks_port=1080, http_port=8080, admin_port=9000, data=None, wait=True, timeout=60):
+    def start_client(self, name, isp, socks_port=1080, http_port=8080, admin_port=9000, data=None, wait=True, timeout=60,
+                     carriers=("t0",)):
+        """A client in ISP `isp`'s network with the ladder `carriers` (None: the default ladder,
+        no `carriers` key); it trusts the testbed CA for T2 (t2_ca_file)."""
         c = Client(name, self.isp_ns[isp], socks_port, http_port, admin_port)
         c.isp = isp
+        c.carriers = carriers
         c.data = data or os.path.join(self.work, f"client-{name}")
         os.makedirs(c.data, exist_ok=True)
-        c.proc = Proc(f"client-{name}", c.ns, [self.bin, "client", "--subscription", self.subscription, "--data", c.data,
+        if not os.path.exists(os.path.join(c.data, "account.key")):
+            if os.path.exists(os.path.join(c.data, "client.toml")):
+                os.remove(os.path.join(c.data, "client.toml"))
+            self.montana("client", "init", c.data)
+        lines = ["# Written by Tests/testbed/testbed.py", "[client]", 'account_key = "account.key"']
+        if carriers is not None:
+            lines.append(f"carriers = {json.dumps(list(carriers))}")
+        if self.ca:
+            lines.append(f't2_ca_file = "{self.ca}"')
+        lines += ["", "[log]", 'level = "info"', ""]
+        config = os.path.join(c.data, "client.toml")
+        with open(config, "w") as f:
+            f.write("\n".join(lines))
+        c.proc = Proc(f"client-{name}", c.ns, [self.bin, "client", "--config", config, "--subscription", self.subscription,
                                                "--socks", c.socks, "--http", c.http, "--admin", c.admin,
                                                "--geoip", os.path.join(self.work, "geoip.csv")], self.logs)
         self.procs.append(c.proc)
@@ -686,6 +894,7 @@ allow_private = ["10.30.0.0/16"]
         self.setup_network()
         self.setup_alliance()
         self.start_web()
+        self.start_cdn()
         for s in self.servers.values():
             self.start_node(s)
         for s in self.servers.values():
@@ -1210,6 +1419,155 @@ def false_reports(tb, res):
     res.check("three distinct /16s make the entry actionable at every front: f1 unreachable for that vantage",
               all(e is not None and e.get("sources") == 3 and e.get("state") == "unreachable" and e.get("actionable") is True
                   for e in entries.values()), entries)
+
+
+# --------------------------------------------------------------------------------------------
+# carrier scenarios (T2 behind the CDN, T3, the first-packet classifier)
+
+
+def front_profiles(tb, doc):
+    """{front name: {"profile", "working_profile", "profile_errors", "successes", "failures"}} from
+    a client's /status reachability.fronts."""
+    out = {}
+    for e in ((doc or {}).get("reachability") or {}).get("fronts") or []:
+        srv = tb.server_by_node(e.get("node")) or tb.server_by_label(e.get("front"))
+        name = srv.name if srv else (e.get("front") or "?")
+        out.setdefault(name, []).append({"profile": e.get("profile"), "working": e.get("working_profile"),
+                                         "errors": {k: (v or "")[:80] for k, v in (e.get("profile_errors") or {}).items()},
+                                         "ok": e.get("successes"), "failed": e.get("failures")})
+    return out
+
+
+def carrier_download(tb, res, c, exit_server, n, max_time=60):
+    """n bytes via country-<exit's country> through client c: checked like every download (bytes,
+    SHA-256, one connection at the web server from the exit). Returns the Download."""
+    tag = tag_for(res) + "-" + c.name
+    dl = Download(c, f"{WEB}/bytes/{n}?tag={tag}", user=f"country-{exit_server.country.lower()}", max_time=max_time)
+    try:
+        dl.wait()
+    finally:
+        dl.kill()
+        dl.wait(10)
+    check_download(tb, res, dl, n, tag, exit_server)
+    return dl
+
+
+def carrier_of(doc, country):
+    """(circuit carrier, steering.active carrier) for the session to country."""
+    circuit = circuit_for(doc, country)
+    active = active_for(doc, country)
+    return (circuit or {}).get("carrier"), (active or {}).get("carrier")
+
+
+def require_cdn(tb, res):
+    res.require("the testbed's CDN (nginx) is running", tb.cdn is not None and tb.cdn.alive(),
+                tb.cdn_missing or (tb.cdn.tail() if tb.cdn else "not started"))
+
+
+@scenario("ready")
+def random_first_packet(tb, res):
+    """ISP A's censor classifies every new TCP connection's first packet (classifier.py, the GFW's
+    2021 fully-encrypted rule): a client with carriers ["t0"] cannot reach DE (its T0 circuits
+    die; status names the profile it tried); a client with the ladder ["t3", "t2", "t0"] (T3 is
+    random bytes too: blocked) downloads through T2 via the CDN (TLS passes), SHA-256 right, and
+    /status says carrier "t2"."""
+    require_cdn(tb, res)
+    x1 = tb.servers["x1"]
+    censor = tb.censors["a"]
+    ladder = ["t3", "t2", "t0"] if OBFS4PROXY else ["t2", "t0"]
+    res.figure("ladder", ladder)
+    # Both clients fetch the directory before the classifier comes on (the directory session is T0).
+    c0 = tb.start_client(f"rfp-t0-{res.run}", "a", socks_port=1101, http_port=8101, admin_port=9101, carriers=["t0"])
+    cl = tb.start_client(f"rfp-ladder-{res.run}", "a", socks_port=1102, http_port=8102, admin_port=9102, carriers=ladder)
+    try:
+        censor.classifier_on(["fully-encrypted"])
+        r = tb.curl(c0, f"{WEB}/whoami", user="country-de", max_time=ALL_FILTERED_BOUND_S)
+        res.figure("t0_client_seconds", r["seconds"])
+        res.figure("t0_client_result", {"rc": r["rc"], "code": r["code"], "error": r["stderr"][:160]})
+        res.check("carriers [t0]: country-de fails behind the classifier", not (r["rc"] == 0 and r["body"].strip() == x1.ip), r)
+        doc = poll_status(tb, c0, lambda d: any("t0" in (e.get("profile_errors") or {})
+                                                for e in (d.get("reachability") or {}).get("fronts") or []), timeout=10)
+        tried = front_profiles(tb, doc)
+        res.figure("t0_client_fronts", tried)
+        res.check("carriers [t0]: status reachability.fronts names t0 as the profile tried, with its error",
+                  any("t0" in e["errors"] for es in tried.values() for e in es), tried)
+        res.check("carriers [t0]: no front works for it", not any(e["working"] for es in tried.values() for e in es), tried)
+        res.check("carriers [t0]: no circuit to DE", circuit_for(doc, "DE") is None, doc.get("circuits"))
+
+        dl = carrier_download(tb, res, cl, x1, 4 * MiB)
+        doc = poll_status(tb, cl, lambda d: carrier_of(d, "DE")[0] is not None, timeout=8)
+        circuit_carrier, active_carrier = carrier_of(doc, "DE")
+        res.figure("ladder_client_carrier", {"circuit": circuit_carrier, "active": active_carrier})
+        res.check('ladder client: the DE circuit\'s carrier is "t2" (or "t3")', circuit_carrier in ("t2", "t3"), doc.get("circuits"))
+        res.check("ladder client: steering.active agrees", active_carrier == circuit_carrier, steering(doc))
+        tried = front_profiles(tb, doc)
+        res.figure("ladder_client_fronts", tried)
+        if "t3" in ladder:
+            res.check("ladder client: T3 (obfs4, random bytes) was tried and failed at a front",
+                      any("t3" in e["errors"] for es in tried.values() for e in es), tried)
+        verdicts = censor.verdicts()
+        blocked = verdicts.get("block", [])
+        passed = verdicts.get("pass", [])
+        res.figure("classifier_blocked", len(blocked))
+        res.figure("classifier_passed", len(passed))
+        res.figure("classifier_blocked_ports", sorted({v["dst"].rsplit(":", 1)[1] for v in blocked}))
+        res.figure("classifier_passed_dsts", sorted({v["dst"] for v in passed}))
+        res.check("the classifier blocked connections to the T0 port as fully encrypted",
+                  any(v["dst"].endswith(f":{TRANSIT_PORT}") and v["rule"].startswith("fully-encrypted") for v in blocked), blocked[:5])
+        res.check("the classifier passed the TLS connections to the CDN",
+                  any(v["dst"] == f"{CDN_IP}:{CDN_PORT}" for v in passed), passed[:5])
+    finally:
+        censor.classifier_off()
+        tb.stop_client(c0)
+        tb.stop_client(cl)
+
+
+@scenario("ready")
+def t2_via_cdn(tb, res):
+    """ISP A's censor black-holes every front and exit address: a client with the default ladder
+    still downloads through T2 via the CDN (nginx in mt-cdn: TLS, the secret path proxied to the
+    fronts' plain-HTTP [carriers.ws]), SHA-256 right, /status carrier "t2"; the fronts see the
+    client's own address through X-Forwarded-For (its vantage stays ISP A's /16, not the CDN's)."""
+    require_cdn(tb, res)
+    x1 = tb.servers["x1"]
+    c = tb.start_client(f"cdn-{res.run}", "a", socks_port=1103, http_port=8103, admin_port=9103, carriers=None)
+    try:
+        for srv in tb.servers.values():
+            tb.censors["a"].blackhole(srv.ip)
+        res.figure("blackholed", sorted(srv.name for srv in tb.servers.values()))
+        dl = carrier_download(tb, res, c, x1, 8 * MiB, max_time=90)
+        res.figure("download_mib_per_s", round(dl.bytes / MiB / max(dl.seconds, 0.001), 1))
+        doc = poll_status(tb, c, lambda d: carrier_of(d, "DE")[0] is not None, timeout=8)
+        circuit_carrier, active_carrier = carrier_of(doc, "DE")
+        res.figure("carrier", {"circuit": circuit_carrier, "active": active_carrier})
+        res.check('the DE circuit\'s carrier is "t2"', circuit_carrier == "t2", doc.get("circuits"))
+        res.check('steering.active carrier is "t2"', active_carrier == "t2", steering(doc))
+        front = tb.server_by_label((circuit_for(doc, "DE") or {}).get("front"))
+        res.figure("front", front.name if front else None)
+        # The front reports the address it saw (msg2's observed-address TLV) on every control
+        # session (the reserve's, over T2 now): through the CDN that is X-Forwarded-For's.
+        doc = poll_status(tb, c, lambda d: any(e.get("working_profile") == "t2" and (e.get("successes") or 0) > 0
+                                               for e in (d.get("reachability") or {}).get("fronts") or []), timeout=20)
+        tried = front_profiles(tb, doc)
+        res.figure("fronts", tried)
+        res.check("a front answered over T2 (reachability.fronts working_profile t2)",
+                  any(e["working"] == "t2" and (e["ok"] or 0) > 0 for es in tried.values() for e in es), tried)
+        vantage = ((doc.get("reachability") or {}).get("vantage") or {})
+        res.figure("vantage", vantage)
+        res.check("the fronts saw the client's address via X-Forwarded-For: vantage source_group is ISP A's /16, not the CDN's",
+                  vantage.get("source_group") == "10.101.0.0/16", vantage)
+    finally:
+        tb.stop_client(c)
+    # nginx logs a WebSocket request when it ends (the client just stopped).
+    deadline = time.monotonic() + 5
+    while True:
+        access = [line for line in tb.cdn_access_log().splitlines() if "/ws-" in line]
+        if any(" 101 " in line for line in access) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    res.figure("cdn_websocket_requests", len(access))
+    res.check("the CDN's access log has WebSocket upgrades (101) on the fronts' secret paths from ISP A's client",
+              any(" 101 " in line and line.startswith("10.101.0.2 ") for line in access), access[-3:])
 
 
 # --------------------------------------------------------------------------------------------

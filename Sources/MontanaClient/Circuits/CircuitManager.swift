@@ -206,14 +206,17 @@ public final class CircuitManager: @unchecked Sendable {
 
     /// Fronts to try for an exit, best first, recently failing ones last. The exit itself is
     /// never among them unless `options.exitAsFront` (then it comes last): as its own front it
-    /// would see the client's address.
+    /// would see the client's address. A front offering none of this client's carriers (a
+    /// T0-only front for a `carriers = ["t2"]` client) is no candidate: dialling it fails at once
+    /// without a network attempt, and the reserve's retry picked it again and again (a
+    /// synchronous recursion that overflowed the stack).
     func frontCandidates(for exit: AllianceMember) -> [AllianceMember] {
-        var sorted = reachability.ranked(members.filter { $0.isFront && $0.nodeID != exit.nodeID })
+        var sorted = reachability.ranked(members.filter { $0.isFront && $0.nodeID != exit.nodeID && !carrierLadder(for: $0).isEmpty })
         // A warm reserve whose control session is up goes first: it answered a moment ago.
         if let reserve = reserves[exit.nodeID], reserve.isUp, let i = sorted.firstIndex(of: reserve.front) {
             sorted.insert(sorted.remove(at: i), at: 0)
         }
-        return options.exitAsFront ? sorted + [exit] : sorted
+        return options.exitAsFront && !carrierLadder(for: exit).isEmpty ? sorted + [exit] : sorted
     }
 
     /// A front's outcome seen elsewhere (the directory's session, a probe): it ranks fronts too.

@@ -45,7 +45,11 @@ extension CircuitManager {
                 }
                 reachability.map = map
                 mapFetchedAt = .now()
-                mapSources = Dictionary(uniqueKeysWithValues: entries.compactMap { e in (try? NodeID(bytes: e.target)).map { ($0, e.sources) } })
+                // The map has one entry per (target, profile): a front with T0 and T2 adverts is
+                // listed twice. Count T0's, as `map` does; a repeated key (any front's answer may
+                // hold one) keeps the larger count instead of trapping.
+                mapSources = Dictionary(entries.filter { $0.profile == 0 }.compactMap { e in (try? NodeID(bytes: e.target)).map { ($0, e.sources) } },
+                                        uniquingKeysWith: { max($0, $1) })
             }
     }
 }

@@ -46,6 +46,10 @@ public final class DemoAlliance: @unchecked Sendable {
         public var clientAdmin: HostPort?
         /// How long `start` waits for every exit to be corroborated at the client.
         public var convergenceTimeout: TimeInterval = 60
+        /// T2 for one city behind a demo nginx when nginx and openssl are installed (`--no-t2`: off).
+        public var t2 = true
+        /// The demo client's ladder (`[client] carriers`, e.g. ["t2"]); nil: the default ladder.
+        public var clientCarriers: [String]?
         public init() {}
     }
 
@@ -91,6 +95,18 @@ public final class DemoAlliance: @unchecked Sendable {
         let log: String
         /// The city's T1 port (`[carriers.tls]`), relaying to the demo's cover site.
         let t1: Int
+        /// What this city offers (`DemoCarrier.carriers(forCity:t2Available:)`).
+        let carriers: [DemoCarrier]
+    }
+
+    /// T2's plan, fixed before the cities' configs are written: nginx's port, the city's
+    /// plain-HTTP listener and the secret path.
+    struct T2Plan {
+        let city: Int
+        let nginxPort: Int
+        let wsListen: String
+        let path: String
+        let tools: (nginx: String, openssl: String)
     }
 
     let options: Options
@@ -111,6 +127,10 @@ public final class DemoAlliance: @unchecked Sendable {
     /// The source the client really uses (the default falls back to the OS's choice where
     /// 127.0.1.1 cannot be bound).
     private var clientSource: ClientSourceAddress?
+    private var t2Plan: T2Plan?
+    private var nginx: DemoNginx?
+    /// Why the demo runs without T2 ("nginx not installed"); nil when T2 is up.
+    public private(set) var t2Skipped: String?
 
     public init(options: Options, logger: Logger) throws {
         self.options = options
@@ -164,6 +184,17 @@ public final class DemoAlliance: @unchecked Sendable {
         // alliance t1-key` does) relaying to one cover site on loopback.
         let cover = try await CoverSite.start(group: siteGroup, host: "127.0.0.1", port: 0, name: Self.coverName)
         self.cover = cover
+        // T2 for one city when nginx and openssl are here (the banner says why not otherwise).
+        if !options.t2 {
+            t2Skipped = "off (--no-t2)"
+        } else if let tools = DemoNginx.tools() {
+            let index = DemoCarrier.t2CityIndex
+            t2Plan = T2Plan(city: index, nginxPort: try Self.freePort(),
+                            wsListen: "\(Self.address(ofCity: index)):\(try Self.freePort(host: Self.address(ofCity: index)))",
+                            path: WebSocketCarrier.randomPath(), tools: tools)
+        } else {
+            t2Skipped = DemoNginx.missingTool
+        }
         // Keys, endorsements, ports and links first: each city bootstraps from the one before it.
         var prepared: [(City, IdentityKey, KEMKey, String, Int, Int, String, MemberLink)] = []
         for (i, city) in cities.enumerated() {
@@ -183,12 +214,17 @@ public final class DemoAlliance: @unchecked Sendable {
             prepared.append((city, identity, kem, host, transit, try Self.freePort(), label, link))
         }
         let admins = prepared.map { $0.5 }
+        // Exits refuse the demo's own service ports on loopback: other cities' admin ports, and
+        // T2's nginx and plain-HTTP listener.
+        let t2Ports = t2Plan.map { plan in [plan.nginxPort, Int(plan.wsListen.split(separator: ":").last ?? "") ?? 0] } ?? []
         for (i, (city, identity, kem, host, transit, admin, label, link)) in prepared.enumerated() {
             let bootstrap = prepared[(i + count - 1) % count].7
             let t1 = try Self.freePort(host: host)
+            let carriers = DemoCarrier.carriers(forCity: i, t2Available: t2Plan != nil)
             let config = nodeConfig(city: city, host: host, transit: transit, admin: admin,
-                                    otherAdmins: admins.filter { $0 != admin }, operatorLabel: label, bootstrap: bootstrap, account: account,
-                                    t1: (t1, cover.port))
+                                    otherAdmins: admins.filter { $0 != admin } + t2Ports, operatorLabel: label, bootstrap: bootstrap,
+                                    account: account, t1: (t1, cover.port))
+                + carriers.map { carrierConfig($0, city: i) }.joined()
             let configPath = path("\(city.name)/node.toml")
             try config.write(toFile: configPath, atomically: true, encoding: .utf8)
             let logPath = path("\(city.name)/node.log")
@@ -206,11 +242,22 @@ public final class DemoAlliance: @unchecked Sendable {
             process.environment = environment
             try process.run()
             running.append(RunningCity(city: city, host: host, operatorLabel: label, link: link, identity: identity, kem: kem,
-                                       transit: transit, admin: admin, process: process, config: configPath, log: logPath, t1: t1))
+                                       transit: transit, admin: admin, process: process, config: configPath, log: logPath, t1: t1,
+                                       carriers: carriers))
         }
         for city in running {
             try await waitForPort(city.transit, host: city.host, process: city.process, name: city.city.name, log: city.log)
             try await waitForPort(city.t1, host: city.host, process: city.process, name: city.city.name, log: city.log)
+        }
+        if let plan = t2Plan {
+            do {
+                nginx = try await DemoNginx.start(tools: plan.tools, prefix: path("t2-nginx"), port: plan.nginxPort, wsPath: plan.path,
+                                                  upstream: plan.wsListen)
+            } catch {
+                // The city still advertises T2; the client's ladder falls back to T0 for it.
+                t2Skipped = "nginx did not start (\(error)); see \(path("t2-nginx"))"
+                logger.notice("T2 skipped", metadata: ["reason": "\(error)"])
+            }
         }
         site = try await DemoSite.start(group: siteGroup, host: "127.0.0.1", port: options.sitePort)
         // The client imports a subscription naming one bootstrap front only: the directory tells it the rest.
@@ -234,6 +281,14 @@ public final class DemoAlliance: @unchecked Sendable {
 
         """
         if let source { clientText += "source = \"\(source.text)\"\n" }
+        // T2 verifies the demo nginx's certificate against the demo's throw-away CA.
+        if let nginx { clientText += "t2_ca_file = \"\(nginx.caFile)\"\n" }
+        if let carriers = options.clientCarriers {
+            if nginx == nil, !carriers.contains("t0") {
+                throw DemoError.clientFailed("--carriers \(carriers.joined(separator: ",")): no city offers them (T2: \(t2Skipped ?? "skipped"))")
+            }
+            clientText += "carriers = [\(carriers.map { "\"\($0)\"" }.joined(separator: ", "))]\n"
+        }
         try clientText.write(toFile: path("client.toml"), atomically: true, encoding: .utf8)
         let configuration = try ClientConfiguration.parse(clientText, file: path("client.toml"), baseDirectory: directory)
         do {
@@ -263,6 +318,37 @@ public final class DemoAlliance: @unchecked Sendable {
     }
 
     private func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
+
+    /// The node.toml block for one carrier of city `index` (T0 is `[listen] transit`: none).
+    /// T1 goes here too (`[carriers.tls]` with the city's loopback cover).
+    private func carrierConfig(_ carrier: DemoCarrier, city index: Int) -> String {
+        switch carrier {
+        case .t0, .t1:
+            // T0 is [listen] transit; T1's [carriers.tls] block is part of nodeConfig.
+            return ""
+        case .t2:
+            guard let plan = t2Plan, plan.city == index else { return "" }
+            return """
+
+            [carriers.ws]
+            # T2 behind the demo's nginx (TLS for \(DemoNginx.hostName) on 127.0.0.1:\(plan.nginxPort)):
+            # the record advertises nginx; nginx's X-Forwarded-For names the client.
+            listen = "\(plan.wsListen)"
+            path = "\(plan.path)"
+            public_host = "127.0.0.1"
+            public_port = \(plan.nginxPort)
+            host_header = "\(DemoNginx.hostName)"
+            sni = "\(DemoNginx.hostName)"
+            trusted_proxies = ["127.0.0.1"]
+
+            """
+        }
+    }
+
+    /// The city's carriers for the banner: "t0", "t0+t2".
+    private func carrierSummary(_ c: RunningCity) -> String {
+        c.carriers.map(\.rawValue).joined(separator: "+")
+    }
 
     private func nodeConfig(city: City, host: String, transit: Int, admin: Int, otherAdmins: [Int], operatorLabel: String,
                             bootstrap: MemberLink, account: IdentityKey, t1: (port: Int, cover: Int)) -> String {
@@ -368,15 +454,29 @@ public final class DemoAlliance: @unchecked Sendable {
         lines.append("")
         let members = client?.directory?.members() ?? []
         lines.append(pad("city", 11) + pad("node id", 14) + pad("roles", 12) + pad("country", 9) + pad("operator", 19) + pad("transit", 20)
-                     + pad("admin", 17) + "country check")
+                     + pad("carriers", 10) + pad("admin", 17) + "country check")
         for c in running {
             let roles = describe(c.city.roles)
             let seen = members.first { $0.nodeID == c.identity.nodeID }
             let check = !c.city.roles.contains(.exit) ? "-" : seen == nil ? "not in directory yet" : (seen!.corroborated ? "corroborated" : "advisory")
             lines.append(pad(c.city.name, 11) + pad(c.identity.nodeID.short, 14) + pad(roles, 12) + pad(c.city.country, 9)
-                         + pad(c.operatorLabel, 19) + pad("\(c.host):\(c.transit)", 20) + pad("127.0.0.1:\(c.admin)", 17) + check)
+                         + pad(c.operatorLabel, 19) + pad("\(c.host):\(c.transit)", 20) + pad(carrierSummary(c), 10)
+                         + pad("127.0.0.1:\(c.admin)", 17) + check)
         }
         lines.append("")
+        if let nginx, let plan = t2Plan {
+            let name = running[plan.city].city.name
+            lines.append("T2: \(name) also offers T2 behind the demo nginx https://127.0.0.1:\(nginx.port) (TLS for \(DemoNginx.hostName), "
+                         + "a throw-away CA the client trusts: \(nginx.caFile)).")
+            if let carriers = options.clientCarriers {
+                lines.append("    The client's ladder is \(carriers.joined(separator: ", ")) (--carriers); the live view shows each circuit's carrier.")
+            } else {
+                lines.append("    The client's ladder starts at T1 (every city offers it); "
+                             + "`montana demo --carriers t2` sends every circuit over T2 through \(name).")
+            }
+        } else {
+            lines.append("T2: \(t2Skipped ?? "not offered"), skipped (every city offers T0 and T1).")
+        }
         var countries: [String: (exits: Int, corroborated: Int)] = [:]
         for m in members where m.isExit {
             guard let cc = m.country else { continue }
@@ -442,7 +542,7 @@ public final class DemoAlliance: @unchecked Sendable {
                 "operator": c.operatorLabel, "link": c.link.text, "alliance": alliance?.uuid ?? "",
                 "endorsement": path("\(c.city.name)/endorsement.json"),
                 "admin": ["host": "127.0.0.1", "port": c.admin], "pid": Int(c.process.processIdentifier),
-                "config": c.config, "log": c.log,
+                "config": c.config, "log": c.log, "carriers": c.carriers.map(\.rawValue),
             ]
             if c.city.roles.contains(.exit) {
                 entry["exit_admission"] = options.allowListAdmission ? "allow-list" : "any-account"
@@ -463,8 +563,16 @@ public final class DemoAlliance: @unchecked Sendable {
                        "source": clientSource.map { $0.text as Any } ?? NSNull()],
             "site": ["url": "http://127.0.0.1:\(sitePort)/", "port": sitePort],
             "cover": ["name": Self.coverName, "host": "127.0.0.1", "port": cover?.port ?? 0],
+            "t2": t2Status(),
         ]
         return try JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// `t2` of the status JSON: state "running" (city, nginx pid and port, CA) or "skipped" (reason).
+    private func t2Status() -> [String: Any] {
+        guard let nginx, let plan = t2Plan else { return ["state": "skipped", "reason": t2Skipped ?? "not offered"] }
+        return ["state": "running", "city": running[plan.city].city.name, "ca": nginx.caFile, "host_name": DemoNginx.hostName,
+                "nginx": ["host": "127.0.0.1", "port": nginx.port, "pid": Int(nginx.pid)] as [String: Any], "listen": plan.wsListen]
     }
 
     public func circuits() async -> [CircuitStatus] {
@@ -484,6 +592,7 @@ public final class DemoAlliance: @unchecked Sendable {
             while c.process.isRunning && Date() < deadline { try? await Task.sleep(nanoseconds: 50_000_000) }
             if c.process.isRunning { kill(c.process.processIdentifier, SIGKILL) }
         }
+        nginx?.stop()
         try? await siteGroup.shutdownGracefully()
     }
 }
@@ -495,9 +604,11 @@ public enum DemoError: Error, CustomStringConvertible {
     case sourceUnusable(String)
     case badCityCount(Int)
     case clientFailed(String)
+    case nginxFailed(String)
 
     public var description: String {
         switch self {
+        case .nginxFailed(let why): return why
         case .sourceUnusable(let why): return why
         case .badCityCount(let n): return "--cities \(n): the demo runs 3 to 12 cities"
         case .clientFailed(let why): return "the demo's client did not start: \(why)"

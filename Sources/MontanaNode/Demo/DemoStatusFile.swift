@@ -33,12 +33,14 @@ public struct DemoStatusFile: Decodable, Sendable {
         public var alliance: String? = nil
         /// The city's T1 listener (`[carriers.tls]`, universal key), relaying to the demo's cover site.
         public var t1: Address? = nil
+        /// The carriers the city offers ("t0", "t1", "t2"); nil in files from before carriers.
+        public var carriers: [String]? = nil
 
         /// The UUID's 16 bytes, for `RelayExtension.alliance`.
         public var allianceUUID: [UInt8]? { alliance.flatMap { $0.isEmpty ? nil : Hex.decode($0) } }
 
         enum CodingKeys: String, CodingKey {
-            case name, roles, country, transit, admin, pid, config, log, link, endorsement, alliance, t1
+            case name, roles, country, transit, admin, pid, config, log, link, endorsement, alliance, t1, carriers
             case operatorLabel = "operator"
             case nodeID = "node_id", kemPK = "kem_pk", identityPK = "identity_pk"
             case exitAdmission = "exit_admission", exitPolicy = "exit_policy"
@@ -104,7 +106,31 @@ public struct DemoStatusFile: Decodable, Sendable {
         public let geoip: String
     }
 
+    /// The demo's T2: "running" (its city, nginx's address and pid, the CA the client trusts) or
+    /// "skipped" (`reason`: "nginx not installed", "off (--no-t2)", …).
+    public struct T2: Decodable, Sendable {
+        public struct Nginx: Decodable, Sendable {
+            public let host: String
+            public let port: Int
+            public let pid: Int32
+        }
+        public let state: String
+        public let reason: String?
+        public let city: String?
+        public let ca: String?
+        public let hostName: String?
+        public let nginx: Nginx?
+        public let listen: String?
+
+        enum CodingKeys: String, CodingKey {
+            case state, reason, city, ca, nginx, listen
+            case hostName = "host_name"
+        }
+    }
+
     public let pid: Int32
+    /// nil in files from before T2.
+    public let t2: T2?
     public let directory: String
     public let alliance: AllianceFiles?
     public let cities: [City]
