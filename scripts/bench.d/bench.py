@@ -885,9 +885,19 @@ def carriers_scenario(procs, work, binary, origin, size, runs, notes):
         counts = {k: (v.get("switched" if k == "t1" else "connections") if isinstance(v, dict) else None) for k, v in st.items()}
     except Exception:
         counts = {}
-    return {"results": res, "front_carriers": counts,
-            "circuits": {p["profile"]: p["status_circuits"] for p in paths},
-            "front_pid_children": [c for c in descendants(info["front"]["pid"])]}
+    def names(pid):
+        out = []
+        for c in descendants(pid):
+            try:
+                out.append(open(f"/proc/{c}/comm").read().strip())
+            except OSError:
+                pass
+        return out
+    # Whose CPU was counted besides the montana processes themselves (T3: obfs4proxy at both ends).
+    children = {"front": names(info["front"]["pid"]), "exit": names(info["exit"]["pid"])}
+    children.update({f"client-{p['profile']}": names(p["pids"]["client"][0]) for p in paths})
+    return {"results": res, "front_carriers": counts, "children": children,
+            "circuits": {p["profile"]: p["status_circuits"] for p in paths}}
 
 
 def carriers_report(args, c):
@@ -915,6 +925,11 @@ def carriers_report(args, c):
     if c.get("front_carriers"):
         L.append("Front connections per carrier at the end (/status carriers.*.connections; T1: switched): "
                  + ", ".join(f"{k} {v}" for k, v in sorted(c["front_carriers"].items()) if v is not None) + ".")
+        L.append("")
+    ch = c.get("children") or {}
+    counted = [f"{who}: {', '.join(sorted(set(n)))}" for who, n in sorted(ch.items()) if n]
+    if counted:
+        L.append("Child processes counted in their parent's CPU: " + "; ".join(counted) + ".")
         L.append("")
     return L
 
