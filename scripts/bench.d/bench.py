@@ -25,6 +25,7 @@ GIB = 1 << 30
 MIB = 1 << 20
 PASSWORD = "montana-bench-password"
 UUID = "6f1c3c2e-8b8e-4d8e-9a51-0d2f2f6a7b10"
+SCENARIOS = ["paths", "anchors", "streams", "handshake", "rtt", "carriers"]
 CURL_PARALLEL_CAP = 250  # curl 7.88 caps --parallel-max at 300; more streams = more curl processes
 
 
@@ -626,6 +627,313 @@ def rtt_paths(procs, work, binary, origin, minfo, anchors):
     return out
 
 
+# ---------------------------------------------------------------- carriers side by side
+
+
+CARRIERS = ["t0", "t1", "t2", "t3"]
+T1_COVER_NAME = "cover.example"
+T1_SHORT_ID = "5e1f00aa"
+T2_PATH = "/ws-bench-" + "q8Zr3kLm5VxN2pT7"
+CARRIER_WHAT = {
+    "t0": "T0: the front's transit port (Noise_PQ session end to end; the front relays ciphertext, splice(2) for bulk)",
+    "t1": "T1: relay-and-tag TLS 1.3 via the nginx cover, then one ChaCha20-Poly1305 record layer each way at client and front",
+    "t2": "T2: WebSocket over the node's own TLS (tls_cert/tls_key), secret path",
+    "t3": "T3: obfs4 (obfs4proxy child processes at client and front, counted in their CPU)",
+}
+
+
+def make_certificates(work, name):
+    """A CA and a leaf for `name` signed by it (EC P-256, two days), with openssl (as the E2E tests do)."""
+    d = os.path.join(work, f"certs-{name}")
+    os.makedirs(d, exist_ok=True)
+    p = lambda n: os.path.join(d, n)
+    with open(p("leaf.ext"), "w") as f:
+        f.write(f"subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    steps = [
+        ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", p("ca.key"),
+         "-out", p("ca.crt"), "-days", "2", "-subj", "/CN=Montana Bench CA"],
+        ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", p("leaf.key"),
+         "-out", p("leaf.csr"), "-subj", f"/CN={name}"],
+        ["x509", "-req", "-in", p("leaf.csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"), "-CAcreateserial",
+         "-out", p("leaf.crt"), "-days", "2", "-extfile", p("leaf.ext")],
+    ]
+    for argv in steps:
+        r = subprocess.run(["openssl"] + argv, capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError(f"openssl {' '.join(argv)}: {r.stderr[-500:]}")
+    return p("ca.crt"), p("leaf.crt"), p("leaf.key")
+
+
+def start_t1_cover(procs, work):
+    """nginx from scripts/nginx/t1-cover.conf.template: a real TLS 1.3 + h2 site on loopback."""
+    _, cert, key = make_certificates(work, T1_COVER_NAME)
+    prefix = os.path.join(work, "t1-cover")
+    os.makedirs(os.path.join(prefix, "html"), exist_ok=True)
+    with open(os.path.join(prefix, "html", "index.html"), "w") as f:
+        f.write("<!DOCTYPE html>\n<html><body><h1>The cover site</h1></body></html>\n")
+    port = free_port()
+    template = open(os.path.join(HERE, "..", "nginx", "t1-cover.conf.template")).read()
+    conf = (template.replace("@PREFIX@", prefix).replace("@LISTEN@", f"127.0.0.1:{port}")
+            .replace("@CERT@", cert).replace("@KEY@", key).replace("@NAME@", T1_COVER_NAME))
+    fn = os.path.join(prefix, "nginx.conf")
+    with open(fn, "w") as f:
+        f.write(conf)
+    p = procs.start("t1-cover-nginx", ["nginx", "-p", prefix, "-c", fn, "-e", f"{prefix}/error.log"])
+    wait_port(port, proc=p, what="T1 cover nginx", logfile=p.logfile)
+    return port, p
+
+
+def node_keys(binary, d):
+    subprocess.run([binary, "keygen", "node", "--out", d], check=True, capture_output=True, timeout=60)
+    pub = json.load(open(os.path.join(d, "node.pub.json")))
+    return pub["node_id"], pub["kem_pk"]
+
+
+def start_carrier_nodes(procs, work, binary):
+    """One dedicated exit and one dedicated front (real `montana node --config` processes): the
+    front offers T0, T1 (own key, nginx cover), T2 (its own TLS) and T3 (obfs4proxy) and relays to
+    the exit, listed in its [[peers]]."""
+    base = os.path.join(work, "carriers")
+    exit_dir, front_dir = os.path.join(base, "exit"), os.path.join(base, "front")
+    exit_id, exit_kem = node_keys(binary, exit_dir)
+    front_id, front_kem = node_keys(binary, front_dir)
+    exit_transit, exit_admin = free_port(), free_port()
+    with open(os.path.join(exit_dir, "node.toml"), "w") as f:
+        f.write(f"""# scripts/bench carriers: the exit (no alliance; reached through the front's [[peers]])
+[node]
+identity_key = "identity.key"
+kem_key = "kem.key"
+roles = ["exit"]
+country = "DE"
+
+[listen]
+transit = "127.0.0.1:{exit_transit}"
+admin = "127.0.0.1:{exit_admin}"
+
+[log]
+level = "warning"
+
+[exit]
+admission = "any-account"
+policy = "default-allow"
+allow = []
+# the bench's nginx origin listens on loopback
+allow_private = ["127.0.0.0/8"]
+""")
+    exit_node = procs.start("carriers-exit", [binary, "node", "--config", os.path.join(exit_dir, "node.toml")])
+
+    cover_port, cover = start_t1_cover(procs, work)
+    subprocess.run([binary, "keygen", "t1", "--out", front_dir], check=True, capture_output=True, timeout=60)
+    t1_pk = json.load(open(os.path.join(front_dir, "t1.pub.json")))["x25519_pk"]
+    t2_ca, t2_cert, t2_key = make_certificates(work, "localhost")
+    transit, admin, t1_port, t2_port, t3_port = (free_port() for _ in range(5))
+    with open(os.path.join(front_dir, "node.toml"), "w") as f:
+        f.write(f"""# scripts/bench carriers: the front, with every carrier (docs/BENCHMARKS.md "Carriers side by side")
+[node]
+identity_key = "identity.key"
+kem_key = "kem.key"
+roles = ["front"]
+
+[listen]
+transit = "127.0.0.1:{transit}"
+admin = "127.0.0.1:{admin}"
+
+[log]
+level = "warning"
+
+[[peers]]
+node_id = "{exit_id}"
+kem_pk = "{exit_kem}"
+endpoint = "127.0.0.1:{exit_transit}"
+country = "DE"
+roles = ["exit"]
+
+[carriers.tls]
+listen = "127.0.0.1:{t1_port}"
+cover = "127.0.0.1:{cover_port}"
+sni = ["{T1_COVER_NAME}"]
+key = "t1.key"
+short_ids = ["{T1_SHORT_ID}"]
+
+[carriers.ws]
+listen = "127.0.0.1:{t2_port}"
+path = "{T2_PATH}"
+tls_cert = "{t2_cert}"
+tls_key = "{t2_key}"
+
+[carriers.obfs4]
+listen = "127.0.0.1:{t3_port}"
+""")
+    front = procs.start("carriers-front", [binary, "node", "--config", os.path.join(front_dir, "node.toml")])
+    for port, p, what in ((exit_transit, exit_node, "carriers exit"), (exit_admin, exit_node, "carriers exit admin"),
+                          (transit, front, "carriers front"), (admin, front, "carriers front admin"),
+                          (t1_port, front, "carriers front T1"), (t2_port, front, "carriers front T2"),
+                          (t3_port, front, "carriers front T3")):
+        wait_port(port, proc=p, what=what, logfile=p.logfile, timeout=60)
+    # T3: the cert obfs4proxy generated, as the front publishes it (/status → carriers.t3.params).
+    deadline = time.time() + 30
+    t3 = {}
+    while time.time() < deadline:
+        t3 = (http_json(f"http://127.0.0.1:{admin}/status").get("carriers") or {}).get("t3") or {}
+        if t3.get("state") == "running" and t3.get("params"):
+            break
+        time.sleep(0.3)
+    else:
+        raise RuntimeError(f"the carriers front's T3 is not running with params: {t3}\n" + open(front.logfile).read()[-2000:])
+    endpoints = {
+        "t0": None,
+        "t1": f'{{ profile = "t1", endpoint = "127.0.0.1:{t1_port}", params = "pbk={t1_pk}&sid={T1_SHORT_ID}&sni={T1_COVER_NAME}" }}',
+        "t2": f'{{ profile = "t2", endpoint = "127.0.0.1:{t2_port}", params = "host=localhost&path={T2_PATH}&sni=localhost" }}',
+        "t3": f'{{ profile = "t3", endpoint = "127.0.0.1:{t3_port}", params = "{t3["params"]}" }}',
+    }
+    return {"front": {"pid": front.pid, "node_id": front_id, "kem_pk": front_kem, "transit": transit, "admin": admin,
+                      "ports": {"t0": transit, "t1": t1_port, "t2": t2_port, "t3": t3_port}},
+            "exit": {"pid": exit_node.pid, "node_id": exit_id, "kem_pk": exit_kem, "transit": exit_transit, "admin": exit_admin},
+            "cover": {"pid": cover.pid, "port": cover_port}, "endpoints": endpoints, "t2_ca": t2_ca}
+
+
+def carrier_client(procs, work, binary, info, profile, origin):
+    """A `montana client` whose ladder is exactly `profile`, members: the front (with that carrier's
+    endpoint) and the exit (T0), static, no alliance."""
+    d = os.path.join(work, "carriers", f"client-{profile}")
+    subprocess.run([binary, "keygen", "account", "--out", d], check=True, capture_output=True, timeout=60)
+    socks, admin = free_port(), free_port()
+    fr, ex = info["front"], info["exit"]
+    ep = info["endpoints"][profile]
+    extra = f't2_ca_file = "{info["t2_ca"]}"\n' if profile == "t2" else ""
+    with open(os.path.join(d, "client.toml"), "w") as f:
+        f.write(f"""# scripts/bench carriers: a client whose only carrier is {profile}
+[client]
+account_key = "account.key"
+socks = "127.0.0.1:{socks}"
+admin = "127.0.0.1:{admin}"
+cache = "cache.sqlite"
+probe_interval_seconds = 0
+carriers = ["{profile}"]
+{extra}
+[log]
+level = "warning"
+
+[[members]]
+node_id = "{fr['node_id']}"
+kem_pk = "{fr['kem_pk']}"
+endpoint = "127.0.0.1:{fr['transit']}"
+roles = ["front"]
+{f"carriers = [{ep}]" if ep else ""}
+
+[[members]]
+node_id = "{ex['node_id']}"
+kem_pk = "{ex['kem_pk']}"
+endpoint = "127.0.0.1:{ex['transit']}"
+country = "DE"
+roles = ["exit"]
+""")
+    c = procs.start(f"carriers-client-{profile}", [binary, "client", "run", "--config", os.path.join(d, "client.toml")], cwd=d)
+    wait_port(socks, proc=c, what=f"montana client ({profile})", logfile=c.logfile)
+    path = {"key": f"carrier-{profile}", "profile": profile, "label": CARRIER_WHAT[profile],
+            "curl": ["--socks5-hostname", f"127.0.0.1:{socks}", "--proxy-user", f"node-{ex['node_id'][:16]}:x"],
+            "host": f"127.0.0.1:{origin}", "admin": admin,
+            "pids": {"client": [c.pid], "front": [fr["pid"]], "exit": [ex["pid"]]}}
+    # Warm up, then the client's /status must show this carrier, this front and this exit.
+    r = subprocess.run(curl_base(path) + ["-o", "/dev/null", "-w", "%{http_code}", f"http://{path['host']}/1k.bin"],
+                       capture_output=True, text=True)
+    if r.stdout != "200":
+        raise RuntimeError(f"carrier {profile}: warm-up fetch failed: {r.stdout} {r.stderr}\n" + open(c.logfile).read()[-2000:])
+    deadline = time.time() + 10
+    seen = []
+    while time.time() < deadline and not seen:
+        st = http_json(f"http://127.0.0.1:{admin}/status")
+        seen = [(x.get("carrier", ""), x.get("front", ""), x.get("exit", "")) for x in st.get("circuits") or [] if isinstance(x, dict)]
+        if not seen:
+            time.sleep(0.3)
+    ok = bool(seen) and all(cr == profile and fr["node_id"].startswith(f.split("…")[0]) and ex["node_id"].startswith(e.split("…")[0])
+                            for cr, f, e in seen)
+    if not ok:
+        raise RuntimeError(f"carrier {profile}: the client's circuits (carrier, front, exit) {seen} are not "
+                           f"{profile}, {fr['node_id'][:16]}…, {ex['node_id'][:16]}…")
+    path["status_circuits"] = seen
+    return path
+
+
+def carriers_scenario(procs, work, binary, origin, size, runs, notes):
+    log("carriers: one front (T0, T1 + nginx cover, T2, T3 + obfs4proxy) and one exit, 4 clients")
+    info = start_carrier_nodes(procs, work, binary)
+    paths = [carrier_client(procs, work, binary, info, prof, origin) for prof in CARRIERS]
+    log("carriers: circuits " + "; ".join(f"{p['profile']}: {p['status_circuits'][0][0]}" for p in paths))
+    res = {p["profile"]: {"label": p["label"], "mbps": [], "cpu": {"client": [], "front": [], "exit": []}} for p in paths}
+    for run in range(runs):
+        for p in paths:
+            r = res[p["profile"]]
+            wait_idle(f"carrier {p['profile']} single stream")
+            before = {role: sum(tree_cpu(pid) for pid in pids) for role, pids in p["pids"].items()}
+            mbps, n, t, err = single_stream(p, f"http://{p['host']}/big.bin", size)
+            time.sleep(0.3)
+            after = {role: sum(tree_cpu(pid) for pid in pids) for role, pids in p["pids"].items()}
+            if mbps is None:
+                log(f"warning: carrier {p['profile']}: single stream got {n} of {size} bytes: {err}")
+                notes.append(f"carrier {p['profile']} run {run + 1}: single stream incomplete ({n} of {size} bytes): {err}")
+                continue
+            r["mbps"].append(mbps)
+            for role in p["pids"]:
+                r["cpu"][role].append((after[role] - before[role]) / (n / GIB))
+            log(f"  carrier {p['profile']} run {run + 1}: {mbps:.0f} MB/s, CPU s/GiB client {r['cpu']['client'][-1]:.2f} "
+                f"front {r['cpu']['front'][-1]:.2f} exit {r['cpu']['exit'][-1]:.2f}")
+    # The front's per-carrier counters, to show each client really used its carrier's port.
+    try:
+        st = http_json(f"http://127.0.0.1:{info['front']['admin']}/status").get("carriers") or {}
+        # T1 counts the connections it switched to the carrier (the rest went to the cover).
+        counts = {k: (v.get("switched" if k == "t1" else "connections") if isinstance(v, dict) else None) for k, v in st.items()}
+    except Exception:
+        counts = {}
+    def names(pid):
+        out = []
+        for c in descendants(pid):
+            try:
+                out.append(open(f"/proc/{c}/comm").read().strip())
+            except OSError:
+                pass
+        return out
+    # Whose CPU was counted besides the montana processes themselves (T3: obfs4proxy at both ends).
+    children = {"front": names(info["front"]["pid"]), "exit": names(info["exit"]["pid"])}
+    children.update({f"client-{p['profile']}": names(p["pids"]["client"][0]) for p in paths})
+    return {"results": res, "front_carriers": counts, "children": children,
+            "circuits": {p["profile"]: p["status_circuits"] for p in paths}}
+
+
+def carriers_report(args, c):
+    L = []
+    res = c["results"]
+    L.append(f"**Carriers side by side (client → front → exit)**: one dedicated front offering T0, T1, T2 and T3 "
+             f"and one exit (real `montana node` processes), one `montana client` per carrier (`carriers = [\"tN\"]`), "
+             f"single stream {args.size_mib} MiB from nginx, {args.runs} run(s) interleaved; CPU = user+system s/GiB "
+             f"of each process with its children (T3: obfs4proxy at client and front); ratios are medians ÷ T0's.")
+    L.append("")
+    L.append("| carrier | MB/s | ÷ T0 | CPU s/GiB client / front / exit | ÷ T0 client / front / exit |")
+    L.append("|---|---|---|---|---|")
+    t0 = res.get("t0")
+    def rat(a, b):
+        return f"{a / b:.2f}×" if a is not None and b else "–"
+    for prof in CARRIERS:
+        r = res.get(prof)
+        if r is None:
+            continue
+        cpu = " / ".join(spread(r["cpu"][role], 2) for role in ("client", "front", "exit"))
+        rcpu = " / ".join(rat(med(r["cpu"][role]), med(t0["cpu"][role]) if t0 else None) for role in ("client", "front", "exit"))
+        L.append(f"| {r['label']} | {spread(r['mbps'], 0)} | {rat(med(r['mbps']), med(t0['mbps']) if t0 else None)} "
+                 f"| {cpu} | {rcpu} |")
+    L.append("")
+    if c.get("front_carriers"):
+        L.append("Front connections per carrier at the end (/status carriers.*.connections; T1: switched): "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(c["front_carriers"].items()) if v is not None) + ".")
+        L.append("")
+    ch = c.get("children") or {}
+    counted = [f"{who}: {', '.join(sorted(set(n)))}" for who, n in sorted(ch.items()) if n]
+    if counted:
+        L.append("Child processes counted in their parent's CPU: " + "; ".join(counted) + ".")
+        L.append("")
+    return L
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -683,12 +991,14 @@ def report(args, paths, results, extra, vers):
     L.append(f"# scripts/bench — {time.strftime('%Y-%m-%d %H:%M %Z')}")
     L.append("")
     L.append(f"{args.runs} run(s); medians with (min–max); single stream {args.size_mib} MiB; MB = 10^6 bytes; "
-             f"CPU = user+system seconds per GiB of each proxy process (/proc/PID/stat, with reaped children); "
-             f"TTFB = median of {args.ttfb} fresh curls fetching 1 KiB; {args.parallel} parallel fresh 100 KiB fetches, wall ms"
-             + (" (Connection: close: the server closes first)." if args.server_close else "."))
+             f"CPU = user+system seconds per GiB of each proxy process (/proc/PID/stat, with reaped children)"
+             + (f"; TTFB = median of {args.ttfb} fresh curls fetching 1 KiB; {args.parallel} parallel fresh 100 KiB fetches, wall ms"
+                + (" (Connection: close: the server closes first)." if args.server_close else ".") if paths else ".")
+             + (f" Scenarios skipped: {args.skip}." if args.skip else ""))
     L.append("")
-    L.append("| path | MB/s | CPU s/GiB client / front / exit | TTFB 1 KiB ms | %d × 100 KiB parallel ms |" % args.parallel)
-    L.append("|---|---|---|---|---|")
+    if paths:
+        L.append("| path | MB/s | CPU s/GiB client / front / exit | TTFB 1 KiB ms | %d × 100 KiB parallel ms |" % args.parallel)
+        L.append("|---|---|---|---|---|")
     for p in paths:
         r = results[p["key"]]
         cpu = " / ".join(spread(r["cpu"].get(role, []), 2) if p["pids"].get(role) else "–" for role in ("client", "front", "exit"))
@@ -697,7 +1007,10 @@ def report(args, paths, results, extra, vers):
         if any(f for f in r["par_fail"]):
             par += f" ({sum(r['par_fail'])} failed)"
         L.append(f"| {label} | {spread(r['mbps'], 0)} | {cpu} | {spread(r['ttfb'], 2)} | {par} |")
-    L.append("")
+    if paths:
+        L.append("")
+    if "carriers" in extra:
+        L.extend(carriers_report(args, extra["carriers"]))
     if "streams" in extra:
         s = extra["streams"]
         L.append(f"**{args.streams} concurrent fresh 100 KiB fetches through one exit** "
@@ -793,11 +1106,12 @@ def report(args, paths, results, extra, vers):
         a = med(extra["rtt"].get("rtt-montana", {}).get("mbps", []))
         b = med(extra["rtt"].get("rtt-direct", {}).get("mbps", []))
         ratio("50 ms RTT: montana ÷ direct TCP over the relay", a, b, 0.9, "≥")
-    L.append("| target (issue 10) | measured | target | |")
-    L.append("|---|---|---|---|")
-    for row in T:
-        L.append("| " + " | ".join(row) + " |")
-    L.append("")
+    if "montana" in results:
+        L.append("| target (issue 10) | measured | target | |")
+        L.append("|---|---|---|---|")
+        for row in T:
+            L.append("| " + " | ".join(row) + " |")
+        L.append("")
     L.append("Versions: " + "; ".join(f"{k}: {v}" for k, v in vers.items()))
     if extra.get("notes"):
         L.append("")
@@ -825,7 +1139,10 @@ def main():
     ap.add_argument("--rtt-seconds", type=float, default=None, help="50 ms RTT goodput duration (default 6, --quick 3)")
     ap.add_argument("--server-close", action="store_true",
                     help="parallel and concurrent fetches send 'Connection: close' (nginx closes first)")
-    ap.add_argument("--skip", default="", help="comma list of scenarios to skip: anchors,streams,handshake,rtt")
+    ap.add_argument("--skip", default="", help="comma list of scenarios to skip: " + ",".join(SCENARIOS)
+                    + " (skipping paths, the demo's T0 path and the main table, also skips anchors, streams and rtt)")
+    ap.add_argument("--only", default="", help="comma list of the only scenarios to run (plus what they need: "
+                    "anchors, streams and rtt need paths), e.g. --only carriers")
     ap.add_argument("--out", help="also write the report (markdown) to this file")
     ap.add_argument("--json", help="also write the raw figures (JSON) to this file")
     args = ap.parse_args()
@@ -837,6 +1154,17 @@ def main():
     args.handshake_seconds = args.handshake_seconds or (4 if q else 10)
     args.rtt_seconds = args.rtt_seconds or (3 if q else 6)
     skip = set(filter(None, args.skip.split(",")))
+    only = set(filter(None, args.only.split(",")))
+    for name in skip | only:
+        if name not in SCENARIOS:
+            ap.error(f"unknown scenario {name!r} in --skip/--only; scenarios: {','.join(SCENARIOS)}")
+    if only:
+        if only & {"anchors", "streams", "rtt"}:
+            only.add("paths")
+        skip |= set(SCENARIOS) - only
+    if "paths" in skip:
+        skip |= {"anchors", "streams", "rtt"}
+    args.skip = ",".join(sorted(skip))
     if args.server_close:
         SERVER_CLOSE.extend(["-H", "Connection: close"])
     if args.runs < 1 or args.size_mib < 1 or args.streams < 1 or args.parallel < 1 or args.ttfb < 1:
@@ -864,19 +1192,20 @@ def main():
             with open(f"{files}/{name}", "wb") as f:
                 f.write(os.urandom(n))
         vers = versions(args.bin)
-        log("starting nginx (origin), anchors and montana on loopback")
+        log("starting nginx (origin)" + ("" if "paths" in skip else ", anchors and montana") + " on loopback")
         origin, nginx = start_nginx(procs, work, files)
-        paths = [{"key": "direct", "label": "direct (curl → nginx)", "curl": [], "host": f"127.0.0.1:{origin}", "pids": {}}]
-        anchors = {}
-        if "anchors" not in skip:
-            paths, anchors = start_anchors(procs, work, origin)
-        mpath, minfo = start_montana(procs, work, args.bin, origin)
-        paths.append(mpath)
-        log(f"montana: client pid {mpath['pids']['client'][0]}, front {minfo['front']['name']} pid {minfo['front']['pid']}, "
-            f"exit {minfo['exit']['name']} pid {minfo['exit']['pid']}; circuits {circuit_check(mpath, minfo)}")
+        paths, anchors, minfo = [], {}, None
         extra = {"notes": []}
-        extra["rss"] = {"front": rss_kib(minfo["front"]["pid"]) / 1024, "exit": rss_kib(minfo["exit"]["pid"]) / 1024,
-                        "client": rss_kib(mpath["pids"]["client"][0]) / 1024}
+        if "paths" not in skip:
+            paths = [{"key": "direct", "label": "direct (curl → nginx)", "curl": [], "host": f"127.0.0.1:{origin}", "pids": {}}]
+            if "anchors" not in skip:
+                paths, anchors = start_anchors(procs, work, origin)
+            mpath, minfo = start_montana(procs, work, args.bin, origin)
+            paths.append(mpath)
+            log(f"montana: client pid {mpath['pids']['client'][0]}, front {minfo['front']['name']} pid {minfo['front']['pid']}, "
+                f"exit {minfo['exit']['name']} pid {minfo['exit']['pid']}; circuits {circuit_check(mpath, minfo)}")
+            extra["rss"] = {"front": rss_kib(minfo["front"]["pid"]) / 1024, "exit": rss_kib(minfo["exit"]["pid"]) / 1024,
+                            "client": rss_kib(mpath["pids"]["client"][0]) / 1024}
         results = {p["key"]: {"mbps": [], "cpu": {"client": [], "front": [], "exit": []}, "ttfb": [], "par": [], "par_fail": []}
                    for p in paths}
         streams = {}
@@ -886,7 +1215,7 @@ def main():
                                   "peak_streams": [], "errors": {},
                                   # the exit's idle RSS after setup and warm-up, before any measurement
                                   "start_idle_kib": rss_kib(p["pids"]["exit"][0])} for p in paths if p["key"] in keys}
-        for run in range(args.runs):
+        for run in range(args.runs if paths else 0):
             log(f"run {run + 1}/{args.runs}")
             for p in paths:
                 r = results[p["key"]]
@@ -971,8 +1300,11 @@ def main():
             extra["handshake"] = handshake_load(procs, work, args.bin, args.handshake_seconds, 16, 64)
             h = extra["handshake"]
             log(f"  {h['handshakes_per_second']:.0f}/s, exit {h['exit_cpu_ms_per_handshake']:.2f} ms CPU each")
-        extra["rss_end"] = {"front": rss_kib(minfo["front"]["pid"]) / 1024, "exit": rss_kib(minfo["exit"]["pid"]) / 1024,
-                            "client": rss_kib(mpath["pids"]["client"][0]) / 1024}
+        if "carriers" not in skip:
+            extra["carriers"] = carriers_scenario(procs, work, args.bin, origin, size, args.runs, extra["notes"])
+        if minfo is not None:
+            extra["rss_end"] = {"front": rss_kib(minfo["front"]["pid"]) / 1024, "exit": rss_kib(minfo["exit"]["pid"]) / 1024,
+                                "client": rss_kib(mpath["pids"]["client"][0]) / 1024}
         extra["notes"].append(f"whole run {time.time() - t_start:.0f} s (build and package installation not included)")
         text = report(args, paths, results, extra, vers)
         print(text)
