@@ -63,6 +63,16 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 OBFS4PROXY = shutil.which("obfs4proxy")
 # The classifier listens on the censor's LAN address (the ISP side) behind nft DNAT.
 CLASSIFIER_PORT = 15001
+# T1 ([carriers.tls]): every front listens on its own address :T1_PORT and relays to a cover
+# site, nginx on the front's loopback (COVER_PORT, TLS 1.3 + h2, a self-signed certificate for
+# cover_name(front)). Operator B's fronts use the alliance's universal key, the others own keys.
+T1_PORT = 443
+COVER_PORT = 8443
+T1_UNIVERSAL_OPERATORS = ("Operator B",)
+
+
+def cover_name(server_name):
+    return f"www.cover-{server_name}.test"
 
 # name, roles, operator, country, second octet of its /16
 SERVERS = [
@@ -305,6 +315,10 @@ class Censor:
         self.rules = []
         self.classifier = None
         self.classifier_runs = 0
+        self.capture_path = None
+        # (addr, port) of drop/reject filters: with the classifier on, those flows skip its DNAT
+        # (an `accept` ahead of it in `to_classifier`) and meet the filter in the forward chain.
+        self.port_filters = []
 
     def setup(self):
         nsrun(self.ns, ["nft", "-f", "-"], input="""
@@ -326,9 +340,14 @@ table ip mtcls {
         run(["ip", "-n", self.ns, "rule", "add", "fwmark", "1", "lookup", "100", "pref", "100"])
         run(["ip", "-n", self.ns, "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"])
 
-    def classifier_on(self, rules=("fully-encrypted",), sni_allow=(), wait_ms=2000):
+    def classifier_on(self, rules=("fully-encrypted",), sni_allow=(), wait_ms=2000, capture_ports=None, capture_bytes=None,
+                      capture_connections=None):
         """Starts classifier.py with `rules` (fully-encrypted, sni) and sends every new TCP
-        connection from the client network through it; flows forwarded before are reset."""
+        connection from the client network through it (except those to a drop/reject filter's
+        addr:port: the filter stops them); flows forwarded before are reset. With capture_ports
+        (a list; [] = any port) it captures the first client data of up to capture_connections
+        (default 8) connections, capture_bytes each (default 16389), to self.capture_path
+        (`captures()` reads it)."""
         self.classifier_off()
         self.classifier_runs += 1
         argv = [sys.executable, os.path.join(HERE, "classifier.py"), "--listen", f"{self.lan_ip}:{CLASSIFIER_PORT}",
@@ -337,6 +356,16 @@ table ip mtcls {
             argv += ["--rule", r]
         for n in sni_allow:
             argv += ["--sni-allow", n]
+        self.capture_path = None
+        if capture_ports is not None:
+            self.capture_path = os.path.join(self.logs, f"capture-{self.ns}-{self.classifier_runs}.jsonl")
+            argv += ["--capture", self.capture_path]
+            for port in capture_ports:
+                argv += ["--capture-port", str(port)]
+            if capture_bytes is not None:
+                argv += ["--capture-bytes", str(capture_bytes)]
+            if capture_connections is not None:
+                argv += ["--capture-connections", str(capture_connections)]
         proc = Proc(f"classifier-{self.ns}-{self.classifier_runs}", self.ns, argv, self.logs)
         self.procs.append(proc)
         proc.start()
@@ -346,6 +375,8 @@ table ip mtcls {
             if not proc.alive() or time.monotonic() > deadline:
                 raise TestbedError(f"classifier in {self.ns} did not start:\n{proc.tail()}")
             time.sleep(0.1)
+        for addr, port in self.port_filters:
+            self._bypass(addr, port, "add")
         nsrun(self.ns, ["nft", "add", "rule", "ip", "mtcls", "to_classifier", "iifname", "lan", "ip", "daddr", "!=", self.lan_net,
                         "meta", "l4proto", "tcp", "dnat", "to", f"{self.lan_ip}:{CLASSIFIER_PORT}"])
         nsrun(self.ns, ["nft", "add", "rule", "ip", "mtcls", "cut_forwarded", "iifname", "lan", "meta", "l4proto", "tcp",
@@ -359,6 +390,25 @@ table ip mtcls {
         if self.classifier is not None:
             self.classifier.stop(grace=2)
             self.classifier = None
+
+    def _bypass(self, addr, port, how):
+        nsrun(self.ns, ["nft", how, "rule", "ip", "mtcls", "to_classifier", "iifname", "lan", "ip", "daddr", addr,
+                        "tcp", "dport", str(port), "accept"])
+
+    def captures(self):
+        """The classifier's captures of its current run: [{"dst", "verdict", "bytes", "data"}]."""
+        out = []
+        if not self.capture_path or not os.path.exists(self.capture_path):
+            return out
+        with open(self.capture_path) as f:
+            for line in f:
+                try:
+                    doc = json.loads(line)
+                    doc["data"] = bytes.fromhex(doc.pop("hex"))
+                except (ValueError, KeyError):
+                    continue
+                out.append(doc)
+        return out
 
     def verdicts(self):
         """{"pass": [...], "block": [...], ...}: the classifier's verdict lines of its current run."""
@@ -376,12 +426,19 @@ table ip mtcls {
             nsrun(self.ns, ["nft", "add", "rule", "inet", "mt", "censor"] + r.split())
             self.rules.append(r)
 
+    def _port_filter(self, addr, port):
+        self.port_filters.append((addr, port))
+        if self.classifier is not None:
+            self._bypass(addr, port, "insert")
+
     def drop(self, addr, port):
         self._add(f"ip daddr {addr} tcp dport {port} drop", f"ip saddr {addr} tcp sport {port} drop")
+        self._port_filter(addr, port)
 
     def reject(self, addr, port):
         self._add(f"ip daddr {addr} tcp dport {port} reject with tcp reset",
                   f"ip saddr {addr} tcp sport {port} reject with tcp reset")
+        self._port_filter(addr, port)
 
     def blackhole(self, addr):
         """Silent drop of everything to and from addr, established connections included."""
@@ -396,6 +453,7 @@ table ip mtcls {
     def clear(self):
         nsrun(self.ns, ["nft", "flush", "chain", "inet", "mt", "censor"])
         self.rules = []
+        self.port_filters = []
         self.classifier_off()
 
     def listing(self):
@@ -423,6 +481,12 @@ class Server:
         self.proc = None
         # T2's secret path ("/ws-" + 20 url-safe characters): in the record and in the CDN's nginx.
         self.ws_path = "/ws-" + secrets.token_urlsafe(15) if self.is_front else None
+        # T1: the cover site's name, its self-signed certificate, the page's marker, the key mode.
+        self.cover_name = cover_name(name) if self.is_front else None
+        self.cover_marker = f"montana-testbed-cover-{name}-{secrets.token_hex(6)}" if self.is_front else None
+        self.cover_cert = None  # PEM path (also the CA file a prober verifies it with)
+        self.cover = None  # the cover's nginx Proc
+        self.t1_key_mode = ("universal" if operator in T1_UNIVERSAL_OPERATORS else "own") if self.is_front else None
 
     @property
     def is_front(self):
@@ -464,6 +528,9 @@ class Testbed:
         self.web = None
         self.cdn = None  # the CDN's nginx Proc (None: nginx or openssl not installed)
         self.cdn_missing = None
+        # T1 needs nginx (the covers) and openssl (their certificates); without them no front has T1.
+        self.t1_missing = None if os.access(NGINX, os.X_OK) and shutil.which("openssl") else \
+            f"nginx ({NGINX}) or openssl not installed (apt-get install nginx-light openssl)"
         self.ca = None
         self.relays = []
         self.delay_rules = False
@@ -543,6 +610,8 @@ table inet mt {
             out = self.montana("node", "init", s.dir, "--country", s.country, "--roles", ",".join(s.roles),
                                "--transit", f"{s.ip}:{TRANSIT_PORT}", "--public-host", s.ip).stdout
             s.node_id = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("node_id:"))
+            if s.is_front and self.t1_missing is None:
+                self.make_t1(s, secret)
             self.montana("alliance", "endorse", "--secret", secret, "--alliance", alliance_json,
                          "--node", os.path.join(s.dir, "node.pub.json"), "--operator", s.operator,
                          "--out", os.path.join(s.dir, "endorsement.json"))
@@ -557,6 +626,65 @@ table inet mt {
         self.subscription = os.path.join(w, "subscription.json")
         self.montana("subscription", "create", "--alliance", alliance_json, "--bootstrap", *fronts,
                      "--title", "Montana testbed", "--out", self.subscription)
+
+    def make_t1(self, s, secret):
+        """Front s's T1 key (own: `montana keygen t1`; Operator B: the alliance's universal key,
+        `montana alliance t1-key`) in its directory, and its cover's self-signed certificate."""
+        if s.t1_key_mode == "universal":
+            self.montana("alliance", "t1-key", "--secret", secret, "--out", s.dir)
+        else:
+            self.montana("keygen", "t1", "--out", s.dir)
+        if not os.path.exists(os.path.join(s.dir, "t1.key")):
+            raise TestbedError(f"no t1.key in {s.dir} after making {s.name}'s {s.t1_key_mode} T1 key")
+        d = os.path.join(self.work, f"cover-{s.name}")
+        os.makedirs(os.path.join(d, "html"), exist_ok=True)
+        cert, key = os.path.join(d, "cover.crt"), os.path.join(d, "cover.key")
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={s.cover_name}",
+             "-addext", f"subjectAltName=DNS:{s.cover_name}", "-addext", "extendedKeyUsage=serverAuth"])
+        s.cover_cert = cert
+        with open(os.path.join(d, "html", "index.html"), "w") as f:
+            f.write(f"<!DOCTYPE html>\n<html><head><title>{s.cover_name}</title></head>"
+                    f"<body><h1>Welcome to {s.cover_name}</h1><p>{s.cover_marker}</p></body></html>\n")
+
+    def start_cover(self, s):
+        """nginx in s's namespace on 127.0.0.1:COVER_PORT from scripts/nginx/t1-cover.conf.template
+        (foreground, no master; stopped by PID), until it serves the marker page."""
+        prefix = os.path.dirname(s.cover_cert)
+        with open(os.path.join(REPO, "scripts", "nginx", "t1-cover.conf.template")) as f:
+            template = f.read()
+        conf = template
+        for k, v in {"@PREFIX@": prefix, "@LISTEN@": f"127.0.0.1:{COVER_PORT}", "@CERT@": s.cover_cert,
+                     "@KEY@": os.path.join(prefix, "cover.key"), "@NAME@": s.cover_name}.items():
+            conf = conf.replace(k, v)
+        conf = f"# Rendered by Tests/testbed/testbed.py from scripts/nginx/t1-cover.conf.template for {s.name}\n" + \
+            "\n".join(line for line in conf.splitlines() if not line.startswith("#")) + "\n"
+        leftover = [t for t in ("@PREFIX@", "@LISTEN@", "@CERT@", "@KEY@", "@NAME@") if t in conf]
+        if leftover:
+            raise TestbedError(f"nginx cover template: placeholders left after rendering: {leftover}")
+        path = os.path.join(prefix, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        if s.cover is None:
+            s.cover = Proc(f"cover-nginx-{s.name}", s.ns, [NGINX, "-p", prefix, "-c", path, "-e", os.path.join(prefix, "error.log")],
+                           self.logs)
+            self.procs.append(s.cover)
+        s.cover.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            p = nsrun(s.ns, ["curl", "-s", "-m", "2", "--cacert", s.cover_cert, "--resolve", f"{s.cover_name}:{COVER_PORT}:127.0.0.1",
+                             f"https://{s.cover_name}:{COVER_PORT}/"], check=False)
+            if s.cover_marker in p.stdout:
+                return
+            if not s.cover.alive():
+                break
+            time.sleep(0.1)
+        try:
+            with open(os.path.join(prefix, "error.log")) as f:
+                err = f.read()[-2000:]
+        except OSError:
+            err = ""
+        raise TestbedError(f"{s.name}'s cover nginx did not serve https://{s.cover_name}:{COVER_PORT}/:\n{s.cover.tail()}\n{err}")
 
     def write_node_config(self, s, bootstrap):
         text = f"""# Written by Tests/testbed/testbed.py for {s.name}.
@@ -593,6 +721,16 @@ public_port = {CDN_PORT}
 host_header = "{CDN_NAME}"
 sni = "{CDN_NAME}"
 trusted_proxies = ["{CDN_IP}"]
+"""
+            if s.cover_cert:
+                text += f"""
+# T1: every connection to :{T1_PORT} is relayed to the cover site (nginx on this namespace's
+# loopback); a token holder is switched to the carrier ({s.t1_key_mode} key).
+[carriers.tls]
+listen = "{s.ip}:{T1_PORT}"
+cover = "127.0.0.1:{COVER_PORT}"
+sni = ["{s.cover_name}"]
+key = "t1.key"
 """
             if OBFS4PROXY:
                 text += f"""
@@ -896,21 +1034,41 @@ allow_private = ["10.30.0.0/16"]
         self.start_web()
         self.start_cdn()
         for s in self.servers.values():
+            if s.cover_cert:
+                self.start_cover(s)
+        for s in self.servers.values():
             self.start_node(s)
         for s in self.servers.values():
             self.wait_node_up(s)
         self.wait_converged()
         converged = time.monotonic() - t0
+        self.check_t1_up()
         for name, _, _, _, _ in ISPS:
             self.start_client(name, name)
         self.setup_seconds = time.monotonic() - t0
         self.converged_seconds = converged
+
+    def t1_status(self, s):
+        """Front s's `/status` carriers.t1 ({} when it has none)."""
+        return ((self.get_json(s.ns, NODE_ADMIN, "/status") or {}).get("carriers") or {}).get("t1") or {}
+
+    def check_t1_up(self):
+        """Every front's T1 is up in the key mode the harness gave it."""
+        for s in self.servers.values():
+            if not s.cover_cert:
+                continue
+            t1 = self.t1_status(s)
+            if t1.get("state") != "up" or t1.get("key_mode") != s.t1_key_mode or t1.get("endpoint") != f"{s.ip}:{T1_PORT}":
+                raise TestbedError(f"{s.name}'s T1 is not up as configured ({s.t1_key_mode} key, {s.ip}:{T1_PORT}): {t1}")
 
     def heal(self):
         """Between scenarios: no filters, no delays, every node running, both clients running."""
         for c in self.censors.values():
             c.clear()
         self.clear_delays()
+        for s in self.servers.values():
+            if s.cover is not None and not s.cover.alive():
+                self.start_cover(s)
         restarted = []
         for s in self.servers.values():
             if not s.proc.alive():
