@@ -38,7 +38,8 @@ waits for the other side to drain (asyncio's own write buffer bound).
 Capture (for an active prober that replays what a real client sent): with --capture FILE, the first
 client data of up to --capture-connections connections (default 8, at most 64) to a destination
 port in --capture-port (default: any port), at most --capture-bytes of it (default 16389: one whole
-TLS record, so a ClientHello is captured whole; at most --max-bytes), is appended to FILE as one
+TLS record, so a ClientHello is captured whole — with --capture a first TLS record is read whole, as
+for the sni rule; at most --max-bytes), is appended to FILE as one
 JSON line each: {"dst": "HOST:PORT", "verdict": "pass|block", "bytes": N, "hex": "..."}. After M
 captures nothing more is written (the file holds at most M * (2N + 100) bytes).
 
@@ -289,7 +290,7 @@ class Classifier:
             self.report("block", "no-original-destination", dst, b"")
             reset(writer)
             return
-        data = await read_first(reader, self.args.wait_ms / 1000.0, self.args.max_bytes, "sni" in self.rules)
+        data = await read_first(reader, self.args.wait_ms / 1000.0, self.args.max_bytes, "sni" in self.rules or bool(self.args.capture))
         verdict, rule = classify(data, self.rules, self.sni_allow)
         self.capture(verdict, dst, data)
         if verdict == "block":

@@ -41,6 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import webserver  # noqa: E402  (payload_sha256: the expected digest of /bytes/N)
+import classifier  # noqa: E402  (client_hello_sni, tls_record_length: to read the censor's captures)
 
 PREFIX = "mt-"
 CORE = "mt-core"
@@ -1726,6 +1727,201 @@ def t2_via_cdn(tb, res):
     res.figure("cdn_websocket_requests", len(access))
     res.check("the CDN's access log has WebSocket upgrades (101) on the fronts' secret paths from ISP A's client",
               any(" 101 " in line and line.startswith("10.101.0.2 ") for line in access), access[-3:])
+
+
+def require_t1(tb, res):
+    res.require("every front runs T1 with a cover site", tb.t1_missing is None and
+                all(s.cover is not None and s.cover.alive() for s in tb.servers.values() if s.is_front),
+                tb.t1_missing or {s.name: s.cover.tail(5) if s.cover else "no cover" for s in tb.servers.values() if s.is_front})
+
+
+def fronts(tb):
+    return [s for s in tb.servers.values() if s.is_front]
+
+
+def t1_counts(tb):
+    """{front name: (switched, outcomes)} from every front's /status carriers.t1."""
+    out = {}
+    for s in fronts(tb):
+        t1 = tb.t1_status(s)
+        out[s.name] = (t1.get("switched") or 0, dict(t1.get("outcomes") or {}), t1.get("to_cover") or 0)
+    return out
+
+
+@scenario("ready")
+def t1_sni_allowlist(tb, res):
+    """ISP A's censor resets every member's T0 port and every front's T3 port, and its classifier
+    blocks TLS whose SNI is not one of the fronts' cover names (T2's, to the CDN, dies too) and
+    fully encrypted first packets: a client with the ladder ["t0", "t3", "t2", "t1"] converges on
+    T1 (SHA-256 right, /status carrier "t1", the other profiles recorded as failed, the front's
+    carriers.t1.switched up); a client with carriers ["t0"] fails clearly."""
+    require_t1(tb, res)
+    x1 = tb.servers["x1"]
+    censor = tb.censors["a"]
+    ladder = ["t0", "t3", "t2", "t1"] if OBFS4PROXY else ["t0", "t2", "t1"]
+    res.figure("ladder", ladder)
+    names = sorted(s.cover_name for s in fronts(tb))
+    # Both clients fetch the directory before the censor acts (the directory session is T0).
+    c0 = tb.start_client(f"sni-t0-{res.run}", "a", socks_port=1104, http_port=8104, admin_port=9104, carriers=["t0"])
+    cl = tb.start_client(f"sni-ladder-{res.run}", "a", socks_port=1105, http_port=8105, admin_port=9105, carriers=ladder)
+    try:
+        before = t1_counts(tb)
+        for srv in tb.servers.values():
+            censor.reject(srv.ip, TRANSIT_PORT)
+            if srv.is_front:
+                censor.reject(srv.ip, T3_PORT)
+        censor.classifier_on(["sni", "fully-encrypted"], sni_allow=names)
+        res.figure("sni_allow", names)
+
+        r = tb.curl(c0, f"{WEB}/whoami", user="country-de", max_time=ALL_FILTERED_BOUND_S)
+        res.figure("t0_client_seconds", r["seconds"])
+        res.figure("t0_client_result", {"rc": r["rc"], "code": r["code"], "error": r["stderr"][:160]})
+        res.check("carriers [t0]: country-de fails (T0 ports reset)", not (r["rc"] == 0 and r["body"].strip() == x1.ip), r)
+        doc = poll_status(tb, c0, lambda d: any("t0" in (e.get("profile_errors") or {})
+                                                for e in (d.get("reachability") or {}).get("fronts") or []), timeout=10)
+        tried = front_profiles(tb, doc)
+        res.figure("t0_client_fronts", tried)
+        res.check("carriers [t0]: status reachability.fronts names t0 as the profile tried, with its error",
+                  any("t0" in e["errors"] for es in tried.values() for e in es), tried)
+        res.check("carriers [t0]: no front works for it", not any(e["working"] for es in tried.values() for e in es), tried)
+        res.check("carriers [t0]: no circuit to DE", circuit_for(doc, "DE") is None, doc.get("circuits"))
+
+        dl = carrier_download(tb, res, cl, x1, 4 * MiB)
+        doc = poll_status(tb, cl, lambda d: carrier_of(d, "DE")[0] is not None, timeout=8)
+        circuit_carrier, active_carrier = carrier_of(doc, "DE")
+        res.figure("ladder_client_carrier", {"circuit": circuit_carrier, "active": active_carrier})
+        res.check('ladder client: the DE circuit\'s carrier is "t1"', circuit_carrier == "t1", doc.get("circuits"))
+        res.check("ladder client: steering.active agrees", active_carrier == "t1", steering(doc))
+        front = tb.server_by_label((circuit_for(doc, "DE") or {}).get("front"))
+        res.figure("front", front.name if front else None)
+        res.figure("front_key_mode", front.t1_key_mode if front else None)
+        tried = front_profiles(tb, doc)
+        res.figure("ladder_client_fronts", tried)
+        errors = {p for es in tried.values() for e in es for p in e["errors"]}
+        res.figure("ladder_client_failed_profiles", sorted(errors))
+        for p in ladder[:-1]:
+            res.check(f"ladder client: {p} was tried and failed at a front (reachability profile_errors.{p})", p in errors, tried)
+        res.check("ladder client: a front works over t1 (working_profile)",
+                  any(e["working"] == "t1" for es in tried.values() for e in es), tried)
+        after = t1_counts(tb)
+        res.figure("t1_switched", {n: after[n][0] - before[n][0] for n in after})
+        res.check("the circuit's front switched T1 connections (carriers.t1.switched ≥ 1)",
+                  front is not None and front.name in after and after[front.name][0] - before[front.name][0] >= 1,
+                  {"front": front.name if front else None, "before": before, "after": after})
+
+        verdicts = censor.verdicts()
+        blocked = verdicts.get("block", [])
+        passed = verdicts.get("pass", [])
+        res.figure("classifier_blocked_rules", sorted({v["rule"] for v in blocked}))
+        res.figure("classifier_passed_dsts", sorted({v["dst"] for v in passed}))
+        res.check("the classifier blocked T2's TLS to the CDN (its SNI is not a cover name)",
+                  any(v["dst"] == f"{CDN_IP}:{CDN_PORT}" and v["rule"] == f"sni-not-allowed:{CDN_NAME}" for v in blocked), blocked[:5])
+        res.check("the classifier passed TLS to the fronts' T1 port",
+                  any(v["dst"].endswith(f":{T1_PORT}") for v in passed), passed[:5])
+    finally:
+        censor.classifier_off()
+        tb.stop_client(c0)
+        tb.stop_client(cl)
+
+
+def tls_records_shape(a, b, slack=2):
+    """Same record types, lengths within `slack` (an ECDSA signature's DER length varies)."""
+    return len(a) == len(b) and all(x[0] == y[0] and abs(x[1] - y[1]) <= slack for x, y in zip(a, b))
+
+
+def probe(tb, ns, target, hello_file):
+    p = nsrun(ns, [sys.executable, os.path.join(HERE, "prober.py"), "--connect", target, "--hello-file", hello_file], timeout=20)
+    return json.loads(p.stdout)
+
+
+@scenario("ready")
+def t1_active_probe(tb, res):
+    """ISP A's censor captures (classifier.py --capture) the T1 ClientHello of a real client that
+    downloads through T1, then replays it from the censor router to that front's T1 port: the
+    answer is the cover's own flight (same records as the cover sends that hello directly), the
+    front counts a replay and switches nothing; openssl s_client (-verify_return_error) and curl
+    from ISP A get the cover's verified certificate and its marker page."""
+    require_t1(tb, res)
+    x1 = tb.servers["x1"]
+    censor = tb.censors["a"]
+    names = sorted(s.cover_name for s in fronts(tb))
+    c = tb.start_client(f"probe-t1-{res.run}", "a", socks_port=1106, http_port=8106, admin_port=9106, carriers=["t1"])
+    try:
+        censor.classifier_on(["sni"], sni_allow=names, capture_ports=[T1_PORT], capture_connections=4)
+        dl = carrier_download(tb, res, c, x1, 1 * MiB)
+        doc = poll_status(tb, c, lambda d: carrier_of(d, "DE")[0] is not None, timeout=8)
+        res.check('the client\'s DE circuit carrier is "t1"', carrier_of(doc, "DE")[0] == "t1", doc.get("circuits"))
+    finally:
+        # The real client stops: from here on only the prober talks to the fronts' T1 ports.
+        tb.stop_client(c)
+    try:
+        caps = censor.captures()
+        res.figure("captures", [{k: v for k, v in cap.items() if k != "data"} for cap in caps])
+        hellos = [cap for cap in caps if cap["data"][:1] == b"\x16" and classifier.tls_record_length(cap["data"]) == len(cap["data"])]
+        res.require("the censor captured a whole TLS ClientHello record of the client's T1 connection", hellos, caps[:2])
+        cap = hellos[0]
+        front = tb.server_by_ip(cap["dst"].rsplit(":", 1)[0])
+        res.require("the capture's destination is a front's T1 port", front is not None and cap["dst"] == f"{front.ip}:{T1_PORT}", cap["dst"])
+        res.figure("front", front.name)
+        res.figure("hello_bytes", len(cap["data"]))
+        sni = classifier.client_hello_sni(cap["data"])
+        res.check("the captured hello's SNI is that front's cover name", sni == front.cover_name, sni)
+        hello_file = os.path.join(tb.work, f"captured-hello-{res.run}.hex")
+        with open(hello_file, "w") as f:
+            f.write(cap["data"].hex() + "\n")
+
+        # What the cover itself answers to that hello (from inside the front's namespace).
+        direct = probe(tb, front.ns, f"127.0.0.1:{COVER_PORT}", hello_file)
+        res.figure("cover_flight", direct["records"])
+        res.require("the cover answers the hello with a ServerHello and encrypted records",
+                    direct["handshake_types"][:1] == [2] and len(direct["records"]) >= 3, direct)
+        before = tb.t1_status(front)
+        replayed = probe(tb, censor.ns, f"{front.ip}:{T1_PORT}", hello_file)
+        res.figure("replay_flight", replayed["records"])
+        res.check("the replayed hello gets a ServerHello", replayed["handshake_types"][:1] == [2], replayed)
+        res.check("the replay's answer is the cover's flight (same records, lengths ±2)",
+                  tls_records_shape(replayed["records"], direct["records"]), {"replay": replayed, "cover": direct})
+        deadline = time.monotonic() + 5
+        while True:
+            after = tb.t1_status(front)
+            if (after.get("outcomes") or {}).get("replay", 0) > (before.get("outcomes") or {}).get("replay", 0) \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        replay_delta = (after.get("outcomes") or {}).get("replay", 0) - (before.get("outcomes") or {}).get("replay", 0)
+        res.figure("replay_outcomes", replay_delta)
+        res.check("the front counted the replay (carriers.t1.outcomes.replay up)", replay_delta >= 1, {"before": before, "after": after})
+        res.check("the replayed connection was not switched (carriers.t1.switched unchanged)",
+                  after.get("switched") == before.get("switched"), {"before": before, "after": after})
+
+        # The prober sees a real site: verified certificate, h2, the marker page.
+        isp = tb.isp_ns["a"]
+        p = nsrun(isp, ["openssl", "s_client", "-connect", f"{front.ip}:{T1_PORT}", "-servername", front.cover_name,
+                        "-CAfile", front.cover_cert, "-verify_return_error", "-tls1_3", "-alpn", "h2"],
+                  input="", check=False, timeout=20)
+        out = p.stdout + p.stderr
+        res.figure("s_client_rc", p.returncode)
+        res.check("openssl s_client -verify_return_error from ISP A: exit 0, Verify return code 0 (ok)",
+                  p.returncode == 0 and "Verify return code: 0 (ok)" in out, out[-1500:])
+        res.check("openssl s_client: the cover's certificate (CN) and ALPN h2",
+                  f"CN = {front.cover_name}" in out or f"CN={front.cover_name}" in out, out[-1500:])
+        res.check("openssl s_client: ALPN h2", "ALPN protocol: h2" in out, out[-800:])
+        p = nsrun(isp, ["curl", "-sS", "--max-time", "10", "-D", "-", "--cacert", front.cover_cert,
+                        "--resolve", f"{front.cover_name}:{T1_PORT}:{front.ip}", f"https://{front.cover_name}:{T1_PORT}/"],
+                  check=False, timeout=20)
+        res.figure("curl_status_line", (p.stdout.splitlines() or [""])[0].strip()[:40])
+        res.check("curl --resolve from ISP A: HTTP/2 200 with the cover's marker page",
+                  p.returncode == 0 and p.stdout.startswith("HTTP/2 200") and front.cover_marker in p.stdout,
+                  f"rc={p.returncode} {p.stderr[:300]} {p.stdout[:300]}")
+        final = tb.t1_status(front)
+        res.figure("front_t1", {k: final.get(k) for k in ("switched", "to_cover", "outcomes", "key_mode")})
+        res.check("no prober was switched (carriers.t1.switched unchanged)", final.get("switched") == before.get("switched"),
+                  {"before": before, "after": final})
+        verdicts = censor.verdicts()
+        res.check("the classifier passed the probes' TLS to the front (SNI a cover name)",
+                  any(v["dst"] == f"{front.ip}:{T1_PORT}" for v in verdicts.get("pass", [])), verdicts.get("pass", [])[:5])
+    finally:
+        censor.classifier_off()
 
 
 # --------------------------------------------------------------------------------------------
