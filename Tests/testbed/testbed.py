@@ -114,7 +114,8 @@ class Interrupted(BaseException):
 def run(argv, timeout=30, check=True, input=None):
     """Runs a command (bounded); returns CompletedProcess with text output."""
     try:
-        p = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+        # errors="replace": a tool may print binary (openssl s_client prints the h2 server's frames).
+        p = subprocess.run(argv, input=input, capture_output=True, text=True, errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired as e:
         raise TestbedError(f"timed out after {timeout}s: {' '.join(argv)}") from e
     if check and p.returncode != 0:
@@ -1863,6 +1864,7 @@ def t1_active_probe(tb, res):
         front = tb.server_by_ip(cap["dst"].rsplit(":", 1)[0])
         res.require("the capture's destination is a front's T1 port", front is not None and cap["dst"] == f"{front.ip}:{T1_PORT}", cap["dst"])
         res.figure("front", front.name)
+        res.figure("front_key_mode", front.t1_key_mode)
         res.figure("hello_bytes", len(cap["data"]))
         sni = classifier.client_hello_sni(cap["data"])
         res.check("the captured hello's SNI is that front's cover name", sni == front.cover_name, sni)
