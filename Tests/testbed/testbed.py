@@ -17,9 +17,11 @@ Topology (every address exists only inside the namespaces this script creates):
 Censors filter in their namespace's nft table `inet mt` (chain `censor`, forward hook); delays
 are a userspace relay (delay_relay.py) in mt-core behind nft DNAT (this kernel has no netem).
 A censor can also run the first-packet classifier (classifier.py) behind nft DNAT (`ip mtcls`).
-Carriers: every front has T0 (transit :7443), T2 ([carriers.ws], plain HTTP :8080 behind the
-CDN's nginx, which terminates TLS for CDN_NAME with a CA the harness makes) and T3
-([carriers.obfs4] :7444, when obfs4proxy is installed). The two standing clients use T0 only
+Carriers: every front has T0 (transit :7443), T1 ([carriers.tls] :443, relaying to its cover
+site: nginx on the front's own 127.0.0.1:8443 with a self-signed certificate for
+www.cover-<front>.test; own keys for operators A and C, the universal key for operator B), T2
+([carriers.ws], plain HTTP :8080 behind the CDN's nginx, which terminates TLS for CDN_NAME with a
+CA the harness makes) and T3 ([carriers.obfs4] :7444, when obfs4proxy is installed). The two standing clients use T0 only
 (carriers = ["t0"]); the carrier scenarios start their own clients with other ladders.
 """
 import argparse
