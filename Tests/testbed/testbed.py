@@ -1827,6 +1827,9 @@ def t1_sni_allowlist(tb, res):
         tb.stop_client(cl)
 
 
+CAPTURE_M = 2  # t1_active_probe's capture bound (connections)
+
+
 def tls_records_shape(a, b, slack=2):
     """Same record types, lengths within `slack` (an ECDSA signature's DER length varies)."""
     return len(a) == len(b) and all(x[0] == y[0] and abs(x[1] - y[1]) <= slack for x, y in zip(a, b))
@@ -1850,7 +1853,8 @@ def t1_active_probe(tb, res):
     names = sorted(s.cover_name for s in fronts(tb))
     c = tb.start_client(f"probe-t1-{res.run}", "a", socks_port=1106, http_port=8106, admin_port=9106, carriers=["t1"])
     try:
-        censor.classifier_on(["sni"], sni_allow=names, capture_ports=[T1_PORT], capture_connections=4)
+        # M = 2: the client's own T1 connections, then s_client's and curl's below, push past it.
+        censor.classifier_on(["sni"], sni_allow=names, capture_ports=[T1_PORT], capture_connections=CAPTURE_M)
         dl = carrier_download(tb, res, c, x1, 1 * MiB)
         doc = poll_status(tb, c, lambda d: carrier_of(d, "DE")[0] is not None, timeout=8)
         res.check('the client\'s DE circuit carrier is "t1"', carrier_of(doc, "DE")[0] == "t1", doc.get("circuits"))
@@ -1924,6 +1928,13 @@ def t1_active_probe(tb, res):
         verdicts = censor.verdicts()
         res.check("the classifier passed the probes' TLS to the front (SNI a cover name)",
                   any(v["dst"] == f"{front.ip}:{T1_PORT}" for v in verdicts.get("pass", [])), verdicts.get("pass", [])[:5])
+        # The capture bound: more connections to :443 passed the classifier than it may capture.
+        to_t1 = [v for v in verdicts.get("pass", []) if v["dst"].endswith(f":{T1_PORT}")]
+        caps = censor.captures()
+        res.figure("capture_bound", {"connections_to_t1": len(to_t1), "captured": len(caps), "max": CAPTURE_M})
+        res.check(f"the capture stops at its bound (M = {CAPTURE_M}) when more connections pass",
+                  len(to_t1) > CAPTURE_M and len(caps) == CAPTURE_M and all(len(c["data"]) <= classifier.DEFAULT_MAX_BYTES for c in caps),
+                  {"connections_to_t1": len(to_t1), "captured": len(caps)})
     finally:
         censor.classifier_off()
 
