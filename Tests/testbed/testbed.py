@@ -1732,6 +1732,10 @@ def t2_via_cdn(tb, res):
               any(" 101 " in line and line.startswith("10.101.0.2 ") for line in access), access[-3:])
 
 
+CAPTURE_M = 2  # t1_active_probe's capture bound (connections)
+CAPTURE_SMALL_N = 512  # t1_sni_allowlist's capture bound (bytes; a T1 ClientHello is ~1.7 KB)
+
+
 def require_t1(tb, res):
     res.require("every front runs T1 with a cover site", tb.t1_missing is None and
                 all(s.cover is not None and s.cover.alive() for s in tb.servers.values() if s.is_front),
@@ -1773,7 +1777,10 @@ def t1_sni_allowlist(tb, res):
             censor.reject(srv.ip, TRANSIT_PORT)
             if srv.is_front:
                 censor.reject(srv.ip, T3_PORT)
-        censor.classifier_on(["sni", "fully-encrypted"], sni_allow=names)
+        # A capture with a small byte bound (N = CAPTURE_SMALL_N, below a ClientHello's size): the
+        # bound test of --capture-bytes (t1_active_probe pushes past --capture-connections).
+        censor.classifier_on(["sni", "fully-encrypted"], sni_allow=names, capture_ports=[T1_PORT], capture_bytes=CAPTURE_SMALL_N,
+                             capture_connections=2)
         res.figure("sni_allow", names)
 
         r = tb.curl(c0, f"{WEB}/whoami", user="country-de", max_time=ALL_FILTERED_BOUND_S)
@@ -1821,13 +1828,16 @@ def t1_sni_allowlist(tb, res):
                   any(v["dst"] == f"{CDN_IP}:{CDN_PORT}" and v["rule"] == f"sni-not-allowed:{CDN_NAME}" for v in blocked), blocked[:5])
         res.check("the classifier passed TLS to the fronts' T1 port",
                   any(v["dst"].endswith(f":{T1_PORT}") for v in passed), passed[:5])
+        caps = censor.captures()
+        longest = max([int(v["bytes"]) for v in passed if v["dst"].endswith(f":{T1_PORT}")] or [0])
+        res.figure("capture_small_n", {"n": CAPTURE_SMALL_N, "captured": [c["bytes"] for c in caps], "hello_bytes": longest})
+        res.check(f"the capture keeps at most N = {CAPTURE_SMALL_N} bytes of a longer first record",
+                  caps and longest > CAPTURE_SMALL_N and all(len(c["data"]) == CAPTURE_SMALL_N == c["bytes"] for c in caps),
+                  {"captures": [c["bytes"] for c in caps], "longest_first_record": longest})
     finally:
         censor.classifier_off()
         tb.stop_client(c0)
         tb.stop_client(cl)
-
-
-CAPTURE_M = 2  # t1_active_probe's capture bound (connections)
 
 
 def tls_records_shape(a, b, slack=2):
