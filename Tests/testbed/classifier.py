@@ -3,6 +3,7 @@
 
   classifier.py --listen HOST:PORT [--rule fully-encrypted] [--rule sni --sni-allow NAME ...]
                 [--wait-ms 2000] [--max-bytes 16389] [--max-connections 256] [--transparent]
+                [--capture FILE [--capture-port PORT ...] [--capture-bytes 16389] [--capture-connections 8]]
 
 The censor namespace DNATs the client network's forwarded TCP to this listener (nft `dnat` in a
 prerouting chain for packets arriving from the ISP side). For each connection it reads the
@@ -34,12 +35,21 @@ Bounds: at most --max-connections at once (more are reset at once, counted as ve
 the first-packet buffer holds at most --max-bytes; each relay direction reads 64 KiB at a time and
 waits for the other side to drain (asyncio's own write buffer bound).
 
+Capture (for an active prober that replays what a real client sent): with --capture FILE, the first
+client data of up to --capture-connections connections (default 8, at most 64) to a destination
+port in --capture-port (default: any port), at most --capture-bytes of it (default 16389: one whole
+TLS record, so a ClientHello is captured whole — with --capture a first TLS record is read whole, as
+for the sni rule; at most --max-bytes), is appended to FILE as one
+JSON line each: {"dst": "HOST:PORT", "verdict": "pass|block", "bytes": N, "hex": "..."}. After M
+captures nothing more is written (the file holds at most M * (2N + 100) bytes).
+
 Output: one line per verdict to stdout, `verdict=pass|block|overload|upstream-failed rule=... dst=...
 bytes=N popcount=P`, and `classifier listening on ...` at start. Destinations are the testbed's
 own namespace addresses; no client address is printed. Python 3.11 stdlib only.
 """
 import argparse
 import asyncio
+import json
 import socket
 import struct
 import sys
@@ -238,6 +248,19 @@ class Classifier:
         self.active = 0
         self.rules = set(args.rule)
         self.sni_allow = {n.lower() for n in args.sni_allow}
+        self.captured = 0
+
+    def capture(self, verdict, dst, data):
+        a = self.args
+        if not a.capture or not data or self.captured >= a.capture_connections:
+            return
+        if a.capture_port and dst[1] not in a.capture_port:
+            return
+        self.captured += 1
+        line = json.dumps({"dst": f"{dst[0]}:{dst[1]}", "verdict": verdict, "bytes": min(len(data), a.capture_bytes),
+                           "hex": data[:a.capture_bytes].hex()})
+        with open(a.capture, "a") as f:
+            f.write(line + "\n")
 
     def report(self, verdict, rule, dst, data):
         pc = popcount_per_byte(data)
@@ -267,8 +290,9 @@ class Classifier:
             self.report("block", "no-original-destination", dst, b"")
             reset(writer)
             return
-        data = await read_first(reader, self.args.wait_ms / 1000.0, self.args.max_bytes, "sni" in self.rules)
+        data = await read_first(reader, self.args.wait_ms / 1000.0, self.args.max_bytes, "sni" in self.rules or bool(self.args.capture))
         verdict, rule = classify(data, self.rules, self.sni_allow)
+        self.capture(verdict, dst, data)
         if verdict == "block":
             self.report("block", rule, dst, data)
             reset(writer)
@@ -304,14 +328,21 @@ async def main():
     ap.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help=f"first-packet bound (default {DEFAULT_MAX_BYTES})")
     ap.add_argument("--max-connections", type=int, default=256, help="connections at once (default 256)")
     ap.add_argument("--transparent", action="store_true")
+    ap.add_argument("--capture", metavar="FILE", help="append the first data of up to --capture-connections connections to FILE (JSON lines)")
+    ap.add_argument("--capture-port", action="append", type=int, default=[], metavar="PORT", help="capture only connections to this port")
+    ap.add_argument("--capture-bytes", type=int, default=DEFAULT_MAX_BYTES, help=f"bytes kept per capture (default {DEFAULT_MAX_BYTES})")
+    ap.add_argument("--capture-connections", type=int, default=8, help="connections captured at most (default 8)")
     args = ap.parse_args()
     if not (1 <= args.max_bytes <= 1 << 20) or not (1 <= args.wait_ms <= 60000) or not (1 <= args.max_connections <= 65536):
         ap.error("--max-bytes 1..1048576, --wait-ms 1..60000, --max-connections 1..65536")
+    if not (1 <= args.capture_bytes <= args.max_bytes) or not (1 <= args.capture_connections <= 64):
+        ap.error("--capture-bytes 1..--max-bytes, --capture-connections 1..64")
     c = Classifier(args)
     server = await asyncio.start_server(c.handle, args.listen[0], args.listen[1], reuse_address=True, limit=CHUNK)
     print(f"classifier listening on {args.listen[0]}:{args.listen[1]} rules={','.join(sorted(c.rules)) or 'none'} "
           f"sni_allow={','.join(sorted(c.sni_allow)) or '-'} wait_ms={args.wait_ms} max_bytes={args.max_bytes}"
-          f"{' (transparent)' if args.transparent else ''}", flush=True)
+          f"{' (transparent)' if args.transparent else ''}"
+          f"{f' capture={args.capture_connections}x{args.capture_bytes}B' if args.capture else ''}", flush=True)
     async with server:
         await server.serve_forever()
 

@@ -17,9 +17,11 @@ Topology (every address exists only inside the namespaces this script creates):
 Censors filter in their namespace's nft table `inet mt` (chain `censor`, forward hook); delays
 are a userspace relay (delay_relay.py) in mt-core behind nft DNAT (this kernel has no netem).
 A censor can also run the first-packet classifier (classifier.py) behind nft DNAT (`ip mtcls`).
-Carriers: every front has T0 (transit :7443), T2 ([carriers.ws], plain HTTP :8080 behind the
-CDN's nginx, which terminates TLS for CDN_NAME with a CA the harness makes) and T3
-([carriers.obfs4] :7444, when obfs4proxy is installed). The two standing clients use T0 only
+Carriers: every front has T0 (transit :7443), T1 ([carriers.tls] :443, relaying to its cover
+site: nginx on the front's own 127.0.0.1:8443 with a self-signed certificate for
+www.cover-<front>.test; own keys for operators A and C, the universal key for operator B), T2
+([carriers.ws], plain HTTP :8080 behind the CDN's nginx, which terminates TLS for CDN_NAME with a
+CA the harness makes) and T3 ([carriers.obfs4] :7444, when obfs4proxy is installed). The two standing clients use T0 only
 (carriers = ["t0"]); the carrier scenarios start their own clients with other ladders.
 """
 import argparse
@@ -41,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import webserver  # noqa: E402  (payload_sha256: the expected digest of /bytes/N)
+import classifier  # noqa: E402  (client_hello_sni, tls_record_length: to read the censor's captures)
 
 PREFIX = "mt-"
 CORE = "mt-core"
@@ -63,6 +66,16 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 OBFS4PROXY = shutil.which("obfs4proxy")
 # The classifier listens on the censor's LAN address (the ISP side) behind nft DNAT.
 CLASSIFIER_PORT = 15001
+# T1 ([carriers.tls]): every front listens on its own address :T1_PORT and relays to a cover
+# site, nginx on the front's loopback (COVER_PORT, TLS 1.3 + h2, a self-signed certificate for
+# cover_name(front)). Operator B's fronts use the alliance's universal key, the others own keys.
+T1_PORT = 443
+COVER_PORT = 8443
+T1_UNIVERSAL_OPERATORS = ("Operator B",)
+
+
+def cover_name(server_name):
+    return f"www.cover-{server_name}.test"
 
 # name, roles, operator, country, second octet of its /16
 SERVERS = [
@@ -103,7 +116,8 @@ class Interrupted(BaseException):
 def run(argv, timeout=30, check=True, input=None):
     """Runs a command (bounded); returns CompletedProcess with text output."""
     try:
-        p = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+        # errors="replace": a tool may print binary (openssl s_client prints the h2 server's frames).
+        p = subprocess.run(argv, input=input, capture_output=True, text=True, errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired as e:
         raise TestbedError(f"timed out after {timeout}s: {' '.join(argv)}") from e
     if check and p.returncode != 0:
@@ -305,6 +319,10 @@ class Censor:
         self.rules = []
         self.classifier = None
         self.classifier_runs = 0
+        self.capture_path = None
+        # (addr, port) of drop/reject filters: with the classifier on, those flows skip its DNAT
+        # (an `accept` ahead of it in `to_classifier`) and meet the filter in the forward chain.
+        self.port_filters = []
 
     def setup(self):
         nsrun(self.ns, ["nft", "-f", "-"], input="""
@@ -326,9 +344,14 @@ table ip mtcls {
         run(["ip", "-n", self.ns, "rule", "add", "fwmark", "1", "lookup", "100", "pref", "100"])
         run(["ip", "-n", self.ns, "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"])
 
-    def classifier_on(self, rules=("fully-encrypted",), sni_allow=(), wait_ms=2000):
+    def classifier_on(self, rules=("fully-encrypted",), sni_allow=(), wait_ms=2000, capture_ports=None, capture_bytes=None,
+                      capture_connections=None):
         """Starts classifier.py with `rules` (fully-encrypted, sni) and sends every new TCP
-        connection from the client network through it; flows forwarded before are reset."""
+        connection from the client network through it (except those to a drop/reject filter's
+        addr:port: the filter stops them); flows forwarded before are reset. With capture_ports
+        (a list; [] = any port) it captures the first client data of up to capture_connections
+        (default 8) connections, capture_bytes each (default 16389), to self.capture_path
+        (`captures()` reads it)."""
         self.classifier_off()
         self.classifier_runs += 1
         argv = [sys.executable, os.path.join(HERE, "classifier.py"), "--listen", f"{self.lan_ip}:{CLASSIFIER_PORT}",
@@ -337,6 +360,16 @@ table ip mtcls {
             argv += ["--rule", r]
         for n in sni_allow:
             argv += ["--sni-allow", n]
+        self.capture_path = None
+        if capture_ports is not None:
+            self.capture_path = os.path.join(self.logs, f"capture-{self.ns}-{self.classifier_runs}.jsonl")
+            argv += ["--capture", self.capture_path]
+            for port in capture_ports:
+                argv += ["--capture-port", str(port)]
+            if capture_bytes is not None:
+                argv += ["--capture-bytes", str(capture_bytes)]
+            if capture_connections is not None:
+                argv += ["--capture-connections", str(capture_connections)]
         proc = Proc(f"classifier-{self.ns}-{self.classifier_runs}", self.ns, argv, self.logs)
         self.procs.append(proc)
         proc.start()
@@ -346,6 +379,8 @@ table ip mtcls {
             if not proc.alive() or time.monotonic() > deadline:
                 raise TestbedError(f"classifier in {self.ns} did not start:\n{proc.tail()}")
             time.sleep(0.1)
+        for addr, port in self.port_filters:
+            self._bypass(addr, port, "add")
         nsrun(self.ns, ["nft", "add", "rule", "ip", "mtcls", "to_classifier", "iifname", "lan", "ip", "daddr", "!=", self.lan_net,
                         "meta", "l4proto", "tcp", "dnat", "to", f"{self.lan_ip}:{CLASSIFIER_PORT}"])
         nsrun(self.ns, ["nft", "add", "rule", "ip", "mtcls", "cut_forwarded", "iifname", "lan", "meta", "l4proto", "tcp",
@@ -359,6 +394,25 @@ table ip mtcls {
         if self.classifier is not None:
             self.classifier.stop(grace=2)
             self.classifier = None
+
+    def _bypass(self, addr, port, how):
+        nsrun(self.ns, ["nft", how, "rule", "ip", "mtcls", "to_classifier", "iifname", "lan", "ip", "daddr", addr,
+                        "tcp", "dport", str(port), "accept"])
+
+    def captures(self):
+        """The classifier's captures of its current run: [{"dst", "verdict", "bytes", "data"}]."""
+        out = []
+        if not self.capture_path or not os.path.exists(self.capture_path):
+            return out
+        with open(self.capture_path) as f:
+            for line in f:
+                try:
+                    doc = json.loads(line)
+                    doc["data"] = bytes.fromhex(doc.pop("hex"))
+                except (ValueError, KeyError):
+                    continue
+                out.append(doc)
+        return out
 
     def verdicts(self):
         """{"pass": [...], "block": [...], ...}: the classifier's verdict lines of its current run."""
@@ -376,12 +430,19 @@ table ip mtcls {
             nsrun(self.ns, ["nft", "add", "rule", "inet", "mt", "censor"] + r.split())
             self.rules.append(r)
 
+    def _port_filter(self, addr, port):
+        self.port_filters.append((addr, port))
+        if self.classifier is not None:
+            self._bypass(addr, port, "insert")
+
     def drop(self, addr, port):
         self._add(f"ip daddr {addr} tcp dport {port} drop", f"ip saddr {addr} tcp sport {port} drop")
+        self._port_filter(addr, port)
 
     def reject(self, addr, port):
         self._add(f"ip daddr {addr} tcp dport {port} reject with tcp reset",
                   f"ip saddr {addr} tcp sport {port} reject with tcp reset")
+        self._port_filter(addr, port)
 
     def blackhole(self, addr):
         """Silent drop of everything to and from addr, established connections included."""
@@ -396,6 +457,7 @@ table ip mtcls {
     def clear(self):
         nsrun(self.ns, ["nft", "flush", "chain", "inet", "mt", "censor"])
         self.rules = []
+        self.port_filters = []
         self.classifier_off()
 
     def listing(self):
@@ -423,6 +485,12 @@ class Server:
         self.proc = None
         # T2's secret path ("/ws-" + 20 url-safe characters): in the record and in the CDN's nginx.
         self.ws_path = "/ws-" + secrets.token_urlsafe(15) if self.is_front else None
+        # T1: the cover site's name, its self-signed certificate, the page's marker, the key mode.
+        self.cover_name = cover_name(name) if self.is_front else None
+        self.cover_marker = f"montana-testbed-cover-{name}-{secrets.token_hex(6)}" if self.is_front else None
+        self.cover_cert = None  # PEM path (also the CA file a prober verifies it with)
+        self.cover = None  # the cover's nginx Proc
+        self.t1_key_mode = ("universal" if operator in T1_UNIVERSAL_OPERATORS else "own") if self.is_front else None
 
     @property
     def is_front(self):
@@ -464,6 +532,9 @@ class Testbed:
         self.web = None
         self.cdn = None  # the CDN's nginx Proc (None: nginx or openssl not installed)
         self.cdn_missing = None
+        # T1 needs nginx (the covers) and openssl (their certificates); without them no front has T1.
+        self.t1_missing = None if os.access(NGINX, os.X_OK) and shutil.which("openssl") else \
+            f"nginx ({NGINX}) or openssl not installed (apt-get install nginx-light openssl)"
         self.ca = None
         self.relays = []
         self.delay_rules = False
@@ -543,6 +614,8 @@ table inet mt {
             out = self.montana("node", "init", s.dir, "--country", s.country, "--roles", ",".join(s.roles),
                                "--transit", f"{s.ip}:{TRANSIT_PORT}", "--public-host", s.ip).stdout
             s.node_id = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("node_id:"))
+            if s.is_front and self.t1_missing is None:
+                self.make_t1(s, secret)
             self.montana("alliance", "endorse", "--secret", secret, "--alliance", alliance_json,
                          "--node", os.path.join(s.dir, "node.pub.json"), "--operator", s.operator,
                          "--out", os.path.join(s.dir, "endorsement.json"))
@@ -557,6 +630,65 @@ table inet mt {
         self.subscription = os.path.join(w, "subscription.json")
         self.montana("subscription", "create", "--alliance", alliance_json, "--bootstrap", *fronts,
                      "--title", "Montana testbed", "--out", self.subscription)
+
+    def make_t1(self, s, secret):
+        """Front s's T1 key (own: `montana keygen t1`; Operator B: the alliance's universal key,
+        `montana alliance t1-key`) in its directory, and its cover's self-signed certificate."""
+        if s.t1_key_mode == "universal":
+            self.montana("alliance", "t1-key", "--secret", secret, "--out", s.dir)
+        else:
+            self.montana("keygen", "t1", "--out", s.dir)
+        if not os.path.exists(os.path.join(s.dir, "t1.key")):
+            raise TestbedError(f"no t1.key in {s.dir} after making {s.name}'s {s.t1_key_mode} T1 key")
+        d = os.path.join(self.work, f"cover-{s.name}")
+        os.makedirs(os.path.join(d, "html"), exist_ok=True)
+        cert, key = os.path.join(d, "cover.crt"), os.path.join(d, "cover.key")
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={s.cover_name}",
+             "-addext", f"subjectAltName=DNS:{s.cover_name}", "-addext", "extendedKeyUsage=serverAuth"])
+        s.cover_cert = cert
+        with open(os.path.join(d, "html", "index.html"), "w") as f:
+            f.write(f"<!DOCTYPE html>\n<html><head><title>{s.cover_name}</title></head>"
+                    f"<body><h1>Welcome to {s.cover_name}</h1><p>{s.cover_marker}</p></body></html>\n")
+
+    def start_cover(self, s):
+        """nginx in s's namespace on 127.0.0.1:COVER_PORT from scripts/nginx/t1-cover.conf.template
+        (foreground, no master; stopped by PID), until it serves the marker page."""
+        prefix = os.path.dirname(s.cover_cert)
+        with open(os.path.join(REPO, "scripts", "nginx", "t1-cover.conf.template")) as f:
+            template = f.read()
+        conf = template
+        for k, v in {"@PREFIX@": prefix, "@LISTEN@": f"127.0.0.1:{COVER_PORT}", "@CERT@": s.cover_cert,
+                     "@KEY@": os.path.join(prefix, "cover.key"), "@NAME@": s.cover_name}.items():
+            conf = conf.replace(k, v)
+        conf = f"# Rendered by Tests/testbed/testbed.py from scripts/nginx/t1-cover.conf.template for {s.name}\n" + \
+            "\n".join(line for line in conf.splitlines() if not line.startswith("#")) + "\n"
+        leftover = [t for t in ("@PREFIX@", "@LISTEN@", "@CERT@", "@KEY@", "@NAME@") if t in conf]
+        if leftover:
+            raise TestbedError(f"nginx cover template: placeholders left after rendering: {leftover}")
+        path = os.path.join(prefix, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        if s.cover is None:
+            s.cover = Proc(f"cover-nginx-{s.name}", s.ns, [NGINX, "-p", prefix, "-c", path, "-e", os.path.join(prefix, "error.log")],
+                           self.logs)
+            self.procs.append(s.cover)
+        s.cover.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            p = nsrun(s.ns, ["curl", "-s", "-m", "2", "--cacert", s.cover_cert, "--resolve", f"{s.cover_name}:{COVER_PORT}:127.0.0.1",
+                             f"https://{s.cover_name}:{COVER_PORT}/"], check=False)
+            if s.cover_marker in p.stdout:
+                return
+            if not s.cover.alive():
+                break
+            time.sleep(0.1)
+        try:
+            with open(os.path.join(prefix, "error.log")) as f:
+                err = f.read()[-2000:]
+        except OSError:
+            err = ""
+        raise TestbedError(f"{s.name}'s cover nginx did not serve https://{s.cover_name}:{COVER_PORT}/:\n{s.cover.tail()}\n{err}")
 
     def write_node_config(self, s, bootstrap):
         text = f"""# Written by Tests/testbed/testbed.py for {s.name}.
@@ -593,6 +725,16 @@ public_port = {CDN_PORT}
 host_header = "{CDN_NAME}"
 sni = "{CDN_NAME}"
 trusted_proxies = ["{CDN_IP}"]
+"""
+            if s.cover_cert:
+                text += f"""
+# T1: every connection to :{T1_PORT} is relayed to the cover site (nginx on this namespace's
+# loopback); a token holder is switched to the carrier ({s.t1_key_mode} key).
+[carriers.tls]
+listen = "{s.ip}:{T1_PORT}"
+cover = "127.0.0.1:{COVER_PORT}"
+sni = ["{s.cover_name}"]
+key = "t1.key"
 """
             if OBFS4PROXY:
                 text += f"""
@@ -896,21 +1038,41 @@ allow_private = ["10.30.0.0/16"]
         self.start_web()
         self.start_cdn()
         for s in self.servers.values():
+            if s.cover_cert:
+                self.start_cover(s)
+        for s in self.servers.values():
             self.start_node(s)
         for s in self.servers.values():
             self.wait_node_up(s)
         self.wait_converged()
         converged = time.monotonic() - t0
+        self.check_t1_up()
         for name, _, _, _, _ in ISPS:
             self.start_client(name, name)
         self.setup_seconds = time.monotonic() - t0
         self.converged_seconds = converged
+
+    def t1_status(self, s):
+        """Front s's `/status` carriers.t1 ({} when it has none)."""
+        return ((self.get_json(s.ns, NODE_ADMIN, "/status") or {}).get("carriers") or {}).get("t1") or {}
+
+    def check_t1_up(self):
+        """Every front's T1 is up in the key mode the harness gave it."""
+        for s in self.servers.values():
+            if not s.cover_cert:
+                continue
+            t1 = self.t1_status(s)
+            if t1.get("state") != "up" or t1.get("key_mode") != s.t1_key_mode or t1.get("endpoint") != f"{s.ip}:{T1_PORT}":
+                raise TestbedError(f"{s.name}'s T1 is not up as configured ({s.t1_key_mode} key, {s.ip}:{T1_PORT}): {t1}")
 
     def heal(self):
         """Between scenarios: no filters, no delays, every node running, both clients running."""
         for c in self.censors.values():
             c.clear()
         self.clear_delays()
+        for s in self.servers.values():
+            if s.cover is not None and not s.cover.alive():
+                self.start_cover(s)
         restarted = []
         for s in self.servers.values():
             if not s.proc.alive():
@@ -1568,6 +1730,223 @@ def t2_via_cdn(tb, res):
     res.figure("cdn_websocket_requests", len(access))
     res.check("the CDN's access log has WebSocket upgrades (101) on the fronts' secret paths from ISP A's client",
               any(" 101 " in line and line.startswith("10.101.0.2 ") for line in access), access[-3:])
+
+
+CAPTURE_M = 2  # t1_active_probe's capture bound (connections)
+CAPTURE_SMALL_N = 512  # t1_sni_allowlist's capture bound (bytes; a T1 ClientHello is ~1.7 KB)
+
+
+def require_t1(tb, res):
+    res.require("every front runs T1 with a cover site", tb.t1_missing is None and
+                all(s.cover is not None and s.cover.alive() for s in tb.servers.values() if s.is_front),
+                tb.t1_missing or {s.name: s.cover.tail(5) if s.cover else "no cover" for s in tb.servers.values() if s.is_front})
+
+
+def fronts(tb):
+    return [s for s in tb.servers.values() if s.is_front]
+
+
+def t1_counts(tb):
+    """{front name: (switched, outcomes)} from every front's /status carriers.t1."""
+    out = {}
+    for s in fronts(tb):
+        t1 = tb.t1_status(s)
+        out[s.name] = (t1.get("switched") or 0, dict(t1.get("outcomes") or {}), t1.get("to_cover") or 0)
+    return out
+
+
+@scenario("ready")
+def t1_sni_allowlist(tb, res):
+    """ISP A's censor resets every member's T0 port and every front's T3 port, and its classifier
+    blocks TLS whose SNI is not one of the fronts' cover names (T2's, to the CDN, dies too) and
+    fully encrypted first packets: a client with the ladder ["t0", "t3", "t2", "t1"] converges on
+    T1 (SHA-256 right, /status carrier "t1", the other profiles recorded as failed, the front's
+    carriers.t1.switched up); a client with carriers ["t0"] fails clearly."""
+    require_t1(tb, res)
+    x1 = tb.servers["x1"]
+    censor = tb.censors["a"]
+    ladder = ["t0", "t3", "t2", "t1"] if OBFS4PROXY else ["t0", "t2", "t1"]
+    res.figure("ladder", ladder)
+    names = sorted(s.cover_name for s in fronts(tb))
+    # Both clients fetch the directory before the censor acts (the directory session is T0).
+    c0 = tb.start_client(f"sni-t0-{res.run}", "a", socks_port=1104, http_port=8104, admin_port=9104, carriers=["t0"])
+    cl = tb.start_client(f"sni-ladder-{res.run}", "a", socks_port=1105, http_port=8105, admin_port=9105, carriers=ladder)
+    try:
+        before = t1_counts(tb)
+        for srv in tb.servers.values():
+            censor.reject(srv.ip, TRANSIT_PORT)
+            if srv.is_front:
+                censor.reject(srv.ip, T3_PORT)
+        # A capture with a small byte bound (N = CAPTURE_SMALL_N, below a ClientHello's size): the
+        # bound test of --capture-bytes (t1_active_probe pushes past --capture-connections).
+        censor.classifier_on(["sni", "fully-encrypted"], sni_allow=names, capture_ports=[T1_PORT], capture_bytes=CAPTURE_SMALL_N,
+                             capture_connections=2)
+        res.figure("sni_allow", names)
+
+        r = tb.curl(c0, f"{WEB}/whoami", user="country-de", max_time=ALL_FILTERED_BOUND_S)
+        res.figure("t0_client_seconds", r["seconds"])
+        res.figure("t0_client_result", {"rc": r["rc"], "code": r["code"], "error": r["stderr"][:160]})
+        res.check("carriers [t0]: country-de fails (T0 ports reset)", not (r["rc"] == 0 and r["body"].strip() == x1.ip), r)
+        doc = poll_status(tb, c0, lambda d: any("t0" in (e.get("profile_errors") or {})
+                                                for e in (d.get("reachability") or {}).get("fronts") or []), timeout=10)
+        tried = front_profiles(tb, doc)
+        res.figure("t0_client_fronts", tried)
+        res.check("carriers [t0]: status reachability.fronts names t0 as the profile tried, with its error",
+                  any("t0" in e["errors"] for es in tried.values() for e in es), tried)
+        res.check("carriers [t0]: no front works for it", not any(e["working"] for es in tried.values() for e in es), tried)
+        res.check("carriers [t0]: no circuit to DE", circuit_for(doc, "DE") is None, doc.get("circuits"))
+
+        dl = carrier_download(tb, res, cl, x1, 4 * MiB)
+        doc = poll_status(tb, cl, lambda d: carrier_of(d, "DE")[0] is not None, timeout=8)
+        circuit_carrier, active_carrier = carrier_of(doc, "DE")
+        res.figure("ladder_client_carrier", {"circuit": circuit_carrier, "active": active_carrier})
+        res.check('ladder client: the DE circuit\'s carrier is "t1"', circuit_carrier == "t1", doc.get("circuits"))
+        res.check("ladder client: steering.active agrees", active_carrier == "t1", steering(doc))
+        front = tb.server_by_label((circuit_for(doc, "DE") or {}).get("front"))
+        res.figure("front", front.name if front else None)
+        res.figure("front_key_mode", front.t1_key_mode if front else None)
+        tried = front_profiles(tb, doc)
+        res.figure("ladder_client_fronts", tried)
+        errors = {p for es in tried.values() for e in es for p in e["errors"]}
+        res.figure("ladder_client_failed_profiles", sorted(errors))
+        for p in ladder[:-1]:
+            res.check(f"ladder client: {p} was tried and failed at a front (reachability profile_errors.{p})", p in errors, tried)
+        res.check("ladder client: a front works over t1 (working_profile)",
+                  any(e["working"] == "t1" for es in tried.values() for e in es), tried)
+        after = t1_counts(tb)
+        res.figure("t1_switched", {n: after[n][0] - before[n][0] for n in after})
+        res.check("the circuit's front switched T1 connections (carriers.t1.switched ≥ 1)",
+                  front is not None and front.name in after and after[front.name][0] - before[front.name][0] >= 1,
+                  {"front": front.name if front else None, "before": before, "after": after})
+
+        verdicts = censor.verdicts()
+        blocked = verdicts.get("block", [])
+        passed = verdicts.get("pass", [])
+        res.figure("classifier_blocked_rules", sorted({v["rule"] for v in blocked}))
+        res.figure("classifier_passed_dsts", sorted({v["dst"] for v in passed}))
+        res.check("the classifier blocked T2's TLS to the CDN (its SNI is not a cover name)",
+                  any(v["dst"] == f"{CDN_IP}:{CDN_PORT}" and v["rule"] == f"sni-not-allowed:{CDN_NAME}" for v in blocked), blocked[:5])
+        res.check("the classifier passed TLS to the fronts' T1 port",
+                  any(v["dst"].endswith(f":{T1_PORT}") for v in passed), passed[:5])
+        caps = censor.captures()
+        longest = max([int(v["bytes"]) for v in passed if v["dst"].endswith(f":{T1_PORT}")] or [0])
+        res.figure("capture_small_n", {"n": CAPTURE_SMALL_N, "captured": [c["bytes"] for c in caps], "hello_bytes": longest})
+        res.check(f"the capture keeps at most N = {CAPTURE_SMALL_N} bytes of a longer first record",
+                  caps and longest > CAPTURE_SMALL_N and all(len(c["data"]) == CAPTURE_SMALL_N == c["bytes"] for c in caps),
+                  {"captures": [c["bytes"] for c in caps], "longest_first_record": longest})
+    finally:
+        censor.classifier_off()
+        tb.stop_client(c0)
+        tb.stop_client(cl)
+
+
+def tls_records_shape(a, b, slack=2):
+    """Same record types, lengths within `slack` (an ECDSA signature's DER length varies)."""
+    return len(a) == len(b) and all(x[0] == y[0] and abs(x[1] - y[1]) <= slack for x, y in zip(a, b))
+
+
+def probe(tb, ns, target, hello_file):
+    p = nsrun(ns, [sys.executable, os.path.join(HERE, "prober.py"), "--connect", target, "--hello-file", hello_file], timeout=20)
+    return json.loads(p.stdout)
+
+
+@scenario("ready")
+def t1_active_probe(tb, res):
+    """ISP A's censor captures (classifier.py --capture) the T1 ClientHello of a real client that
+    downloads through T1, then replays it from the censor router to that front's T1 port: the
+    answer is the cover's own flight (same records as the cover sends that hello directly), the
+    front counts a replay and switches nothing; openssl s_client (-verify_return_error) and curl
+    from ISP A get the cover's verified certificate and its marker page."""
+    require_t1(tb, res)
+    x1 = tb.servers["x1"]
+    censor = tb.censors["a"]
+    names = sorted(s.cover_name for s in fronts(tb))
+    c = tb.start_client(f"probe-t1-{res.run}", "a", socks_port=1106, http_port=8106, admin_port=9106, carriers=["t1"])
+    try:
+        # M = 2: the client's own T1 connections, then s_client's and curl's below, push past it.
+        censor.classifier_on(["sni"], sni_allow=names, capture_ports=[T1_PORT], capture_connections=CAPTURE_M)
+        dl = carrier_download(tb, res, c, x1, 1 * MiB)
+        doc = poll_status(tb, c, lambda d: carrier_of(d, "DE")[0] is not None, timeout=8)
+        res.check('the client\'s DE circuit carrier is "t1"', carrier_of(doc, "DE")[0] == "t1", doc.get("circuits"))
+    finally:
+        # The real client stops: from here on only the prober talks to the fronts' T1 ports.
+        tb.stop_client(c)
+    try:
+        caps = censor.captures()
+        res.figure("captures", [{k: v for k, v in cap.items() if k != "data"} for cap in caps])
+        hellos = [cap for cap in caps if cap["data"][:1] == b"\x16" and classifier.tls_record_length(cap["data"]) == len(cap["data"])]
+        res.require("the censor captured a whole TLS ClientHello record of the client's T1 connection", hellos, caps[:2])
+        cap = hellos[0]
+        front = tb.server_by_ip(cap["dst"].rsplit(":", 1)[0])
+        res.require("the capture's destination is a front's T1 port", front is not None and cap["dst"] == f"{front.ip}:{T1_PORT}", cap["dst"])
+        res.figure("front", front.name)
+        res.figure("front_key_mode", front.t1_key_mode)
+        res.figure("hello_bytes", len(cap["data"]))
+        sni = classifier.client_hello_sni(cap["data"])
+        res.check("the captured hello's SNI is that front's cover name", sni == front.cover_name, sni)
+        hello_file = os.path.join(tb.work, f"captured-hello-{res.run}.hex")
+        with open(hello_file, "w") as f:
+            f.write(cap["data"].hex() + "\n")
+
+        # What the cover itself answers to that hello (from inside the front's namespace).
+        direct = probe(tb, front.ns, f"127.0.0.1:{COVER_PORT}", hello_file)
+        res.figure("cover_flight", direct["records"])
+        res.require("the cover answers the hello with a ServerHello and encrypted records",
+                    direct["handshake_types"][:1] == [2] and len(direct["records"]) >= 3, direct)
+        before = tb.t1_status(front)
+        replayed = probe(tb, censor.ns, f"{front.ip}:{T1_PORT}", hello_file)
+        res.figure("replay_flight", replayed["records"])
+        res.check("the replayed hello gets a ServerHello", replayed["handshake_types"][:1] == [2], replayed)
+        res.check("the replay's answer is the cover's flight (same records, lengths ±2)",
+                  tls_records_shape(replayed["records"], direct["records"]), {"replay": replayed, "cover": direct})
+        deadline = time.monotonic() + 5
+        while True:
+            after = tb.t1_status(front)
+            if (after.get("outcomes") or {}).get("replay", 0) > (before.get("outcomes") or {}).get("replay", 0) \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        replay_delta = (after.get("outcomes") or {}).get("replay", 0) - (before.get("outcomes") or {}).get("replay", 0)
+        res.figure("replay_outcomes", replay_delta)
+        res.check("the front counted the replay (carriers.t1.outcomes.replay up)", replay_delta >= 1, {"before": before, "after": after})
+        res.check("the replayed connection was not switched (carriers.t1.switched unchanged)",
+                  after.get("switched") == before.get("switched"), {"before": before, "after": after})
+
+        # The prober sees a real site: verified certificate, h2, the marker page.
+        isp = tb.isp_ns["a"]
+        p = nsrun(isp, ["openssl", "s_client", "-connect", f"{front.ip}:{T1_PORT}", "-servername", front.cover_name,
+                        "-CAfile", front.cover_cert, "-verify_return_error", "-tls1_3", "-alpn", "h2"],
+                  input="", check=False, timeout=20)
+        out = p.stdout + p.stderr
+        res.figure("s_client_rc", p.returncode)
+        res.check("openssl s_client -verify_return_error from ISP A: exit 0, Verify return code 0 (ok)",
+                  p.returncode == 0 and "Verify return code: 0 (ok)" in out, out[-1500:])
+        res.check("openssl s_client: the cover's certificate (CN) and ALPN h2",
+                  f"CN = {front.cover_name}" in out or f"CN={front.cover_name}" in out, out[-1500:])
+        res.check("openssl s_client: ALPN h2", "ALPN protocol: h2" in out, out[-800:])
+        p = nsrun(isp, ["curl", "-sS", "--max-time", "10", "-D", "-", "--cacert", front.cover_cert,
+                        "--resolve", f"{front.cover_name}:{T1_PORT}:{front.ip}", f"https://{front.cover_name}:{T1_PORT}/"],
+                  check=False, timeout=20)
+        res.figure("curl_status_line", (p.stdout.splitlines() or [""])[0].strip()[:40])
+        res.check("curl --resolve from ISP A: HTTP/2 200 with the cover's marker page",
+                  p.returncode == 0 and p.stdout.startswith("HTTP/2 200") and front.cover_marker in p.stdout,
+                  f"rc={p.returncode} {p.stderr[:300]} {p.stdout[:300]}")
+        final = tb.t1_status(front)
+        res.figure("front_t1", {k: final.get(k) for k in ("switched", "to_cover", "outcomes", "key_mode")})
+        res.check("no prober was switched (carriers.t1.switched unchanged)", final.get("switched") == before.get("switched"),
+                  {"before": before, "after": final})
+        verdicts = censor.verdicts()
+        res.check("the classifier passed the probes' TLS to the front (SNI a cover name)",
+                  any(v["dst"] == f"{front.ip}:{T1_PORT}" for v in verdicts.get("pass", [])), verdicts.get("pass", [])[:5])
+        # The capture bound: more connections to :443 passed the classifier than it may capture.
+        to_t1 = [v for v in verdicts.get("pass", []) if v["dst"].endswith(f":{T1_PORT}")]
+        caps = censor.captures()
+        res.figure("capture_bound", {"connections_to_t1": len(to_t1), "captured": len(caps), "max": CAPTURE_M})
+        res.check(f"the capture stops at its bound (M = {CAPTURE_M}) when more connections pass",
+                  len(to_t1) > CAPTURE_M and len(caps) == CAPTURE_M and all(len(c["data"]) <= classifier.DEFAULT_MAX_BYTES for c in caps),
+                  {"connections_to_t1": len(to_t1), "captured": len(caps)})
+    finally:
+        censor.classifier_off()
 
 
 # --------------------------------------------------------------------------------------------
