@@ -1621,6 +1621,23 @@ def carrier_of(doc, country):
     return (circuit or {}).get("carrier"), (active or {}).get("carrier")
 
 
+def check_t0_client_blocked(tb, res, c0, x1, why):
+    """A client pinned to carriers ["t0"] on a censored network: its DE fetch fails, and its /status
+    says t0 was tried (with the error), that no front works for it and that it has no DE circuit."""
+    r = tb.curl(c0, f"{WEB}/whoami", user="country-de", max_time=ALL_FILTERED_BOUND_S)
+    res.figure("t0_client_seconds", r["seconds"])
+    res.figure("t0_client_result", {"rc": r["rc"], "code": r["code"], "error": r["stderr"][:160]})
+    res.check(f"carriers [t0]: country-de fails {why}", not (r["rc"] == 0 and r["body"].strip() == x1.ip), r)
+    doc = poll_status(tb, c0, lambda d: any("t0" in (e.get("profile_errors") or {})
+                                            for e in (d.get("reachability") or {}).get("fronts") or []), timeout=10)
+    tried = front_profiles(tb, doc)
+    res.figure("t0_client_fronts", tried)
+    res.check("carriers [t0]: status reachability.fronts names t0 as the profile tried, with its error",
+              any("t0" in e["errors"] for es in tried.values() for e in es), tried)
+    res.check("carriers [t0]: no front works for it", not any(e["working"] for es in tried.values() for e in es), tried)
+    res.check("carriers [t0]: no circuit to DE", circuit_for(doc, "DE") is None, doc.get("circuits"))
+
+
 def require_cdn(tb, res):
     res.require("the testbed's CDN (nginx) is running", tb.cdn is not None and tb.cdn.alive(),
                 tb.cdn_missing or (tb.cdn.tail() if tb.cdn else "not started"))
@@ -1643,18 +1660,7 @@ def random_first_packet(tb, res):
     cl = tb.start_client(f"rfp-ladder-{res.run}", "a", socks_port=1102, http_port=8102, admin_port=9102, carriers=ladder)
     try:
         censor.classifier_on(["fully-encrypted"])
-        r = tb.curl(c0, f"{WEB}/whoami", user="country-de", max_time=ALL_FILTERED_BOUND_S)
-        res.figure("t0_client_seconds", r["seconds"])
-        res.figure("t0_client_result", {"rc": r["rc"], "code": r["code"], "error": r["stderr"][:160]})
-        res.check("carriers [t0]: country-de fails behind the classifier", not (r["rc"] == 0 and r["body"].strip() == x1.ip), r)
-        doc = poll_status(tb, c0, lambda d: any("t0" in (e.get("profile_errors") or {})
-                                                for e in (d.get("reachability") or {}).get("fronts") or []), timeout=10)
-        tried = front_profiles(tb, doc)
-        res.figure("t0_client_fronts", tried)
-        res.check("carriers [t0]: status reachability.fronts names t0 as the profile tried, with its error",
-                  any("t0" in e["errors"] for es in tried.values() for e in es), tried)
-        res.check("carriers [t0]: no front works for it", not any(e["working"] for es in tried.values() for e in es), tried)
-        res.check("carriers [t0]: no circuit to DE", circuit_for(doc, "DE") is None, doc.get("circuits"))
+        check_t0_client_blocked(tb, res, c0, x1, "behind the classifier")
 
         dl = carrier_download(tb, res, cl, x1, 4 * MiB)
         doc = poll_status(tb, cl, lambda d: carrier_of(d, "DE")[0] is not None, timeout=8)
@@ -1783,18 +1789,7 @@ def t1_sni_allowlist(tb, res):
                              capture_connections=2)
         res.figure("sni_allow", names)
 
-        r = tb.curl(c0, f"{WEB}/whoami", user="country-de", max_time=ALL_FILTERED_BOUND_S)
-        res.figure("t0_client_seconds", r["seconds"])
-        res.figure("t0_client_result", {"rc": r["rc"], "code": r["code"], "error": r["stderr"][:160]})
-        res.check("carriers [t0]: country-de fails (T0 ports reset)", not (r["rc"] == 0 and r["body"].strip() == x1.ip), r)
-        doc = poll_status(tb, c0, lambda d: any("t0" in (e.get("profile_errors") or {})
-                                                for e in (d.get("reachability") or {}).get("fronts") or []), timeout=10)
-        tried = front_profiles(tb, doc)
-        res.figure("t0_client_fronts", tried)
-        res.check("carriers [t0]: status reachability.fronts names t0 as the profile tried, with its error",
-                  any("t0" in e["errors"] for es in tried.values() for e in es), tried)
-        res.check("carriers [t0]: no front works for it", not any(e["working"] for es in tried.values() for e in es), tried)
-        res.check("carriers [t0]: no circuit to DE", circuit_for(doc, "DE") is None, doc.get("circuits"))
+        check_t0_client_blocked(tb, res, c0, x1, "(T0 ports reset)")
 
         dl = carrier_download(tb, res, cl, x1, 4 * MiB)
         doc = poll_status(tb, cl, lambda d: carrier_of(d, "DE")[0] is not None, timeout=8)
