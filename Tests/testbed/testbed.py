@@ -516,6 +516,26 @@ class Client:
         self.proc = None
 
 
+def wait_nginx_serves(ns, proc, prefix, cacert, name, port, ip, marker, what):
+    """Until the nginx `proc` (prefix dir `prefix`) in namespace `ns` serves https://name:port/ with
+    `marker` in the page (15 s at most); otherwise a TestbedError with its output and error log."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        p = nsrun(ns, ["curl", "-s", "-m", "2", "--cacert", cacert, "--resolve", f"{name}:{port}:{ip}",
+                       f"https://{name}:{port}/"], check=False)
+        if marker in p.stdout:
+            return
+        if not proc.alive():
+            break
+        time.sleep(0.1)
+    try:
+        with open(os.path.join(prefix, "error.log")) as f:
+            err = f.read()[-2000:]
+    except OSError:
+        err = ""
+    raise TestbedError(f"{what} did not serve https://{name}:{port}/:\n{proc.tail()}\n{err}")
+
+
 class Testbed:
     def __init__(self, binary, workdir):
         self.bin = binary
@@ -674,21 +694,8 @@ table inet mt {
                            self.logs)
             self.procs.append(s.cover)
         s.cover.start()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            p = nsrun(s.ns, ["curl", "-s", "-m", "2", "--cacert", s.cover_cert, "--resolve", f"{s.cover_name}:{COVER_PORT}:127.0.0.1",
-                             f"https://{s.cover_name}:{COVER_PORT}/"], check=False)
-            if s.cover_marker in p.stdout:
-                return
-            if not s.cover.alive():
-                break
-            time.sleep(0.1)
-        try:
-            with open(os.path.join(prefix, "error.log")) as f:
-                err = f.read()[-2000:]
-        except OSError:
-            err = ""
-        raise TestbedError(f"{s.name}'s cover nginx did not serve https://{s.cover_name}:{COVER_PORT}/:\n{s.cover.tail()}\n{err}")
+        wait_nginx_serves(s.ns, s.cover, prefix, s.cover_cert, s.cover_name, COVER_PORT, "127.0.0.1", s.cover_marker,
+                          f"{s.name}'s cover nginx")
 
     def write_node_config(self, s, bootstrap):
         text = f"""# Written by Tests/testbed/testbed.py for {s.name}.
@@ -855,21 +862,7 @@ allow_private = ["10.30.0.0/16"]
         self.cdn = Proc("cdn-nginx", CDN_NS, [NGINX, "-p", prefix, "-c", conf, "-e", os.path.join(prefix, "error.log")], self.logs)
         self.procs.append(self.cdn)
         self.cdn.start()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            p = nsrun(CDN_NS, ["curl", "-s", "-m", "2", "--cacert", self.ca, "--resolve", f"{CDN_NAME}:{CDN_PORT}:{CDN_IP}",
-                               f"https://{CDN_NAME}:{CDN_PORT}/"], check=False)
-            if "It works" in p.stdout:
-                return
-            if not self.cdn.alive():
-                break
-            time.sleep(0.1)
-        try:
-            with open(os.path.join(prefix, "error.log")) as f:
-                err = f.read()[-2000:]
-        except OSError:
-            err = ""
-        raise TestbedError(f"the CDN's nginx did not serve https://{CDN_NAME}/:\n{self.cdn.tail()}\n{err}")
+        wait_nginx_serves(CDN_NS, self.cdn, prefix, self.ca, CDN_NAME, CDN_PORT, CDN_IP, "It works", "the CDN's nginx")
 
     def cdn_access_log(self):
         try:
