@@ -86,6 +86,27 @@ int montana_so_cookie(void) { return SO_COOKIE; }
 
 int montana_close(int fd) { return close(fd); }
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+int montana_malloc_arena_max(int arenas) { return mallopt(M_ARENA_MAX, arenas) == 1 ? 0 : -1; }
+int montana_malloc_trim(void) { return malloc_trim(0); }
+int montana_malloc_info(uint64_t out[3]) {
+#if __GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33)
+    struct mallinfo2 info = mallinfo2();
+    out[0] = (uint64_t)info.uordblks + (uint64_t)info.hblkhd;
+    out[1] = (uint64_t)info.arena;
+    out[2] = (uint64_t)info.hblkhd;
+    return 0;
+#else
+    (void)out; errno = ENOSYS; return -1;
+#endif
+}
+#else
+int montana_malloc_arena_max(int arenas) { (void)arenas; errno = ENOSYS; return -1; }
+int montana_malloc_trim(void) { errno = ENOSYS; return -1; }
+int montana_malloc_info(uint64_t out[3]) { (void)out; errno = ENOSYS; return -1; }
+#endif
+
 #else
 static int nosys(void) { errno = ENOSYS; return -1; }
 int montana_kernel_splice_available(void) { return 0; }
@@ -107,4 +128,7 @@ int montana_close(int fd) { return close(fd); }
 int montana_shutdown_write(int fd) { (void)fd; return nosys(); }
 int montana_sol_socket(void) { return 0xffff; }
 int montana_so_cookie(void) { return -1; }
+int montana_malloc_arena_max(int arenas) { (void)arenas; return nosys(); }
+int montana_malloc_trim(void) { return nosys(); }
+int montana_malloc_info(uint64_t out[3]) { (void)out; return nosys(); }
 #endif

@@ -33,6 +33,11 @@ final class ManyStreamsTests: XCTestCase {
             (try? demo.curlSOCKS("\(demo.siteURL)/", user: "country-de", extra: ["--fail"], timeout: 10))?.succeeded ?? false
         }, "berlin works\n\(demo.diagnostics())")
 
+        // The exit's egress connections, watched while the destination holds every answer.
+        let exitCity = try demo.status.exit(country: "DE")
+        let watch = EgressConnectionWatch(statusURL: "http://\(exitCity.admin.host):\(exitCity.admin.port)/status")
+        watch.start()
+
         // curl runs at most 300 transfers at once (`--parallel-max`), so 4 curls of 250 each.
         let curls = 4, each = connections / curls
         let results = NIOLockedValueBox<[CurlResult]>([])
@@ -53,6 +58,7 @@ final class ManyStreamsTests: XCTestCase {
             }
         } }
         group.wait()
+        watch.stop()
         let result = results.withLockedValue { $0 }
         let took = Date().timeIntervalSince(started)
         let answers = result.flatMap { $0.stdoutText.split(separator: "\n") }
@@ -63,12 +69,63 @@ final class ManyStreamsTests: XCTestCase {
         XCTAssertEqual(complete, connections, "every connection completes: \(answers.filter { $0 != "200 \(responseBytes)" }.prefix(5))\n"
                        + "curl exits \(result.map(\.exitCode)) \(result.map { $0.stderr.suffix(300) })\n\(demo.diagnostics())")
 
+        // Past `[limits] egress_small_buffers_after` (64) open egress connections, new ones read
+        // into at most 16 KiB (the exit's memory with 1,000 open), and every one is counted out
+        // again when it closes.
+        let peak = watch.peak
+        // Sampled every 200 ms: all 1,000 are open from the last request until the first answer ends.
+        XCTAssertGreaterThanOrEqual(peak.open, connections * 9 / 10, "the exit had the egress connections open at once: \(peak)")
+        XCTAssertEqual(peak.nextMax, 16 * 1024, "with \(peak.open) open, a new connection reads into 16 KiB at most: \(peak)")
+        XCTAssertTrue(poll(timeout: 20, interval: 0.5) {
+            (EgressConnectionWatch.read(watch.statusURL)?.open ?? -1) == 0
+        }, "the exit counts every closed egress connection out: \(String(describing: EgressConnectionWatch.read(watch.statusURL)))")
+        XCTAssertEqual(EgressConnectionWatch.read(watch.statusURL)?.nextMax, 64 * 1024, "with none open, buffers may grow to 64 KiB again")
+
         // The client spread the streams over several sessions to the one exit.
         let circuits = try demo.clientStatusCircuits()
         let toBerlin = circuits.filter { ($0["exit_country"] as? String) == "DE" }
         XCTAssertGreaterThanOrEqual(toBerlin.count, 1, "\(circuits)")
         let opened = toBerlin.compactMap { $0["streams_opened"] as? Int }.reduce(0, +)
         XCTAssertGreaterThanOrEqual(opened, connections, "the sessions to berlin opened the \(connections) streams: \(toBerlin)")
+    }
+}
+
+/// Polls an exit's `/status` `egress_connections` every 200 ms and keeps the sample with the most
+/// connections open.
+final class EgressConnectionWatch: @unchecked Sendable {
+    struct Sample: Equatable { var open: Int; var nextMax: Int }
+    let statusURL: String
+    private let state = NIOLockedValueBox<(peak: Sample, running: Bool)>((Sample(open: -1, nextMax: 0), false))
+    private let done = DispatchSemaphore(value: 0)
+
+    init(statusURL: String) { self.statusURL = statusURL }
+
+    var peak: Sample { state.withLockedValue { $0.peak } }
+
+    static func read(_ url: String) -> Sample? {
+        guard let result = try? Curl.get(url), result.succeeded,
+              let doc = try? JSONSerialization.jsonObject(with: result.stdout) as? [String: Any],
+              let egress = doc["egress_connections"] as? [String: Any],
+              let open = egress["open"] as? Int, let nextMax = egress["next_buffer_max_bytes"] as? Int else { return nil }
+        return Sample(open: open, nextMax: nextMax)
+    }
+
+    func start() {
+        state.withLockedValue { $0.running = true }
+        Thread.detachNewThread { [self] in
+            defer { done.signal() }
+            while state.withLockedValue({ $0.running }) {
+                if let sample = Self.read(statusURL) {
+                    state.withLockedValue { if sample.open > $0.peak.open { $0.peak = sample } }
+                }
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+        }
+    }
+
+    func stop() {
+        state.withLockedValue { $0.running = false }
+        _ = done.wait(timeout: .now() + 10)
     }
 }
 

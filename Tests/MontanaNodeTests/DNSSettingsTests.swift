@@ -79,6 +79,18 @@ final class DNSSettingsTests: XCTestCase {
         XCTAssertEqual(limits.connectAttemptsPerOpen, 2)
     }
 
+    func test_memoryLimitKeysAreReadAndBounded() throws {
+        let defaults = try fixture.parseNode(fixture.nodeText(replacing: [])).limits
+        XCTAssertEqual(defaults.mallocArenas, 1)
+        XCTAssertEqual(defaults.egressSmallBuffersAfter, 64)
+        let text = fixture.nodeText(replacing: [("[limits]\n", "[limits]\nmalloc_arenas = 0\negress_small_buffers_after = 500\n")])
+        let limits = try fixture.parseNode(text).limits
+        XCTAssertEqual(limits.mallocArenas, 0)
+        XCTAssertEqual(limits.egressSmallBuffersAfter, 500)
+        assertError("", limits: "malloc_arenas = 65", key: "limits.malloc_arenas", contains: "out of range")
+        assertError("", limits: "egress_small_buffers_after = -1", key: "limits.egress_small_buffers_after", contains: "out of range")
+    }
+
     func test_badDNSValuesNameTheKey() {
         assertError("\n[dns]\nservers = []\n", key: "dns.servers", contains: "empty")
         assertError("\n[dns]\nservers = [\"dns.example:53\"]\n", key: "dns.servers[0]", contains: "not an IP address")

@@ -257,14 +257,14 @@ final class SessionResumptionTests: XCTestCase {
         try p.shuttle()
         XCTAssertEqual(p.initiator.crypto?.retainedBytes, 0, "the peer acknowledges")
         // A long fast path: more than 4 MiB in flight before the next ACK. The limit grows in
-        // 4 MiB steps and writers keep going, up to 32 MiB.
+        // 4 MiB steps and writers keep going, up to 20 MiB (the whole 16 MiB budget).
         let chunk = bytes(1 << 20, seed: 22)
         for _ in 0..<6 { write(p.initiator, chunk) }
         XCTAssertEqual(p.initiator.crypto?.retentionCap, 8 << 20)
         XCTAssertTrue(p.initiator.isWritable, "past 4 MiB while the peer acknowledges, writers are not paused")
         for _ in 0..<(SessionCryptoHandler.maxRetention >> 20) { write(p.initiator, chunk) }
-        XCTAssertEqual(p.initiator.crypto?.retentionCap, SessionCryptoHandler.maxRetention, "never past 32 MiB")
-        XCTAssertFalse(p.initiator.isWritable, "at 32 MiB writers pause")
+        XCTAssertEqual(p.initiator.crypto?.retentionCap, SessionCryptoHandler.maxRetention, "never past 20 MiB")
+        XCTAssertFalse(p.initiator.isWritable, "at 20 MiB writers pause")
         XCTAssertEqual(SessionCryptoHandler.retentionBudget.inUse, budgetBefore + UInt64(SessionCryptoHandler.maxRetention - SessionCryptoHandler.retentionLimit))
         XCTAssertEqual(p.initiator.crypto?.resumable, true)
         for _ in 0..<40 {

@@ -466,7 +466,8 @@ def start_montana(procs, work, binary, origin):
     path = {"key": "montana", "label": f"montana, client → front ({front_city['name']}) → exit ({exit_city['name']}), T0",
             "curl": ["--socks5-hostname", f"127.0.0.1:{socks}", "--proxy-user", user], "host": f"127.0.0.1:{origin}",
             "pids": {"client": [client.pid], "front": [front_city["pid"]], "exit": [exit_city["pid"]]},
-            "admin": admin, "demo_pid": status["pid"]}
+            "admin": admin, "demo_pid": status["pid"],
+            "exit_admin": f"{exit_city['admin']['host']}:{exit_city['admin']['port']}"}
     # Warm up: the session exists before anything is measured, and /status names its front and exit.
     r = subprocess.run(curl_base(path) + ["-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{origin}/1k.bin"],
                        capture_output=True, text=True)
@@ -493,6 +494,15 @@ def circuit_check(path, info):
     if not ok:
         raise RuntimeError(f"the client's circuits {seen} are not front {info['front']['name']} → exit {info['exit']['name']}")
     return seen
+
+
+def exit_memory(exit_admin):
+    """The exit's /status heap in use (bytes) and open egress connections, or (None, None)."""
+    try:
+        st = http_json(f"http://{exit_admin}/status", timeout=1)
+    except Exception:
+        return None, None
+    return (st.get("memory") or {}).get("heap_in_use_bytes"), (st.get("egress_connections") or {}).get("open")
 
 
 def streams_active(admin):
@@ -1023,6 +1033,11 @@ def report(args, paths, results, extra, vers):
             L.append(f"| {r['label']} | {spread(r['ok'])} | {spread(r['failed'])} | {spread(r['ms'])} | {spread(r.get('peak_streams', []))} | "
                      f"{spread(r['idle_rss'], 1)} | {spread(r['peak_rss'], 1)} | {spread(r['peak_rss_start'], 1)} "
                      f"(idle {r['start_idle_kib'] / 1024:.1f}) |")
+        heaps = {k: r for k, r in s.items() if any(v for v in r.get("peak_heap_mib", []))}
+        for key, r in heaps.items():
+            L.append("")
+            L.append(f"{r['label']}: the exit's peak heap in use (glibc, `/status` `memory`) {spread([v for v in r['peak_heap_mib'] if v], 1)} MiB, "
+                     f"with at most {spread([v for v in r['peak_egress'] if v])} egress connections open (`egress_connections`).")
         errs = {}
         for r in s.values():
             for e, n in r["errors"].items():
@@ -1248,10 +1263,18 @@ def main():
                 p = next(x for x in paths if x["key"] == key)
                 wait_idle(f"{key} {args.streams} streams")
                 exit_pid = p["pids"]["exit"][0]
-                idle = rss_kib(exit_pid)
                 start_idle = s["start_idle_kib"]
+                # An idle exit too: a node gives free heap pages back after a burst (montana within
+                # 2 s; the anchors' allocators on their own), so each run starts from its idle RSS.
+                settle = time.time() + 25
+                while rss_kib(exit_pid) > start_idle + 10 * 1024 and time.time() < settle:
+                    time.sleep(0.5)
+                idle = rss_kib(exit_pid)
+                if idle > start_idle + 10 * 1024:
+                    log(f"  {key}: the exit's RSS stayed at {idle / 1024:.1f} MiB ({start_idle / 1024:.1f} at start) after 25 s")
                 peak = [idle]
                 peak_streams = [0]
+                peak_heap = [0, 0]  # the exit's heap in use (bytes) and open egress connections
                 stop = threading.Event()
                 def sample():
                     while not stop.is_set():
@@ -1262,6 +1285,10 @@ def main():
                         n = streams_active(p["admin"])
                         if n is not None:
                             peak_streams[0] = max(peak_streams[0], n)
+                        if p.get("exit_admin"):
+                            heap, conns = exit_memory(p["exit_admin"])
+                            peak_heap[0] = max(peak_heap[0], heap or 0)
+                            peak_heap[1] = max(peak_heap[1], conns or 0)
                         stop.wait(0.1)
                 threads = [threading.Thread(target=sample, daemon=True), threading.Thread(target=sample_streams, daemon=True)]
                 for t in threads:
@@ -1281,7 +1308,30 @@ def main():
                     s["peak_streams"].append(peak_streams[0] or None)  # 0: the run ended between two snapshots
                 for e, n in errors.items():
                     s["errors"][e] = s["errors"].get(e, 0) + n
-                log(f"  {key}: {args.streams} streams: {ok} ok, {failed} failed, {wall:.0f} ms, exit RSS +{(peak[0] - idle) / 1024:.1f} MiB")
+                if p.get("exit_admin"):
+                    s.setdefault("peak_heap_mib", []).append(peak_heap[0] / 1048576 if peak_heap[0] else None)
+                    s.setdefault("peak_egress", []).append(peak_heap[1] or None)
+                heap_note = (f", exit heap in use peak {peak_heap[0] / 1048576:.1f} MiB with {peak_heap[1]} egress connections open"
+                             if peak_heap[0] else "")
+                log(f"  {key}: {args.streams} streams: {ok} ok, {failed} failed, {wall:.0f} ms, exit RSS +{(peak[0] - idle) / 1024:.1f} MiB{heap_note}")
+                if p.get("exit_admin") and os.environ.get("MONTANA_BENCH_DEBUG_MEMORY"):
+                    try:
+                        after = http_json("http://" + p["exit_admin"] + "/status", timeout=1).get("memory")
+                        log(f"    exit memory after: {after}, RSS {rss_kib(exit_pid) / 1024:.1f} MiB")
+                        time.sleep(12)
+                        after = http_json("http://" + p["exit_admin"] + "/status", timeout=1).get("memory")
+                        regions = {}
+                        cur = None
+                        for line in open(f"/proc/{exit_pid}/smaps"):
+                            parts = line.split()
+                            if "-" in parts[0] and len(parts) >= 5:
+                                cur = parts[5] if len(parts) > 5 else "[anon]"
+                            elif parts[0] == "Rss:":
+                                regions[cur] = regions.get(cur, 0) + int(parts[1])
+                        top = sorted(regions.items(), key=lambda kv: -kv[1])[:6]
+                        log(f"    12 s later: {after}, RSS {rss_kib(exit_pid) / 1024:.1f} MiB, by mapping (KiB): {top}")
+                    except Exception as e:
+                        log(f"    exit memory after: {e}")
         if streams:
             extra["streams"] = streams
         if "rtt" not in skip:

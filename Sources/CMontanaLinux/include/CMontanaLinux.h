@@ -39,4 +39,12 @@ int montana_close(int fd);
 /// SOL_SOCKET and SO_COOKIE, for getsockopt through SwiftNIO's SocketOptionProvider.
 int montana_sol_socket(void);
 int montana_so_cookie(void);
+/// glibc's malloc: caps the number of arenas (mallopt M_ARENA_MAX). 0, or -1 where unsupported.
+int montana_malloc_arena_max(int arenas);
+/// glibc's malloc_trim(0): gives free whole pages of every arena back to the system. 1 if some
+/// memory was released, 0 if none, -1 where unsupported.
+int montana_malloc_trim(void);
+/// glibc's mallinfo2: out[0] bytes in use (small + mmapped chunks), out[1] bytes the main and
+/// thread arenas hold from the system, out[2] bytes in mmapped chunks. 0, or -1 where unsupported.
+int montana_malloc_info(uint64_t out[3]);
 #endif

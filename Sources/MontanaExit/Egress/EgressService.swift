@@ -33,6 +33,8 @@ public struct EgressLimits: Sendable {
     public var dnsQueuedPerSession = 32
     /// Where egress TCP connections are bound before connecting (`[exit] egress_source`).
     public var source = EgressSource()
+    /// The receive buffers of egress TCP connections, node-wide (`[limits] egress_small_buffers_after`).
+    public var receiveBuffers = EgressReceiveBuffers()
 
     public init() {}
 }
@@ -347,13 +349,16 @@ final class EgressConnection {
     }
 
     private func connect(_ targets: [SocketAddress], loop: any EventLoop) {
-        let handler = EgressTCPHandler()
+        let handler = EgressTCPHandler(buffers: service.limits.receiveBuffers)
         handler.connection = self
         tcpHandler = handler
         let boxed = NIOLoopBound(handler, eventLoop: loop)
         HappyEyeballsConnector.connect(addresses: targets, maxAttempts: service.limits.connectAttemptsPerOpen, on: loop,
-                                       timeout: service.limits.connectAttemptTimeout, source: service.limits.source) { channel in
-            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(boxed.value) }
+                                       timeout: service.limits.connectAttemptTimeout, source: service.limits.source,
+                                       recvAllocator: service.limits.receiveBuffers.allocatorForNextConnection()) { channel in
+            // The handler joins only the attempt that won (below): with autoRead off nothing
+            // is read before it, and a losing attempt never touches the connection.
+            channel.eventLoop.makeSucceededVoidFuture()
         }.assumeIsolated().whenComplete { [self] result in
             openTimer?.cancel()
             switch result {
@@ -363,6 +368,14 @@ final class EgressConnection {
             case .success(let channel):
                 guard case .connecting = state else {
                     channel.close(promise: nil)
+                    return
+                }
+                do {
+                    try channel.pipeline.syncOperations.addHandler(boxed.value)
+                } catch {
+                    channel.close(promise: nil)
+                    tcpHandler = nil
+                    refuse(.unreachable, reason: nil)
                     return
                 }
                 opened(channel)
@@ -565,9 +578,27 @@ final class EgressTCPHandler: ChannelInboundHandler {
     var connection: EgressConnection?
     private var context: ChannelHandlerContext?
     private var paused = false
+    private let buffers: EgressReceiveBuffers
+    private var counted = false
+
+    init(buffers: EgressReceiveBuffers) {
+        self.buffers = buffers
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if !counted {
+            counted = true
+            buffers.connectionOpened()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        if counted {
+            counted = false
+            buffers.connectionClosed()
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

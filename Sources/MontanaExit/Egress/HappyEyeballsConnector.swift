@@ -11,6 +11,7 @@ public enum HappyEyeballsConnector {
 
     public static func connect(addresses: [SocketAddress], maxAttempts: Int, on loop: any EventLoop, timeout: TimeAmount,
                                source: EgressSource = EgressSource(),
+                               recvAllocator: AdaptiveRecvByteBufferAllocator = AdaptiveRecvByteBufferAllocator(),
                                initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<any Channel> {
         let ordered = Array(interleave(addresses).prefix(max(1, maxAttempts)))
         guard !ordered.isEmpty else { return loop.makeFailedFuture(ChannelError.connectTimeout(timeout)) }
@@ -27,6 +28,7 @@ public enum HappyEyeballsConnector {
                 .channelOption(.allowRemoteHalfClosure, value: true)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.autoRead, value: false)
+                .channelOption(.recvAllocator, value: recvAllocator)
                 .connectTimeout(timeout)
                 .channelInitializer(initializer)
             let future = bootstrap.connect(to: ordered[index])

@@ -1,3 +1,5 @@
+import MontanaExit
+
 /// The `[limits]` section: resource bounds a node enforces (PROTOCOL.md sections 3 and 7.4).
 public struct NodeLimits: Equatable, Sendable {
     public var circuitsPerSource: Int
@@ -33,6 +35,11 @@ public struct NodeLimits: Equatable, Sendable {
     /// Relay bulk circuits (fronts) in the kernel with splice(2) once they carried 256 KiB (Linux);
     /// false keeps every relayed circuit on the event loop.
     public var kernelSplice = true
+    /// glibc malloc arenas at most (ProcessMemory.capArenas); 0 leaves glibc's default (8 per core).
+    public var mallocArenas = 1
+    /// Exits: once this many egress TCP connections are open, new ones read into buffers of at
+    /// most 16 KiB instead of 64 KiB (EgressReceiveBuffers); 0 always uses the small buffers.
+    public var egressSmallBuffersAfter = EgressReceiveBuffers.defaultThreshold
 
     public init(circuitsPerSource: Int = 64, circuitsTotal: Int = 4096, handshakesPerSecond: Int = 200,
                 streamsPerSession: Int = 256, egressOpenTimeoutSeconds: Int = 30, egressIdleTimeoutSeconds: Int = 240) {
@@ -54,7 +61,7 @@ public struct NodeLimits: Equatable, Sendable {
     static let accountingKeys = ["accounting_idle_days", "accounting_max_rows"]
 
     /// Memory bounds for sessions.
-    static let memoryKeys = ["window_budget_mib"]
+    static let memoryKeys = ["window_budget_mib", "malloc_arenas", "egress_small_buffers_after"]
 
     /// Session resumption at an exit.
     static let resumeKeys = ["resume_hold_seconds", "resume_detached_max", "resume_budget_mib"]
@@ -85,6 +92,9 @@ public struct NodeLimits: Equatable, Sendable {
         if let v = try s.int("accounting_max_rows", in: 1...10_000_000) { limits.accountingMaxRows = v }
         // 0 turns growth off (every window stays at 256 KiB); 64 GiB is more than any node has.
         if let v = try s.int("window_budget_mib", in: 0...65_536) { limits.windowBudgetMiB = v }
+        // glibc itself allows up to 8 per core; 64 covers any machine a node runs on.
+        if let v = try s.int("malloc_arenas", in: 0...64) { limits.mallocArenas = v }
+        if let v = try s.int("egress_small_buffers_after", in: 0...1_000_000) { limits.egressSmallBuffersAfter = v }
         // An hour is far beyond any carrier change; a held session keeps its streams' buffers.
         if let v = try s.int("resume_hold_seconds", in: 0...3_600) { limits.resumeHoldSeconds = v }
         if let v = try s.int("resume_detached_max", in: 1...1_000_000) { limits.resumeDetachedMax = v }

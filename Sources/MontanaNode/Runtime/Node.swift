@@ -44,6 +44,12 @@ public final class Node: Sendable {
     private let state = RunningNodeState()
     /// Relays bulk circuits with splice(2) (`[limits] kernel_splice`, Linux); nil: all in userspace.
     let splicer: KernelSplicer?
+    /// What `[limits] malloc_arenas` did at start (status `memory.malloc_arenas`).
+    let arenaCap: ProcessMemory.ArenaCap
+    /// Gives free heap pages back after bursts (status `memory.trims`).
+    let heapTrimmer = HeapTrimmer()
+    /// The exit's egress receive buffers (status `egress_connections`); nil on a front.
+    let egressBuffers: EgressReceiveBuffers?
 
     public init(configuration: NodeConfiguration, logger: Logger, metrics: MontanaMetrics = .shared) {
         self.configuration = configuration
@@ -51,6 +57,8 @@ public final class Node: Sendable {
         obfs4 = configuration.obfs4.map { Obfs4Carrier(settings: $0, logger: logger) }
         webSocket = configuration.webSocket.map { WebSocketListener(settings: $0, logger: logger) }
         t1 = configuration.tls.map { T1Listener(settings: $0, logger: logger) }
+        // Before the event loops exist: arenas are made as threads first contend.
+        arenaCap = ProcessMemory.capArenas(configuration.limits.mallocArenas)
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         observer = NodeObserver(metrics: metrics)
         splicer = configuration.limits.kernelSplice ? KernelSplicer.make() : nil
@@ -66,6 +74,8 @@ public final class Node: Sendable {
             limits.idleTimeout = .seconds(Int64(configuration.limits.egressIdleTimeoutSeconds))
             limits.connectAttemptsPerOpen = configuration.limits.connectAttemptsPerOpen
             limits.source = settings.egressSource
+            limits.receiveBuffers = EgressReceiveBuffers(threshold: configuration.limits.egressSmallBuffersAfter)
+            egressBuffers = limits.receiveBuffers
             let resolver = StubResolver(configuration: configuration.dns.resolverConfiguration())
             let budget = AccountBudget(sessionsPerAccount: configuration.limits.sessionsPerAccount,
                                        streamsPerAccount: configuration.limits.streamsPerAccount)
@@ -82,6 +92,7 @@ public final class Node: Sendable {
             selfAddresses = nil
             memberSelfAddresses = nil
             exit = nil
+            egressBuffers = nil
         }
         // An exit holds sessions whose carrier broke until the client resumes them (PROTOCOL.md 5.3).
         var resumeLimits = ResumableSessions.Limits()
@@ -279,6 +290,14 @@ public final class Node: Sendable {
             "peers": configuration.peers.count,
         ]
         if let splicer { status["kernel_spliced_circuits"] = splicer.activePairs }
+        var memory = Self.memoryStatus(arenaCap: arenaCap)
+        memory["trims"] = heapTrimmer.trims
+        status["memory"] = memory
+        if let egressBuffers {
+            status["egress_connections"] = ["open": egressBuffers.openConnections,
+                                            "small_buffers_after": egressBuffers.threshold,
+                                            "next_buffer_max_bytes": egressBuffers.maximumForNextConnection] as [String: any Sendable]
+        }
         var carriers: [String: any Sendable] = ["t0": ["connections": t0Accepted.withLockedValue { $0 }] as [String: any Sendable]]
         if let obfs4 { carriers["t3"] = obfs4.status() }
         if let webSocket { carriers["t2"] = webSocket.status() }
@@ -306,6 +325,23 @@ public final class Node: Sendable {
                                 "streams": totals.streams, "refusals": totals.refusals] as [String: any Sendable]
         }
         return status
+    }
+
+    /// The process's heap (glibc mallinfo2) and how its arenas were capped.
+    static func memoryStatus(arenaCap: ProcessMemory.ArenaCap) -> [String: any Sendable] {
+        var memory: [String: any Sendable] = [:]
+        switch arenaCap {
+        case .applied(let n): memory["malloc_arenas"] = "\(n)"
+        case .environment: memory["malloc_arenas"] = "environment"
+        case .unsupported, .off: memory["malloc_arenas"] = "default"
+        }
+        if let heap = ProcessMemory.heap() {
+            memory["heap_in_use_bytes"] = Int(clamping: heap.inUseBytes)
+            memory["heap_arena_bytes"] = Int(clamping: heap.arenaBytes)
+            memory["heap_mmapped_bytes"] = Int(clamping: heap.mmappedBytes)
+            memory["heap_free_in_arenas_bytes"] = Int(clamping: heap.freeInArenasBytes)
+        }
+        return memory
     }
 
     /// Writes the per-account deltas gathered since the last flush.
@@ -339,6 +375,7 @@ public final class Node: Sendable {
         memberSelfAddresses?.stop()
         flushAccounting()
         splicer?.shutdown()
+        heapTrimmer.stop()
         try? await group.shutdownGracefully()
         logger.info("node stopped")
     }

@@ -33,13 +33,14 @@ public final class SessionCryptoHandler: ChannelDuplexHandler {
     public static let retentionHardLimit = 8 * 1024 * 1024
     /// On a long, fast path 4 MiB per round trip caps a session (80 MB/s at 50 ms): a session that
     /// reaches its limit while its peer is still acknowledging grows it by `retentionStep` up to
-    /// `maxRetention` (32 MiB), drawing from `retentionBudget` (process-wide, 32 MiB: one long fast
-    /// transfer at full speed, or several sharing it; an exit serving a thousand streams keeps its
-    /// memory), and gives the growth back once everything it sent is acknowledged. The hard limit
-    /// moves with it (limit + 4 MiB).
-    public static let maxRetention = 32 * 1024 * 1024
+    /// `maxRetention` (20 MiB: 400 MB/s at 50 ms), drawing from `retentionBudget` (process-wide,
+    /// 16 MiB: one long fast transfer at full speed, or several sharing it; an exit serving a
+    /// thousand streams over a few sessions keeps its memory — with 32 MiB its peak heap with 1,000
+    /// streams was up to 74 MiB, docs/BENCHMARKS.md), and gives the growth back once everything it
+    /// sent is acknowledged. The hard limit moves with it (limit + 4 MiB).
+    public static let maxRetention = 20 * 1024 * 1024
     public static let retentionStep = 4 * 1024 * 1024
-    public static let retentionBudget = SharedBudget(capacity: 32 * 1024 * 1024)
+    public static let retentionBudget = SharedBudget(capacity: 16 * 1024 * 1024)
     /// DATA written while the copy is at `retentionLimit` waits here, unsealed, until ACKs make
     /// room: writers already see the session unwritable, so what arrives is the burst of writers
     /// that read before they saw it (an exit reading 256 egress sockets in one turn: 256 × 64 KiB =
