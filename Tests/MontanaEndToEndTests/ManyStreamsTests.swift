@@ -25,18 +25,21 @@ final class ManyStreamsTests: XCTestCase {
     func test_aThousandConcurrentConnectionsThroughOneExitAllSucceed() throws {
         let demo = try DemoHarness.start()
         self.demo = demo
-        let gate = try GateServer.start(releaseAt: connections, bodyBytes: responseBytes, deadline: 90)
+        // The exit's egress connections, read when the destination holds all 1,000 requests
+        // (before it answers any): every one of them is open at the exit then.
+        let exitCity = try demo.status.exit(country: "DE")
+        let exitStatus = "http://\(exitCity.admin.host):\(exitCity.admin.port)/status"
+        let atFull = NIOLockedValueBox<EgressConnections?>(nil)
+        let gate = try GateServer.start(releaseAt: connections, bodyBytes: responseBytes, deadline: 90) {
+            let sample = EgressConnections.read(exitStatus)
+            atFull.withLockedValue { $0 = sample }
+        }
         self.gate = gate
 
         // The exit's session first (its handshake is not what is measured).
         XCTAssertTrue(poll(timeout: 60, interval: 1) {
             (try? demo.curlSOCKS("\(demo.siteURL)/", user: "country-de", extra: ["--fail"], timeout: 10))?.succeeded ?? false
         }, "berlin works\n\(demo.diagnostics())")
-
-        // The exit's egress connections, watched while the destination holds every answer.
-        let exitCity = try demo.status.exit(country: "DE")
-        let watch = EgressConnectionWatch(statusURL: "http://\(exitCity.admin.host):\(exitCity.admin.port)/status")
-        watch.start()
 
         // curl runs at most 300 transfers at once (`--parallel-max`), so 4 curls of 250 each.
         let curls = 4, each = connections / curls
@@ -58,7 +61,6 @@ final class ManyStreamsTests: XCTestCase {
             }
         } }
         group.wait()
-        watch.stop()
         let result = results.withLockedValue { $0 }
         let took = Date().timeIntervalSince(started)
         let answers = result.flatMap { $0.stdoutText.split(separator: "\n") }
@@ -70,16 +72,15 @@ final class ManyStreamsTests: XCTestCase {
                        + "curl exits \(result.map(\.exitCode)) \(result.map { $0.stderr.suffix(300) })\n\(demo.diagnostics())")
 
         // Past `[limits] egress_small_buffers_after` (64) open egress connections, new ones read
-        // into at most 16 KiB (the exit's memory with 1,000 open), and every one is counted out
+        // into at most 8 KiB (the exit's memory with 1,000 open), and every one is counted out
         // again when it closes.
-        let peak = watch.peak
-        // Sampled every 200 ms: all 1,000 are open from the last request until the first answer ends.
-        XCTAssertGreaterThanOrEqual(peak.open, connections * 9 / 10, "the exit had the egress connections open at once: \(peak)")
-        XCTAssertEqual(peak.nextMax, 16 * 1024, "with \(peak.open) open, a new connection reads into 16 KiB at most: \(peak)")
+        let full = try XCTUnwrap(atFull.withLockedValue { $0 }, "the exit's /status answered while the destination held every request")
+        XCTAssertGreaterThanOrEqual(full.open, connections, "the exit had every egress connection open at once: \(full)")
+        XCTAssertEqual(full.nextMax, 8 * 1024, "with \(full.open) open, a new connection reads into 8 KiB at most: \(full)")
         XCTAssertTrue(poll(timeout: 20, interval: 0.5) {
-            (EgressConnectionWatch.read(watch.statusURL)?.open ?? -1) == 0
-        }, "the exit counts every closed egress connection out: \(String(describing: EgressConnectionWatch.read(watch.statusURL)))")
-        XCTAssertEqual(EgressConnectionWatch.read(watch.statusURL)?.nextMax, 64 * 1024, "with none open, buffers may grow to 64 KiB again")
+            (EgressConnections.read(exitStatus)?.open ?? -1) == 0
+        }, "the exit counts every closed egress connection out: \(String(describing: EgressConnections.read(exitStatus)))")
+        XCTAssertEqual(EgressConnections.read(exitStatus)?.nextMax, 64 * 1024, "with none open, buffers may grow to 64 KiB again")
 
         // The client spread the streams over several sessions to the one exit.
         let circuits = try demo.clientStatusCircuits()
@@ -90,47 +91,23 @@ final class ManyStreamsTests: XCTestCase {
     }
 }
 
-/// Polls an exit's `/status` `egress_connections` every 200 ms and keeps the sample with the most
-/// connections open.
-final class EgressConnectionWatch: @unchecked Sendable {
-    struct Sample: Equatable { var open: Int; var nextMax: Int }
-    let statusURL: String
-    private let state = NIOLockedValueBox<(peak: Sample, running: Bool)>((Sample(open: -1, nextMax: 0), false))
-    private let done = DispatchSemaphore(value: 0)
+/// An exit's `/status` `egress_connections`: open now, and the largest buffer a new one reads into.
+struct EgressConnections: Equatable {
+    var open: Int
+    var nextMax: Int
 
-    init(statusURL: String) { self.statusURL = statusURL }
-
-    var peak: Sample { state.withLockedValue { $0.peak } }
-
-    static func read(_ url: String) -> Sample? {
+    static func read(_ url: String) -> EgressConnections? {
         guard let result = try? Curl.get(url), result.succeeded,
               let doc = try? JSONSerialization.jsonObject(with: result.stdout) as? [String: Any],
               let egress = doc["egress_connections"] as? [String: Any],
               let open = egress["open"] as? Int, let nextMax = egress["next_buffer_max_bytes"] as? Int else { return nil }
-        return Sample(open: open, nextMax: nextMax)
-    }
-
-    func start() {
-        state.withLockedValue { $0.running = true }
-        Thread.detachNewThread { [self] in
-            defer { done.signal() }
-            while state.withLockedValue({ $0.running }) {
-                if let sample = Self.read(statusURL) {
-                    state.withLockedValue { if sample.open > $0.peak.open { $0.peak = sample } }
-                }
-                Thread.sleep(forTimeInterval: 0.2)
-            }
-        }
-    }
-
-    func stop() {
-        state.withLockedValue { $0.running = false }
-        _ = done.wait(timeout: .now() + 10)
+        return EgressConnections(open: open, nextMax: nextMax)
     }
 }
 
 /// An HTTP/1.1 server that reads each request and holds every answer until `releaseAt` requests
-/// wait at once (or `deadline` seconds pass), then answers each with `bodyBytes` bytes.
+/// wait at once (or `deadline` seconds pass), then calls `beforeRelease` (once) and answers each
+/// with `bodyBytes` bytes.
 final class GateServer: @unchecked Sendable {
     let port: Int
     private let group: MultiThreadedEventLoopGroup
@@ -140,12 +117,14 @@ final class GateServer: @unchecked Sendable {
     struct State {
         var held: [any Channel] = []
         var released = false
+        var releasing = false
         var peak = 0
     }
 
     var peakWaiting: Int { state.withLockedValue { $0.peak } }
 
-    static func start(releaseAt: Int, bodyBytes: Int, deadline: TimeInterval) throws -> GateServer {
+    static func start(releaseAt: Int, bodyBytes: Int, deadline: TimeInterval,
+                      beforeRelease: (@Sendable () -> Void)? = nil) throws -> GateServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let state = NIOLockedValueBox(State())
         let body = [UInt8](repeating: 0x61, count: bodyBytes)
@@ -159,6 +138,11 @@ final class GateServer: @unchecked Sendable {
             }
         }
         @Sendable func releaseAll() {
+            let first = state.withLockedValue { s -> Bool in
+                defer { s.releasing = true }
+                return !s.releasing
+            }
+            if first { beforeRelease?() }
             let held = state.withLockedValue { s -> [any Channel] in
                 s.released = true
                 defer { s.held = [] }

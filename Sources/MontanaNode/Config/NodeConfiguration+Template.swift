@@ -48,7 +48,7 @@ extension NodeConfiguration {
         # accounting_max_rows = 100000
         # window_budget_mib = 256                 # node-wide memory for grown stream windows
         # malloc_arenas = 1                       # glibc heap arenas (0 = glibc's default)
-        # egress_small_buffers_after = 64         # exits: past this many open egress connections, 16 KiB reads
+        # egress_small_buffers_after = 64         # exits: past this many open egress connections, 8 KiB reads
         # resume_hold_seconds = 60                # exits: hold a session whose carrier broke (0 = off)
         # resume_detached_max = 1024              # exits: sessions held without a carrier at once
         # resume_budget_mib = 256                 # exits: their unacknowledged data together

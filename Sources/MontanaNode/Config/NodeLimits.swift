@@ -38,7 +38,7 @@ public struct NodeLimits: Equatable, Sendable {
     /// glibc malloc arenas at most (ProcessMemory.capArenas); 0 leaves glibc's default (8 per core).
     public var mallocArenas = 1
     /// Exits: once this many egress TCP connections are open, new ones read into buffers of at
-    /// most 16 KiB instead of 64 KiB (EgressReceiveBuffers); 0 always uses the small buffers.
+    /// most 8 KiB instead of 64 KiB (EgressReceiveBuffers); 0 always uses the small buffers.
     public var egressSmallBuffersAfter = EgressReceiveBuffers.defaultThreshold
 
     public init(circuitsPerSource: Int = 64, circuitsTotal: Int = 4096, handshakesPerSecond: Int = 200,
