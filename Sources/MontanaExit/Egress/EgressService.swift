@@ -349,13 +349,14 @@ final class EgressConnection {
     }
 
     private func connect(_ targets: [SocketAddress], loop: any EventLoop) {
+        let allocator = service.limits.receiveBuffers.allocatorForNextConnection()
         let handler = EgressTCPHandler(buffers: service.limits.receiveBuffers)
         handler.connection = self
         tcpHandler = handler
         let boxed = NIOLoopBound(handler, eventLoop: loop)
         HappyEyeballsConnector.connect(addresses: targets, maxAttempts: service.limits.connectAttemptsPerOpen, on: loop,
                                        timeout: service.limits.connectAttemptTimeout, source: service.limits.source,
-                                       recvAllocator: service.limits.receiveBuffers.allocatorForNextConnection()) { channel in
+                                       recvAllocator: allocator) { channel in
             // The handler joins only the attempt that won (below): with autoRead off nothing
             // is read before it, and a losing attempt never touches the connection.
             channel.eventLoop.makeSucceededVoidFuture()
@@ -579,26 +580,18 @@ final class EgressTCPHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var paused = false
     private let buffers: EgressReceiveBuffers
-    private var counted = false
 
+    /// Counted from the start of the connect (so a burst of opens sees itself, not only the
+    /// connections that already completed) until the handler goes with its connection.
     init(buffers: EgressReceiveBuffers) {
         self.buffers = buffers
+        buffers.connectionOpened()
     }
+
+    deinit { buffers.connectionClosed() }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if !counted {
-            counted = true
-            buffers.connectionOpened()
-        }
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-        if counted {
-            counted = false
-            buffers.connectionClosed()
-        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

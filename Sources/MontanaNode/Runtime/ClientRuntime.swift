@@ -131,6 +131,8 @@ public final class ClientRuntime: @unchecked Sendable {
                 cache?.save(sourceGroup: manager.reachability.sourceGroup, manager.reachability.all)
                 manager.exchangeReachability(on: session.mux).whenFailure { error in
                     logger.debug("reachability exchange failed", metadata: ["error": "\(error)"])
+                    // Not another minute: the next read after `reportRetry` tries again.
+                    lastReport.withLockedValue { $0 = now - ClientRuntime.reportInterval + ClientRuntime.reportRetry }
                 }
             }
             d.onUpdate = { members in
@@ -275,6 +277,9 @@ public final class ClientRuntime: @unchecked Sendable {
 
     /// How often the client submits its reachability reports and fetches the map.
     static let reportInterval = TimeAmount.seconds(60)
+    /// After a failed exchange (the directory session broke under it, a front that timed out),
+    /// the next directory read at least this much later tries again.
+    static let reportRetry = TimeAmount.seconds(10)
 
     /// Feeler probes at `probe_interval_seconds` on average, each delay drawn from ±50 % so
     /// clients do not probe in step.

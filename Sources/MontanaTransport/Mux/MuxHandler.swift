@@ -215,7 +215,11 @@ public final class MuxHandler: ChannelDuplexHandler {
             if let stream = streams.removeValue(forKey: id.rawValue) { stream.end(.reset) }
         case .writable(let id):
             guard let stream = streams[id.rawValue] else { return }
-            if drainOverflow(stream) { stream.onWritable?() }
+            // Only when the session can take it too: while its channel is unwritable (the kept
+            // copy is full, the carrier's buffer is full) a writer woken here would read its
+            // source into frames that can only wait in memory. channelWritabilityChanged wakes
+            // every writable stream once the channel is writable again.
+            if drainOverflow(stream), isWritable(stream) { stream.onWritable?() }
         case .goAway:
             break
         case .pingRTT:
