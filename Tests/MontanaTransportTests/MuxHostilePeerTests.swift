@@ -137,9 +137,14 @@ final class MuxHostilePeerTests: XCTestCase {
         var ended: MuxStreamEnd?
         stream.onEnd = { ended = $0 }
         try pair.pump()
+        let overflowResets = MuxStreamReset.total(.overflow)
+        let peerResets = MuxStreamReset.total(.peer)
         for _ in 0..<64 { stream.write(ByteBuffer(repeating: 3, count: 64 * 1024)) }  // 4 MiB, never pausing
         XCTAssertEqual(ended, .reset)
         XCTAssertLessThanOrEqual(pair.clientMux.heldOutboundBytes, 256 * 1024 + MuxStream.maxOverflowBytes)
+        XCTAssertEqual(MuxStreamReset.total(.overflow), overflowResets + 1, "the reset is counted with its reason")
+        try pair.pump()
+        XCTAssertGreaterThanOrEqual(MuxStreamReset.total(.peer), peerResets + 1, "and the other side counts a reset by its peer")
     }
 
     func test_sessionSilentFor95SecondsIsClosedAndOneThatSpeaksIsNot() throws {

@@ -1,6 +1,35 @@
 import Foundation
+import Metrics
 import MontanaSession
+import NIOConcurrencyHelpers
 import NIOCore
+
+/// Why a stream was reset, counted per process (metric `montana_mux_stream_resets_total{reason}`):
+/// an app connection that ends early says here which side gave up on it and why.
+public enum MuxStreamReset: String, Sendable, CaseIterable {
+    /// A writer pushed its stream's overflow past `MuxStream.maxOverflowBytes` (1 MiB).
+    case overflow
+    /// An inbound stream beyond the node's control-stream budget.
+    case streamBudget = "stream_budget"
+    /// The other side offered, or answered, a protocol this side does not serve.
+    case protocolRefused = "protocol_refused"
+    /// The protocol negotiation on the stream was malformed.
+    case negotiationFailed = "negotiation_failed"
+    /// The service using the stream reset it (an egress refusal, an idle timeout, a closed app).
+    case application
+    /// The peer reset it.
+    case peer
+
+    private static let counts = NIOLockedValueBox([String: Int]())
+
+    func count() {
+        Self.counts.withLockedValue { $0[rawValue, default: 0] += 1 }
+        Counter(label: "montana_mux_stream_resets_total", dimensions: [("reason", rawValue)]).increment()
+    }
+
+    /// Resets counted in this process for `reason` (status and tests).
+    public static func total(_ reason: MuxStreamReset) -> Int { counts.withLockedValue { $0[reason.rawValue] ?? 0 } }
+}
 
 /// A service that serves one protocol on inbound streams.
 public protocol StreamService {
@@ -201,7 +230,7 @@ public final class MuxHandler: ChannelDuplexHandler {
             streams[id.rawValue] = stream
             if let streamBudget {
                 guard streamBudget.reserve(1) else {
-                    reset(stream)
+                    reset(stream, reason: .streamBudget)
                     return
                 }
                 stream.onFinished = { streamBudget.release(1) }
@@ -212,7 +241,10 @@ public final class MuxHandler: ChannelDuplexHandler {
         case .remoteClosed(let id):
             streams[id.rawValue]?.end(.remoteFinished)
         case .reset(let id):
-            if let stream = streams.removeValue(forKey: id.rawValue) { stream.end(.reset) }
+            if let stream = streams.removeValue(forKey: id.rawValue) {
+                MuxStreamReset.peer.count()
+                stream.end(.reset)
+            }
         case .writable(let id):
             guard let stream = streams[id.rawValue] else { return }
             // Only when the session can take it too: while its channel is unwritable (the kept
@@ -249,12 +281,12 @@ public final class MuxHandler: ChannelDuplexHandler {
                 case .rejected:
                     consumed(size, on: stream)
                     flushOutbound()
-                    reset(stream)
+                    reset(stream, reason: .protocolRefused)
                 default:
                     consumed(size, on: stream)
                 }
             } catch {
-                reset(stream)
+                reset(stream, reason: .negotiationFailed)
             }
             return
         }
@@ -275,14 +307,14 @@ public final class MuxHandler: ChannelDuplexHandler {
                     consumed(size, on: stream)
                     stream.onNegotiated?(false)
                     stream.onNegotiated = nil
-                    reset(stream)
+                    reset(stream, reason: .protocolRefused)
                 default:
                     consumed(size, on: stream)
                 }
             } catch {
                 stream.onNegotiated?(false)
                 stream.onNegotiated = nil
-                reset(stream)
+                reset(stream, reason: .negotiationFailed)
             }
         }
     }
@@ -329,7 +361,7 @@ public final class MuxHandler: ChannelDuplexHandler {
 
     private func keepInOverflow(_ buffer: ByteBuffer, on stream: MuxStream) -> Bool {
         guard stream.overflowBytes + buffer.readableBytes <= MuxStream.maxOverflowBytes else {
-            reset(stream)
+            reset(stream, reason: .overflow)
             return false
         }
         stream.overflow.append(buffer)
@@ -362,7 +394,8 @@ public final class MuxHandler: ChannelDuplexHandler {
         removeIfDone(stream)
     }
 
-    func reset(_ stream: MuxStream) {
+    func reset(_ stream: MuxStream, reason: MuxStreamReset = .application) {
+        reason.count()
         yamux.reset(YamuxStreamID(rawValue: stream.id))
         streams[stream.id] = nil
         flushOutbound()

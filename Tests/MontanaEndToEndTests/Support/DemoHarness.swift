@@ -124,6 +124,10 @@ final class DemoHarness: @unchecked Sendable {
         for city in status.cities {
             let log = (try? String(contentsOfFile: city.log, encoding: .utf8)) ?? "(no log)"
             parts.append("--- \(city.name) log ---\n\(log.suffix(count))")
+            // Which side reset streams and why (an app connection that ended early).
+            if let metrics = try? PrometheusText.scrape(city) {
+                parts.append("--- \(city.name) stream resets ---\n\(metrics.lines("montana_mux_stream_resets_total"))")
+            }
         }
         return parts.joined(separator: "\n")
     }
