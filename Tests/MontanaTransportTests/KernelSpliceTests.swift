@@ -114,7 +114,7 @@ final class KernelSpliceTests: XCTestCase {
     private func makeSplicer(maxPairs: Int = KernelSplicer.maxPairs) throws -> KernelSplicer {
         guard let splicer = KernelSplicer.make(maxPairs: maxPairs) else {
             print("KernelSpliceTests: SKIPPED LOUDLY — splice(2)/epoll not available on this system")
-            throw XCTSkip("kernel relay not available")
+            throw XCTSkip("!!! kernel relay not available: splice(2)/epoll missing on this system")
         }
         return splicer
     }

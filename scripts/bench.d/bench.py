@@ -1314,24 +1314,6 @@ def main():
                 heap_note = (f", exit heap in use peak {peak_heap[0] / 1048576:.1f} MiB with {peak_heap[1]} egress connections open"
                              if peak_heap[0] else "")
                 log(f"  {key}: {args.streams} streams: {ok} ok, {failed} failed, {wall:.0f} ms, exit RSS +{(peak[0] - idle) / 1024:.1f} MiB{heap_note}")
-                if p.get("exit_admin") and os.environ.get("MONTANA_BENCH_DEBUG_MEMORY"):
-                    try:
-                        after = http_json("http://" + p["exit_admin"] + "/status", timeout=1).get("memory")
-                        log(f"    exit memory after: {after}, RSS {rss_kib(exit_pid) / 1024:.1f} MiB")
-                        time.sleep(12)
-                        after = http_json("http://" + p["exit_admin"] + "/status", timeout=1).get("memory")
-                        regions = {}
-                        cur = None
-                        for line in open(f"/proc/{exit_pid}/smaps"):
-                            parts = line.split()
-                            if "-" in parts[0] and len(parts) >= 5:
-                                cur = parts[5] if len(parts) > 5 else "[anon]"
-                            elif parts[0] == "Rss:":
-                                regions[cur] = regions.get(cur, 0) + int(parts[1])
-                        top = sorted(regions.items(), key=lambda kv: -kv[1])[:6]
-                        log(f"    12 s later: {after}, RSS {rss_kib(exit_pid) / 1024:.1f} MiB, by mapping (KiB): {top}")
-                    except Exception as e:
-                        log(f"    exit memory after: {e}")
         if streams:
             extra["streams"] = streams
         if "rtt" not in skip:

@@ -290,9 +290,7 @@ public final class Node: Sendable {
             "peers": configuration.peers.count,
         ]
         if let splicer { status["kernel_spliced_circuits"] = splicer.activePairs }
-        var memory = Self.memoryStatus(arenaCap: arenaCap)
-        memory["trims"] = heapTrimmer.trims
-        status["memory"] = memory
+        status["memory"] = Self.memoryStatus(arenaCap: arenaCap, trims: heapTrimmer.trims)
         if let egressBuffers {
             status["egress_connections"] = ["open": egressBuffers.openConnections,
                                             "small_buffers_after": egressBuffers.threshold,
@@ -328,8 +326,8 @@ public final class Node: Sendable {
     }
 
     /// The process's heap (glibc mallinfo2) and how its arenas were capped.
-    static func memoryStatus(arenaCap: ProcessMemory.ArenaCap) -> [String: any Sendable] {
-        var memory: [String: any Sendable] = [:]
+    static func memoryStatus(arenaCap: ProcessMemory.ArenaCap, trims: Int) -> [String: any Sendable] {
+        var memory: [String: any Sendable] = ["trims": trims]
         switch arenaCap {
         case .applied(let n): memory["malloc_arenas"] = "\(n)"
         case .environment: memory["malloc_arenas"] = "environment"

@@ -1,5 +1,6 @@
 import CMontanaLinux
 import Foundation
+import NIOConcurrencyHelpers
 
 /// The process's heap, as glibc's malloc sees it, and the one tuning a node applies to it.
 ///
@@ -73,29 +74,22 @@ public final class HeapTrimmer: @unchecked Sendable {
     public static let defaultInterval: TimeInterval = 2
 
     private let timer: any DispatchSourceTimer
-    private let trimsBox = LockedCounter()
+    private let trimCount = NIOLockedValueBox(0)
 
     public init(interval: TimeInterval = HeapTrimmer.defaultInterval, threshold: UInt64 = HeapTrimmer.defaultThreshold) {
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
-        let trims = trimsBox
+        let trims = trimCount
         timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .seconds(1))
         timer.setEventHandler {
-            if ProcessMemory.trim(ifFreeExceeds: threshold) { trims.increment() }
+            if ProcessMemory.trim(ifFreeExceeds: threshold) { trims.withLockedValue { $0 += 1 } }
         }
         timer.resume()
     }
 
     /// Trims done so far (`/status` `memory.trims`).
-    public var trims: Int { trimsBox.value }
+    public var trims: Int { trimCount.withLockedValue { $0 } }
 
     public func stop() { timer.cancel() }
 
     deinit { timer.cancel() }
-}
-
-private final class LockedCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    func increment() { lock.lock(); count += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }
